@@ -1,0 +1,264 @@
+//! `servicedb migrate apply|info|validate|baseline|repair`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{ConnectionArgs, MigrateAction, MigrateArgs, fail, table};
+use crate::migrate::engine::{Engine, MigrateError, Progress, Settings};
+use crate::migrate::history::HistoryTable;
+use crate::migrate::placeholders::Placeholders;
+use crate::migrate::plan::{Entry, Options};
+use crate::migrate::source::MigrationFile;
+use crate::migrate::version::Version;
+use crate::pg::ConnectOptions;
+
+pub async fn run(action: MigrateAction) -> ExitCode {
+    let result = match action {
+        MigrateAction::Apply(args) => apply(args).await,
+        MigrateAction::Info(args) => info(args).await,
+        MigrateAction::Validate(args) => validate(args).await,
+        MigrateAction::Repair(args) => repair(args).await,
+        MigrateAction::Baseline(args) => baseline(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn history_table(c: &ConnectionArgs) -> HistoryTable {
+    HistoryTable {
+        schema: c.schema.clone(),
+        table: c.table.clone(),
+    }
+}
+
+async fn open(args: &MigrateArgs) -> Result<Engine, MigrateError> {
+    let target = args
+        .target
+        .as_deref()
+        .map(Version::parse)
+        .transpose()
+        .map_err(|e| MigrateError::Refused(format!("--target: {e}")))?;
+    let mut placeholders = Placeholders::new(&args.placeholders)?;
+    placeholders.enabled = !args.no_placeholder_replacement;
+    let settings = Settings {
+        dirs: args.dirs.clone(),
+        history: history_table(&args.connection),
+        options: Options {
+            target,
+            out_of_order: args.out_of_order,
+        },
+        placeholders,
+    };
+    let connect = ConnectOptions::from_url_or_env(args.connection.database_url.as_deref())?;
+    let engine = Engine::open(&connect, settings).await?;
+    for w in engine.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(engine)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+async fn apply(args: MigrateArgs) -> Result<(), MigrateError> {
+    let mut engine = open(&args).await?;
+    let mut progress = CliProgress::new(args.json);
+    let report = engine.apply(&mut progress).await?;
+    if args.json {
+        print_json(&report);
+        return Ok(());
+    }
+    let at = report.current.as_deref().unwrap_or("<none>");
+    match report.applied.len() {
+        0 => println!("Schema is up to date at version {at}: nothing to apply"),
+        n => println!(
+            "Applied {n} migration{}; schema now at version {at}",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+    Ok(())
+}
+
+async fn info(args: MigrateArgs) -> Result<(), MigrateError> {
+    let engine = open(&args).await?;
+    let plan = engine.info();
+    if args.json {
+        print_json(&serde_json::json!({
+            "current": plan.current.as_ref().map(Version::to_string),
+            "migrations": plan.entries,
+            "problems": plan.problems,
+        }));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = plan.entries.iter().map(info_row).collect();
+    println!(
+        "Schema version: {}",
+        plan.current
+            .as_ref()
+            .map_or("<< Empty Schema >>".to_string(), Version::to_string)
+    );
+    println!(
+        "{}",
+        table::render(
+            &[
+                "Category",
+                "Version",
+                "Description",
+                "Type",
+                "Installed On",
+                "State"
+            ],
+            &rows
+        )
+    );
+    for p in &plan.problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(())
+}
+
+fn info_row(e: &Entry) -> Vec<String> {
+    let category = match (e.kind.as_str(), &e.version) {
+        ("SCHEMA", _) => "Schema",
+        ("BASELINE", _) => "Baseline",
+        (_, Some(_)) => "Versioned",
+        (_, None) => "Repeatable",
+    };
+    vec![
+        category.to_string(),
+        e.version.clone().unwrap_or_default(),
+        e.description.clone(),
+        e.kind.clone(),
+        e.installed_on.clone().unwrap_or_default(),
+        e.state.as_str().to_string(),
+    ]
+}
+
+async fn validate(args: MigrateArgs) -> Result<(), MigrateError> {
+    let engine = open(&args).await?;
+    let plan = engine.info();
+    if args.json {
+        print_json(
+            &serde_json::json!({ "valid": plan.problems.is_empty(), "problems": plan.problems }),
+        );
+    }
+    let plan = engine.validate()?;
+    if !args.json {
+        println!(
+            "Validated {} migration{}: no problems ({} pending)",
+            engine.files().len(),
+            if engine.files().len() == 1 { "" } else { "s" },
+            plan.pending.len()
+        );
+    }
+    Ok(())
+}
+
+async fn repair(args: MigrateArgs) -> Result<(), MigrateError> {
+    let mut engine = open(&args).await?;
+    let report = engine.repair().await?;
+    if args.json {
+        print_json(&report);
+        return Ok(());
+    }
+    for s in &report.removed_failed {
+        println!("Removed failed row of {s}");
+    }
+    for s in &report.realigned {
+        println!("Realigned checksum and description of {s}");
+    }
+    for s in &report.marked_deleted {
+        println!("Marked missing {s} as deleted");
+    }
+    if report.removed_failed.is_empty()
+        && report.realigned.is_empty()
+        && report.marked_deleted.is_empty()
+    {
+        println!("Nothing to repair");
+    }
+    Ok(())
+}
+
+async fn baseline(args: super::BaselineArgs) -> Result<(), MigrateError> {
+    let version = Version::parse(&args.baseline_version)
+        .map_err(|e| MigrateError::Refused(format!("--baseline-version: {e}")))?;
+    let settings = Settings {
+        dirs: Vec::new(),
+        history: history_table(&args.connection),
+        options: Options::default(),
+        placeholders: Placeholders::default(),
+    };
+    let connect = ConnectOptions::from_url_or_env(args.connection.database_url.as_deref())?;
+    let mut engine = Engine::open(&connect, settings).await?;
+    engine
+        .baseline(&version, &args.baseline_description)
+        .await?;
+    if args.json {
+        print_json(&serde_json::json!({ "baselineVersion": version.to_string() }));
+    } else {
+        println!("Baselined at version {version}: later versions will be applied");
+    }
+    Ok(())
+}
+
+/// A bar on a terminal; plain lines otherwise (CI logs, Job logs), on stderr when stdout is JSON.
+struct CliProgress {
+    bar: Option<ProgressBar>,
+    lines_to_stderr: bool,
+}
+
+impl CliProgress {
+    fn new(json: bool) -> CliProgress {
+        CliProgress {
+            bar: None,
+            lines_to_stderr: json || std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.bar {
+            Some(bar) => bar.println(s),
+            None if self.lines_to_stderr => eprintln!("{s}"),
+            None => println!("{s}"),
+        }
+    }
+}
+
+impl Progress for CliProgress {
+    fn start(&mut self, pending: usize) {
+        if std::io::stderr().is_terminal() && pending > 1 {
+            let bar = ProgressBar::new(pending as u64);
+            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+                bar.set_style(style);
+            }
+            self.bar = Some(bar);
+        }
+    }
+
+    fn applying(&mut self, file: &MigrationFile) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(file.script.clone());
+        }
+    }
+
+    fn applied(&mut self, file: &MigrationFile, millis: i32) {
+        self.line(format!("Applied {} in {millis} ms", file.script));
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,719 @@
+//! Running the plan against PostgreSQL: creating the history table, applying migrations one
+//! transaction at a time under Flyway's advisory lock, baseline and repair.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_postgres::{Client, GenericClient};
+
+use super::history::{AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, SCHEMA_MARKER};
+use super::placeholders::{Builtins, PlaceholderError, Placeholders};
+use super::plan::{Options, Plan, Problem, plan};
+use super::source::{Kind, MigrationFile, SourceError, scan};
+use super::sql_split::{first_non_transactional, line_of_offset, split_statements};
+use super::version::Version;
+use crate::pg::{ConnectError, ConnectOptions, quote_ident};
+
+/// What the engine is asked to do, independent of the command that asks.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dirs: Vec<PathBuf>,
+    pub history: HistoryTable,
+    pub options: Options,
+    pub placeholders: Placeholders,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Placeholder(#[from] PlaceholderError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{context}: {}", describe_pg(.source))]
+    Db {
+        context: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("validation failed:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Validation(Vec<Problem>),
+    #[error("{script}{}: {message}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Failed {
+        script: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error(
+        "schema {schema:?} already holds tables but has no {table} table, so servicedb cannot tell what was applied; \
+         take it over with `servicedb migrate baseline --baseline-version <the version it is at>`"
+    )]
+    NonEmptySchema { schema: String, table: String },
+    #[error("--target {0} matches no migration file and no applied version")]
+    UnknownTarget(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The message of a PostgreSQL error with its detail and hint, without the "db error:" noise.
+pub fn describe_pg(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" (DETAIL: {d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (HINT: {h})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
+    let context = context.into();
+    move |source| MigrateError::Db { context, source }
+}
+
+/// Hooks for showing progress; the CLI draws a bar or prints lines, `dev` prints its own.
+pub trait Progress {
+    fn start(&mut self, _pending: usize) {}
+    fn applying(&mut self, _file: &MigrationFile) {}
+    fn applied(&mut self, _file: &MigrationFile, _millis: i32) {}
+    fn finish(&mut self) {}
+}
+
+/// Progress that shows nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// One migration that `apply` ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub version: Option<String>,
+    pub description: String,
+    pub script: String,
+    pub execution_time_ms: i32,
+    pub in_transaction: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub applied: Vec<Applied>,
+    /// The version the database is at afterwards.
+    pub current: Option<String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    pub removed_failed: Vec<String>,
+    pub realigned: Vec<String>,
+    pub marked_deleted: Vec<String>,
+}
+
+/// A connected engine with the files read.
+pub struct Engine {
+    client: Client,
+    settings: Settings,
+    state: State,
+}
+
+/// What the engine knows; kept apart from the client so a transaction can borrow the client
+/// while the state is updated.
+struct State {
+    files: Vec<MigrationFile>,
+    /// Effective checksums: as the file for versioned, after placeholders for repeatables.
+    checksums: Vec<i32>,
+    history: Vec<AppliedRow>,
+    table_exists: bool,
+    builtins: Builtins,
+    warnings: Vec<String>,
+}
+
+impl Engine {
+    /// Connects and reads the migration files; the history is read on first use.
+    pub async fn open(
+        connect: &ConnectOptions,
+        settings: Settings,
+    ) -> Result<Engine, MigrateError> {
+        let scanned = scan(&settings.dirs)?;
+        let client = connect.connect().await?;
+        Self::with_client(client, settings, scanned.files, scanned.warnings).await
+    }
+
+    /// An engine over an existing connection and files already read (e.g. from ConfigMaps).
+    pub async fn with_client(
+        client: Client,
+        settings: Settings,
+        files: Vec<MigrationFile>,
+        warnings: Vec<String>,
+    ) -> Result<Engine, MigrateError> {
+        let row = client
+            .query_one("SELECT current_user::text, current_database()::text", &[])
+            .await
+            .map_err(db("reading the current user"))?;
+        let builtins = Builtins {
+            default_schema: settings.history.schema.clone(),
+            user: row.get(0),
+            database: row.get(1),
+            table: settings.history.table.clone(),
+            timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace('T', " ")
+                .trim_end_matches('Z')
+                .to_string(),
+        };
+        let mut checksums = Vec::with_capacity(files.len());
+        for f in &files {
+            checksums.push(match f.kind {
+                Kind::Versioned(_) => f.checksum,
+                Kind::Repeatable => super::checksum::checksum(
+                    &settings
+                        .placeholders
+                        .substitute(&f.sql, &f.script, &builtins)?,
+                ),
+            });
+        }
+        let table_exists = settings
+            .history
+            .exists(&client)
+            .await
+            .map_err(db("looking for the history table"))?;
+        let mut state = State {
+            files,
+            checksums,
+            history: Vec::new(),
+            table_exists,
+            builtins,
+            warnings,
+        };
+        if table_exists {
+            state.refresh(&client, &settings.history).await?;
+        }
+        Ok(Engine {
+            client,
+            settings,
+            state,
+        })
+    }
+
+    /// Notes about files that were skipped.
+    pub fn warnings(&self) -> &[String] {
+        &self.state.warnings
+    }
+
+    pub fn files(&self) -> &[MigrationFile] {
+        &self.state.files
+    }
+
+    pub fn history(&self) -> &[AppliedRow] {
+        &self.state.history
+    }
+
+    /// The states of all migrations, as `info` shows them.
+    pub fn info(&self) -> Plan {
+        self.state.plan(&self.settings.options)
+    }
+
+    /// Fails with every problem found, naming each file.
+    pub fn validate(&self) -> Result<Plan, MigrateError> {
+        let plan = self.info();
+        if plan.problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(MigrateError::Validation(plan.problems))
+        }
+    }
+
+    /// Applies what is pending: validates first, then each migration under Flyway's lock,
+    /// re-reading the history each time so concurrent runners never apply anything twice.
+    pub async fn apply(
+        &mut self,
+        progress: &mut dyn Progress,
+    ) -> Result<ApplyReport, MigrateError> {
+        let settings = &self.settings;
+        let state = &mut self.state;
+        let plan = state.plan(&settings.options);
+        if !plan.problems.is_empty() {
+            return Err(MigrateError::Validation(plan.problems));
+        }
+        if let Some(t) = &settings.options.target
+            && !plan.target_known
+        {
+            return Err(MigrateError::UnknownTarget(t.to_string()));
+        }
+        // Every pending script must substitute before anything runs: a typo in V5's
+        // placeholders should not leave V1..V4 applied and V5 failing.
+        let mut scripts: Vec<Option<String>> = vec![None; state.files.len()];
+        for &i in &plan.pending {
+            let f = &state.files[i];
+            scripts[i] = Some(settings.placeholders.substitute(
+                &f.sql,
+                &f.script,
+                &state.builtins,
+            )?);
+        }
+        ensure_table(&mut self.client, state, &settings.history, false).await?;
+        progress.start(plan.pending.len());
+
+        let key = settings.history.lock_key();
+        let mut applied = Vec::new();
+        loop {
+            let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                .await
+                .map_err(db("taking the migration lock"))?;
+            state.refresh(&tx, &settings.history).await?;
+            let plan = state.plan(&settings.options);
+            if !plan.problems.is_empty() {
+                return Err(MigrateError::Validation(plan.problems));
+            }
+            let Some(&next) = plan.pending.first() else {
+                tx.commit().await.map_err(db("COMMIT"))?;
+                break;
+            };
+            let file = &state.files[next];
+            let sql = match &scripts[next] {
+                Some(sql) => sql.clone(),
+                None => {
+                    settings
+                        .placeholders
+                        .substitute(&file.sql, &file.script, &state.builtins)?
+                }
+            };
+            let in_transaction = file
+                .execute_in_transaction
+                .unwrap_or_else(|| first_non_transactional(&sql).is_none());
+            progress.applying(file);
+            let row = |ms, success| NewRow {
+                rank: None,
+                version: file.version().map(Version::as_str),
+                description: &file.description,
+                kind: "SQL",
+                script: &file.script,
+                checksum: Some(state.checksums[next]),
+                installed_by: &state.builtins.user,
+                execution_time: ms,
+                success,
+            };
+            let started = Instant::now();
+            let millis;
+            if in_transaction {
+                if let Err(e) = tx.batch_execute(&sql).await {
+                    // Dropping the transaction rolls back the script; no history row is written.
+                    drop(tx);
+                    return Err(failure(file, &sql, 0, None, &e));
+                }
+                millis = elapsed_ms(started);
+                settings
+                    .history
+                    .insert(&tx, &row(millis, true))
+                    .await
+                    .map_err(db("recording the migration"))?;
+                tx.commit().await.map_err(db("COMMIT"))?;
+            } else {
+                // Statements that refuse a transaction block run one by one under the session
+                // lock; re-check under it, since the transaction's lock is gone.
+                tx.commit().await.map_err(db("COMMIT"))?;
+                let client = &self.client;
+                client
+                    .execute("SELECT pg_advisory_lock($1)", &[&key])
+                    .await
+                    .map_err(db("taking the migration lock"))?;
+                let outcome = async {
+                    let file = &state.files[next];
+                    let mut fresh = state.history.clone();
+                    let after = fresh.last().map_or(0, |r| r.installed_rank);
+                    fresh.extend(
+                        settings
+                            .history
+                            .rows_after(client, after)
+                            .await
+                            .map_err(db("reading the history"))?,
+                    );
+                    let again =
+                        plan_with(&state.files, &state.checksums, &fresh, &settings.options);
+                    if again.pending.first() != Some(&next) {
+                        return Ok(None);
+                    }
+                    for stmt in split_statements(&sql) {
+                        if let Err(e) = client.batch_execute(stmt.sql).await {
+                            let ms = elapsed_ms(started);
+                            settings
+                                .history
+                                .insert(client, &row(ms, false))
+                                .await
+                                .map_err(db("recording the failed migration"))?;
+                            return Err(failure(file, &sql, stmt.offset, Some(stmt.line), &e));
+                        }
+                    }
+                    let ms = elapsed_ms(started);
+                    settings
+                        .history
+                        .insert(client, &row(ms, true))
+                        .await
+                        .map_err(db("recording the migration"))?;
+                    Ok(Some(ms))
+                }
+                .await;
+                let unlock = client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                    .await;
+                match outcome? {
+                    Some(ms) => millis = ms,
+                    None => continue,
+                }
+                unlock.map_err(db("releasing the migration lock"))?;
+            }
+            let file = &state.files[next];
+            progress.applied(file, millis);
+            applied.push(Applied {
+                version: file.version().map(Version::to_string),
+                description: file.description.clone(),
+                script: file.script.clone(),
+                execution_time_ms: millis,
+                in_transaction,
+            });
+        }
+        progress.finish();
+        let current = state.plan(&settings.options).current.map(|v| v.to_string());
+        Ok(ApplyReport {
+            applied,
+            current,
+            target: settings.options.target.as_ref().map(Version::to_string),
+        })
+    }
+
+    /// Takes over a database that has no history: records `version` as applied, so only later
+    /// migrations run (Flyway's baseline).
+    pub async fn baseline(
+        &mut self,
+        version: &Version,
+        description: &str,
+    ) -> Result<(), MigrateError> {
+        let settings = &self.settings;
+        let state = &mut self.state;
+        let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&settings.history.lock_key()],
+        )
+        .await
+        .map_err(db("taking the migration lock"))?;
+        state.table_exists = settings
+            .history
+            .exists(&tx)
+            .await
+            .map_err(db("looking for the history table"))?;
+        if state.table_exists {
+            state.refresh(&tx, &settings.history).await?;
+            let existing: Vec<&AppliedRow> = state
+                .history
+                .iter()
+                .filter(|r| r.kind != "SCHEMA")
+                .collect();
+            if let [only] = existing.as_slice()
+                && only.kind == "BASELINE"
+                && only
+                    .version
+                    .as_deref()
+                    .and_then(|v| Version::parse(v).ok())
+                    .as_ref()
+                    == Some(version)
+            {
+                return Ok(());
+            }
+            if !existing.is_empty() {
+                return Err(MigrateError::Refused(format!(
+                    "{} already has {} row(s): baseline is only for a database without migration history",
+                    settings.history.qualified(),
+                    existing.len()
+                )));
+            }
+        }
+        create_table_in(&tx, state, &settings.history, true).await?;
+        settings
+            .history
+            .insert(
+                &tx,
+                &NewRow {
+                    rank: None,
+                    version: Some(version.as_str()),
+                    description,
+                    kind: "BASELINE",
+                    script: BASELINE_MARKER,
+                    checksum: None,
+                    installed_by: &state.builtins.user,
+                    execution_time: 0,
+                    success: true,
+                },
+            )
+            .await
+            .map_err(db("recording the baseline"))?;
+        tx.commit().await.map_err(db("COMMIT"))?;
+        state.table_exists = true;
+        state.history.clear();
+        state.refresh(&self.client, &settings.history).await
+    }
+
+    /// Flyway's repair: removes failed rows, realigns checksums, descriptions and types of
+    /// applied versions with their files, and marks applied migrations whose file is gone as
+    /// deleted.
+    pub async fn repair(&mut self) -> Result<RepairReport, MigrateError> {
+        let settings = &self.settings;
+        let state = &mut self.state;
+        let mut report = RepairReport::default();
+        if !state.table_exists {
+            return Ok(report);
+        }
+        let t = settings.history.qualified();
+        let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&settings.history.lock_key()],
+        )
+        .await
+        .map_err(db("taking the migration lock"))?;
+        state.history.clear();
+        state.refresh(&tx, &settings.history).await?;
+        let removed = tx
+            .query(
+                &format!("DELETE FROM {t} WHERE NOT success RETURNING script"),
+                &[],
+            )
+            .await
+            .map_err(db("removing failed rows"))?;
+        report.removed_failed = removed.iter().map(|r| r.get(0)).collect();
+        state.history.retain(|r| r.success);
+
+        let plan = state.plan(&Options {
+            out_of_order: true,
+            target: None,
+        });
+        for entry in &plan.entries {
+            let Some(rank) = entry.installed_rank else {
+                continue;
+            };
+            let row = state.history.iter().find(|r| r.installed_rank == rank);
+            let Some(row) = row else { continue };
+            match (entry.state, entry.file) {
+                (super::plan::State::Success, Some(fi))
+                    if row.version.is_some() && row.kind != "BASELINE" =>
+                {
+                    let f = &state.files[fi];
+                    let sum = state.checksums[fi];
+                    if row.checksum != Some(sum)
+                        || row.description != f.description
+                        || row.kind != "SQL"
+                    {
+                        tx.execute(
+                            &format!(
+                                "UPDATE {t} SET checksum = $1, description = $2, type = 'SQL' WHERE installed_rank = $3"
+                            ),
+                            &[&sum, &f.description, &rank],
+                        )
+                        .await
+                        .map_err(db("realigning a checksum"))?;
+                        report.realigned.push(f.script.clone());
+                    }
+                }
+                (super::plan::State::Missing, _) => {
+                    settings
+                        .history
+                        .insert(
+                            &tx,
+                            &NewRow {
+                                rank: None,
+                                version: row.version.as_deref(),
+                                description: &row.description,
+                                kind: "DELETE",
+                                script: &row.script,
+                                checksum: row.checksum,
+                                installed_by: &state.builtins.user,
+                                execution_time: 0,
+                                success: true,
+                            },
+                        )
+                        .await
+                        .map_err(db("marking a missing migration deleted"))?;
+                    report.marked_deleted.push(row.script.clone());
+                }
+                _ => {}
+            }
+        }
+        tx.commit().await.map_err(db("COMMIT"))?;
+        state.history.clear();
+        state.refresh(&self.client, &settings.history).await?;
+        Ok(report)
+    }
+}
+
+impl State {
+    fn plan(&self, options: &Options) -> Plan {
+        plan_with(&self.files, &self.checksums, &self.history, options)
+    }
+
+    /// Appends history rows written since the last read.
+    async fn refresh(
+        &mut self,
+        db_client: &impl GenericClient,
+        table: &HistoryTable,
+    ) -> Result<(), MigrateError> {
+        if !self.table_exists {
+            return Ok(());
+        }
+        let after = self.history.last().map_or(-1, |r| r.installed_rank);
+        let rows = table
+            .rows_after(db_client, after)
+            .await
+            .map_err(db("reading the history"))?;
+        self.history.extend(rows);
+        Ok(())
+    }
+}
+
+fn plan_with(
+    files: &[MigrationFile],
+    checksums: &[i32],
+    history: &[AppliedRow],
+    options: &Options,
+) -> Plan {
+    plan(files, checksums, history, options)
+}
+
+/// Creates the schema (if missing) and the history table under the lock, unless it exists.
+async fn ensure_table(
+    client: &mut Client,
+    state: &mut State,
+    table: &HistoryTable,
+    allow_non_empty: bool,
+) -> Result<(), MigrateError> {
+    if state.table_exists {
+        return Ok(());
+    }
+    let tx = client.transaction().await.map_err(db("BEGIN"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&table.lock_key()])
+        .await
+        .map_err(db("taking the migration lock"))?;
+    if table
+        .exists(&tx)
+        .await
+        .map_err(db("looking for the history table"))?
+    {
+        state.table_exists = true;
+    } else {
+        create_table_in(&tx, state, table, allow_non_empty).await?;
+    }
+    tx.commit().await.map_err(db("COMMIT"))?;
+    state.table_exists = true;
+    state.refresh(client, table).await
+}
+
+async fn create_table_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    state: &State,
+    table: &HistoryTable,
+    allow_non_empty: bool,
+) -> Result<(), MigrateError> {
+    if table
+        .exists(tx)
+        .await
+        .map_err(db("looking for the history table"))?
+    {
+        return Ok(());
+    }
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1), \
+             (SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f'))",
+            &[&table.schema],
+        )
+        .await
+        .map_err(db("inspecting the schema"))?;
+    let (schema_exists, relations): (bool, i64) = (row.get(0), row.get(1));
+    if schema_exists && relations > 0 && !allow_non_empty {
+        return Err(MigrateError::NonEmptySchema {
+            schema: table.schema.clone(),
+            table: table.table.clone(),
+        });
+    }
+    if !schema_exists {
+        tx.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&table.schema)))
+            .await
+            .map_err(db(format!("creating schema {:?}", table.schema)))?;
+    }
+    tx.batch_execute(&table.create_sql())
+        .await
+        .map_err(db(format!("creating {}", table.qualified())))?;
+    if !schema_exists {
+        // Flyway records the schemas it created at rank 0, so `clean` knows it may drop them.
+        let script = quote_ident(&table.schema);
+        table
+            .insert(
+                tx,
+                &NewRow {
+                    rank: Some(0),
+                    version: None,
+                    description: SCHEMA_MARKER,
+                    kind: "SCHEMA",
+                    script: &script,
+                    checksum: None,
+                    installed_by: &state.builtins.user,
+                    execution_time: 0,
+                    success: true,
+                },
+            )
+            .await
+            .map_err(db("recording the schema creation"))?;
+    }
+    Ok(())
+}
+
+fn elapsed_ms(started: Instant) -> i32 {
+    i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX)
+}
+
+/// `FILE:LINE: message`, with the server's error position mapped back to a line of the script;
+/// without a position, the line of the statement that failed, when known.
+fn failure(
+    file: &MigrationFile,
+    sql: &str,
+    stmt_offset: usize,
+    stmt_line: Option<usize>,
+    e: &tokio_postgres::Error,
+) -> MigrateError {
+    let line = e
+        .as_db_error()
+        .and_then(|d| d.position())
+        .and_then(|p| match p {
+            tokio_postgres::error::ErrorPosition::Original(pos) => {
+                // The server counts characters from 1 within the text it was sent.
+                let text = &sql[stmt_offset..];
+                let byte = text
+                    .char_indices()
+                    .nth((*pos as usize).saturating_sub(1))
+                    .map_or(text.len(), |(b, _)| b);
+                Some(line_of_offset(sql, stmt_offset + byte))
+            }
+            tokio_postgres::error::ErrorPosition::Internal { .. } => None,
+        });
+    let line = line.or(stmt_line);
+    MigrateError::Failed {
+        script: file.path.display().to_string(),
+        line,
+        message: describe_pg(e),
+    }
+}

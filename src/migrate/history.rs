@@ -1,0 +1,204 @@
+//! Flyway's `flyway_schema_history` table: its exact DDL, and reading and writing its rows.
+
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use crate::pg::quote_ident;
+
+/// One row of the history table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedRow {
+    pub installed_rank: i32,
+    pub version: Option<String>,
+    pub description: String,
+    /// Flyway's `type`: `SQL`, `BASELINE`, `SCHEMA`, `DELETE`, `JDBC`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub script: String,
+    pub checksum: Option<i32>,
+    pub installed_by: String,
+    pub installed_on: String,
+    pub execution_time: i32,
+    pub success: bool,
+}
+
+pub const BASELINE_MARKER: &str = "<< Flyway Baseline >>";
+pub const SCHEMA_MARKER: &str = "<< Flyway Schema Creation >>";
+
+/// Where the history lives: `"<schema>"."<table>"`.
+#[derive(Debug, Clone)]
+pub struct HistoryTable {
+    pub schema: String,
+    pub table: String,
+}
+
+/// A row to insert; rank and installed_on are set by the writer.
+#[derive(Debug, Clone)]
+pub struct NewRow<'a> {
+    /// None: the next rank (max + 1). Flyway puts its schema-creation row at 0.
+    pub rank: Option<i32>,
+    pub version: Option<&'a str>,
+    pub description: &'a str,
+    pub kind: &'a str,
+    pub script: &'a str,
+    pub checksum: Option<i32>,
+    pub installed_by: &'a str,
+    pub execution_time: i32,
+    pub success: bool,
+}
+
+impl HistoryTable {
+    /// Flyway's display name of the table, which is also the input of its advisory lock key.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+
+    /// The advisory lock key Flyway uses for this table, so Flyway and servicedb runners
+    /// serialize against each other: 0x466C79776179 + Java `String.hashCode()` of the name.
+    pub fn lock_key(&self) -> i64 {
+        let hash = self
+            .qualified()
+            .encode_utf16()
+            .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+        0x466C_7977_6179_i64 + i64::from(hash)
+    }
+
+    /// The DDL Flyway runs on PostgreSQL, so tables created here are indistinguishable from its own.
+    pub fn create_sql(&self) -> String {
+        let t = self.qualified();
+        format!(
+            "CREATE TABLE {t} (\n    \"installed_rank\" INT NOT NULL,\n    \"version\" VARCHAR(50),\n    \
+             \"description\" VARCHAR(200) NOT NULL,\n    \"type\" VARCHAR(20) NOT NULL,\n    \
+             \"script\" VARCHAR(1000) NOT NULL,\n    \"checksum\" INTEGER,\n    \
+             \"installed_by\" VARCHAR(100) NOT NULL,\n    \"installed_on\" TIMESTAMP NOT NULL DEFAULT now(),\n    \
+             \"execution_time\" INTEGER NOT NULL,\n    \"success\" BOOLEAN NOT NULL\n);\n\
+             ALTER TABLE {t} ADD CONSTRAINT {pk} PRIMARY KEY (\"installed_rank\");\n\
+             CREATE INDEX {idx} ON {t} (\"success\");",
+            pk = quote_ident(&format!("{}_pk", self.table)),
+            idx = quote_ident(&format!("{}_s_idx", self.table)),
+        )
+    }
+
+    pub async fn exists(&self, db: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+        let row = db
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
+                &[&self.schema, &self.table],
+            )
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Rows with a rank above `after`, in rank order: reading only what is new keeps each
+    /// migration's re-check under the lock cheap however long the history is.
+    pub async fn rows_after(
+        &self,
+        db: &impl GenericClient,
+        after: i32,
+    ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
+        let sql = format!(
+            "SELECT installed_rank, version, description, type, script, checksum, installed_by, \
+             to_char(installed_on, 'YYYY-MM-DD HH24:MI:SS'), execution_time, success \
+             FROM {} WHERE installed_rank > $1 ORDER BY installed_rank",
+            self.qualified()
+        );
+        let rows = db.query(&sql, &[&after]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AppliedRow {
+                    installed_rank: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                    description: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    script: r.try_get(4)?,
+                    checksum: r.try_get(5)?,
+                    installed_by: r.try_get(6)?,
+                    installed_on: r.try_get(7)?,
+                    execution_time: r.try_get(8)?,
+                    success: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts a row at rank `max + 1` (computed in the statement, under the caller's lock).
+    pub async fn insert(
+        &self,
+        db: &impl GenericClient,
+        row: &NewRow<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let t = self.qualified();
+        let sql = format!(
+            "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, \
+             installed_by, execution_time, success) \
+             SELECT coalesce($9, coalesce(max(installed_rank), 0) + 1), $1, $2, $3, $4, $5, $6, $7, $8 FROM {t}"
+        );
+        db.execute(
+            &sql,
+            &[
+                &row.version,
+                &truncate(row.description, 200),
+                &row.kind,
+                &truncate(row.script, 1000),
+                &row.checksum,
+                &truncate(row.installed_by, 100),
+                &row.execution_time,
+                &row.success,
+                &row.rank,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Cuts text to the column's width in characters, as VARCHAR(n) counts them.
+fn truncate(s: &str, chars: usize) -> &str {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(schema: &str, table: &str) -> HistoryTable {
+        HistoryTable {
+            schema: schema.into(),
+            table: table.into(),
+        }
+    }
+
+    /// Locks interoperability with Flyway's PostgreSQL advisory lock.
+    #[test]
+    fn lock_key_is_flyways() {
+        assert_eq!(
+            table("public", "flyway_schema_history").lock_key(),
+            77433833903597
+        );
+        assert_ne!(
+            table("orders", "flyway_schema_history").lock_key(),
+            table("public", "flyway_schema_history").lock_key()
+        );
+    }
+
+    #[test]
+    fn ddl_names_constraint_and_index_after_the_table() {
+        let sql = table("app", "history").create_sql();
+        assert!(sql.starts_with("CREATE TABLE \"app\".\"history\" ("));
+        assert!(sql.contains("ADD CONSTRAINT \"history_pk\" PRIMARY KEY (\"installed_rank\")"));
+        assert!(
+            sql.contains("CREATE INDEX \"history_s_idx\" ON \"app\".\"history\" (\"success\")")
+        );
+    }
+
+    #[test]
+    fn truncates_by_characters() {
+        assert_eq!(truncate("héllo", 2), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,9 @@
+//! The Flyway-compatible migration engine.
+pub mod checksum;
+pub mod engine;
+pub mod history;
+pub mod placeholders;
+pub mod plan;
+pub mod source;
+pub mod sql_split;
+pub mod version;

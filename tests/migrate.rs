@@ -1,0 +1,678 @@
+//! The migration engine against a real PostgreSQL, as its users run it: the `servicedb migrate`
+//! and `servicedb wait` commands, connected as a non-superuser that owns the database.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::postgres::server;
+
+const FLYWAY_KEY: i64 = 77433833903597;
+
+/// A fresh database and a directory of migration files.
+struct Case {
+    db: String,
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    async fn new(prefix: &str) -> Case {
+        Case {
+            db: server().create_database(prefix).await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        server().admin_url(&self.db)
+    }
+
+    fn write(&self, name: &str, sql: &str) -> &Self {
+        std::fs::write(self.dir.path().join(name), sql).unwrap();
+        self
+    }
+
+    fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicedb"));
+        cmd.args(args)
+            .env("DATABASE_URL", self.url())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `servicedb migrate <action> --dir <dir> <extra>`.
+    fn migrate(&self, action: &str, extra: &[&str]) -> Output {
+        let dir = self.dir.path().to_str().unwrap().to_string();
+        let mut args = vec!["migrate", action, "--dir", dir.as_str()];
+        args.extend_from_slice(extra);
+        self.command(&args).output().unwrap()
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        server().admin_client(&self.db).await
+    }
+
+    /// (version or description, script, success) of every history row, in rank order.
+    async fn history(&self) -> Vec<(Option<String>, String, bool)> {
+        self.client()
+            .await
+            .query(
+                "SELECT version, script, success FROM flyway_schema_history ORDER BY installed_rank",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    async fn scalar_i64(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[track_caller]
+fn assert_failed(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected failure\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
+fn rows(versions: &[&str]) -> Vec<Option<String>> {
+    versions.iter().map(|v| Some(v.to_string())).collect()
+}
+
+/// Applying creates Flyway's history, runs every migration once, and a re-run sends no DDL.
+#[tokio::test]
+async fn apply_then_rerun_executes_nothing() {
+    let case = Case::new("rerun").await;
+    case.write(
+        "V1__create_users.sql",
+        "CREATE TABLE users (id int PRIMARY KEY, email text);\n",
+    )
+    .write(
+        "V1_1__add_name.sql",
+        "ALTER TABLE users ADD COLUMN name text;\n",
+    )
+    .write(
+        "V2__seed.sql",
+        "INSERT INTO users VALUES (1, 'a@example.com', 'A');\n",
+    );
+    let out = case.migrate("apply", &[]);
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("Applied 3 migrations; schema now at version 2"));
+    let versions: Vec<_> = case.history().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(versions, rows(&["1", "1.1", "2"]));
+
+    let log_start = server().log_len();
+    let out = case.migrate("apply", &[]);
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("up to date at version 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let log = server().log_since(log_start);
+    for ddl in ["CREATE", "ALTER", "INSERT", "DROP"] {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains(&format!("statement: {ddl}"))),
+            "re-run sent {ddl}:\n{log}"
+        );
+    }
+    assert_eq!(case.scalar_i64("SELECT count(*) FROM users").await, 1);
+}
+
+/// A broken V3 leaves V1 and V2 applied, no V3 row, nothing of V3 created, and the error names
+/// the file and line; fixing the file lets the next run finish the job.
+#[tokio::test]
+async fn failed_migration_rolls_back_whole_and_names_file_and_line() {
+    let case = Case::new("syntax").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n")
+        .write("V2__b.sql", "CREATE TABLE b (id int);\n")
+        .write(
+            "V3__c.sql",
+            "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\n\nCREATE TABLEE oops (id int);\n",
+        );
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("V3__c.sql:4: ERROR: syntax error at or near \"TABLEE\""),
+        "{err}"
+    );
+    let versions: Vec<_> = case.history().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(versions, rows(&["1", "2"]));
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'c'")
+            .await,
+        0
+    );
+
+    case.write(
+        "V3__c.sql",
+        "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\n\nCREATE TABLE ok (id int);\n",
+    );
+    assert_ok(&case.migrate("apply", &[]));
+    assert_eq!(case.history().await.len(), 3);
+}
+
+/// A runtime error deep in a script is mapped to its line too.
+#[tokio::test]
+async fn runtime_error_line_is_reported() {
+    let case = Case::new("runtime").await;
+    case.write(
+        "V1__a.sql",
+        "-- comment\nCREATE TABLE a (id int);\n\nINSERT INTO a\n  SELECT * FROM missing_table;\n",
+    );
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("V1__a.sql:5: ERROR: relation \"missing_table\" does not exist"),
+        "{err}"
+    );
+}
+
+/// Two runners started together on an empty database both succeed and apply each migration once.
+#[tokio::test]
+async fn concurrent_runners_apply_each_migration_once() {
+    let case = Case::new("concurrent").await;
+    for i in 1..=15 {
+        case.write(
+            &format!("V{i}__step.sql"),
+            &format!("SELECT pg_sleep(0.01);\nCREATE TABLE t{i} (id int);\n"),
+        );
+    }
+    let dir = case.dir.path().to_str().unwrap().to_string();
+    let spawn = || {
+        case.command(&["migrate", "apply", "--dir", &dir])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    assert_ok(&a.wait_with_output().unwrap());
+    assert_ok(&b.wait_with_output().unwrap());
+    let history = case.history().await;
+    assert_eq!(history.len(), 15, "{history:?}");
+    assert_eq!(
+        case.scalar_i64("SELECT count(DISTINCT version) FROM flyway_schema_history WHERE success")
+            .await,
+        15
+    );
+}
+
+/// A runner holding Flyway's advisory lock (Flyway itself, say) makes servicedb wait its turn.
+#[tokio::test]
+async fn waits_for_flyways_advisory_lock() {
+    let case = Case::new("lock").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n");
+    assert_ok(&case.migrate("apply", &[]));
+    case.write("V2__b.sql", "CREATE TABLE b (id int);\n");
+    let holder = case.client().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&FLYWAY_KEY])
+        .await
+        .unwrap();
+    let dir = case.dir.path().to_str().unwrap().to_string();
+    let mut child = case
+        .command(&["migrate", "apply", "--dir", &dir])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "apply did not wait for the lock"
+    );
+    assert_eq!(case.history().await.len(), 1);
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&FLYWAY_KEY])
+        .await
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(case.history().await.len(), 2);
+}
+
+/// A database migrated by Flyway (its DDL, its rows, its checksums) validates clean and only new
+/// files are applied.
+#[tokio::test]
+async fn takes_over_a_flyway_database() {
+    let case = Case::new("takeover").await;
+    let v1 =
+        "CREATE TABLE users (\n    id BIGSERIAL PRIMARY KEY,\n    email TEXT NOT NULL UNIQUE\n);\n";
+    let v2 = "SELECT 1;\nSELECT 2;\n";
+    // Exactly what Flyway 10 writes on PostgreSQL.
+    case.client()
+        .await
+        .batch_execute(&format!(
+            r#"CREATE TABLE "public"."flyway_schema_history" (
+    "installed_rank" INT NOT NULL,
+    "version" VARCHAR(50),
+    "description" VARCHAR(200) NOT NULL,
+    "type" VARCHAR(20) NOT NULL,
+    "script" VARCHAR(1000) NOT NULL,
+    "checksum" INTEGER,
+    "installed_by" VARCHAR(100) NOT NULL,
+    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),
+    "execution_time" INTEGER NOT NULL,
+    "success" BOOLEAN NOT NULL
+);
+ALTER TABLE "public"."flyway_schema_history" ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
+CREATE INDEX "flyway_schema_history_s_idx" ON "public"."flyway_schema_history" ("success");
+{v1}
+INSERT INTO flyway_schema_history VALUES
+  (1, '1', 'create users', 'SQL', 'V1__create_users.sql', -893234179, 'flyway', now(), 31, true),
+  (2, '1.1', 'noop', 'SQL', 'V1_1__noop.sql', -1665099012, 'flyway', now(), 4, true);"#
+        ))
+        .await
+        .unwrap();
+    case.write("V1__create_users.sql", v1)
+        .write("V1_1__noop.sql", v2)
+        .write(
+            "V2__add_name.sql",
+            "ALTER TABLE users ADD COLUMN name text;\n",
+        );
+    let out = case.migrate("validate", &[]);
+    assert_ok(&out);
+    let out = case.migrate("apply", &[]);
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("Applied 1 migration;"),
+        "{}",
+        text(&out.stdout)
+    );
+    let history = case.history().await;
+    assert_eq!(
+        history.last().unwrap(),
+        &(Some("2".into()), "V2__add_name.sql".into(), true)
+    );
+}
+
+/// Editing an applied file is caught by validate and apply, naming the file and the fix.
+#[tokio::test]
+async fn edited_applied_file_is_refused() {
+    let case = Case::new("edited").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n");
+    assert_ok(&case.migrate("apply", &[]));
+    case.write("V1__a.sql", "CREATE TABLE a (id bigint);\n")
+        .write("V2__b.sql", "CREATE TABLE b (id int);\n");
+    for action in ["validate", "apply"] {
+        let err = assert_failed(&case.migrate(action, &[]));
+        assert!(
+            err.contains("V1__a.sql: checksum mismatch for version 1"),
+            "{action}: {err}"
+        );
+        assert!(err.contains("new version"), "{err}");
+    }
+    assert_eq!(case.history().await.len(), 1, "apply must change nothing");
+    // A deliberate edit is accepted after repair.
+    assert_ok(&case.migrate("repair", &[]));
+    assert_ok(&case.migrate("apply", &[]));
+    assert_eq!(case.history().await.len(), 2);
+}
+
+/// Statements that refuse a transaction block run outside one; a failure there leaves a failed
+/// row that blocks further runs until repair.
+#[tokio::test]
+async fn create_index_concurrently_and_failed_row_blocks_until_repair() {
+    let case = Case::new("concurrently").await;
+    case.write(
+        "V1__t.sql",
+        "CREATE TABLE t (x int);\nINSERT INTO t SELECT generate_series(1, 100);\n",
+    )
+    .write(
+        "V2__idx.sql",
+        "-- needs autocommit\nCREATE INDEX CONCURRENTLY t_x ON t (x);\n",
+    );
+    assert_ok(&case.migrate("apply", &[]));
+    assert_eq!(
+        case.scalar_i64(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 't_x' AND i.indisvalid"
+        )
+        .await,
+        1
+    );
+
+    case.write(
+        "V3__bad.sql",
+        "CREATE INDEX CONCURRENTLY t_x2 ON t (x);\nCREATE INDEX CONCURRENTLY t_y ON t (no_such_column);\n",
+    );
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(err.contains("V3__bad.sql:2:"), "{err}");
+    let last = case.history().await.pop().unwrap();
+    assert_eq!(last, (Some("3".into()), "V3__bad.sql".into(), false));
+
+    case.write(
+        "V3__bad.sql",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_x2 ON t (x);\n",
+    );
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(err.contains("failed") && err.contains("repair"), "{err}");
+    let out = case.migrate("repair", &[]);
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("Removed failed row of V3__bad.sql"));
+    assert_ok(&case.migrate("apply", &[]));
+    assert!(case.history().await.last().unwrap().2);
+}
+
+/// `executeInTransaction=false` in a sidecar .conf runs the script outside a transaction.
+#[tokio::test]
+async fn conf_sidecar_disables_the_transaction() {
+    let case = Case::new("conf").await;
+    // VACUUM would be detected anyway; a plain statement proves the sidecar is what decides.
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\nSELECT 1/0;\n")
+        .write("V1__a.sql.conf", "executeInTransaction=false\n");
+    assert_failed(&case.migrate("apply", &[]));
+    // Outside a transaction the first statement stays and a failed row is recorded.
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'a'")
+            .await,
+        1
+    );
+    assert_eq!(
+        case.history().await,
+        vec![(Some("1".into()), "V1__a.sql".into(), false)]
+    );
+}
+
+/// Repeatables run after versioned ones and again only when their content changes.
+#[tokio::test]
+async fn repeatables_rerun_only_on_change() {
+    let case = Case::new("repeatable").await;
+    case.write("V1__t.sql", "CREATE TABLE t (x int);\n").write(
+        "R__view.sql",
+        "CREATE OR REPLACE VIEW v AS SELECT x FROM t;\n",
+    );
+    assert_ok(&case.migrate("apply", &[]));
+    assert_ok(&case.migrate("apply", &[]));
+    let h = case.history().await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[1], (None, "R__view.sql".into(), true));
+
+    case.write(
+        "R__view.sql",
+        "CREATE OR REPLACE VIEW v AS SELECT x, x * 2 AS y FROM t;\n",
+    );
+    let out = case.migrate("info", &[]);
+    assert!(
+        text(&out.stdout).contains("Outdated"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_ok(&case.migrate("apply", &[]));
+    assert_eq!(case.history().await.len(), 3);
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM information_schema.columns WHERE table_name = 'v'")
+            .await,
+        2
+    );
+}
+
+/// `--target` stops at a version; a later run without it continues; an unknown target is refused.
+#[tokio::test]
+async fn target_stops_and_resumes() {
+    let case = Case::new("target").await;
+    for i in 1..=3 {
+        case.write(
+            &format!("V{i}__s.sql"),
+            &format!("CREATE TABLE t{i} (id int);\n"),
+        );
+    }
+    assert_ok(&case.migrate("apply", &["--target", "2"]));
+    assert_eq!(case.history().await.len(), 2);
+    let err = assert_failed(&case.migrate("apply", &["--target", "7"]));
+    assert!(err.contains("--target 7 matches no migration"), "{err}");
+    let out = case.migrate("apply", &["--json"]);
+    assert_ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["applied"][0]["script"], "V3__s.sql");
+    assert_eq!(report["current"], "3");
+}
+
+/// A new file older than the applied version is refused unless out-of-order is allowed.
+#[tokio::test]
+async fn out_of_order_is_refused_unless_allowed() {
+    let case = Case::new("outoforder").await;
+    case.write("V1__a.sql", "SELECT 1;")
+        .write("V3__c.sql", "SELECT 3;");
+    assert_ok(&case.migrate("apply", &[]));
+    case.write("V2__b.sql", "CREATE TABLE b (id int);");
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("V2__b.sql: version 2 is not applied but is older than the applied version 3"),
+        "{err}"
+    );
+    assert_ok(&case.migrate("apply", &["--out-of-order"]));
+    assert_eq!(case.history().await.last().unwrap().1, "V2__b.sql");
+}
+
+/// A deleted file is reported missing until repair marks it deleted.
+#[tokio::test]
+async fn missing_file_is_reported_then_repaired() {
+    let case = Case::new("missing").await;
+    case.write("V1__a.sql", "SELECT 1;")
+        .write("V2__b.sql", "SELECT 2;")
+        .write("V3__c.sql", "SELECT 3;");
+    assert_ok(&case.migrate("apply", &[]));
+    case.remove("V2__b.sql");
+    let err = assert_failed(&case.migrate("validate", &[]));
+    assert!(
+        err.contains("V2__b.sql: version 2 is applied but its file is missing"),
+        "{err}"
+    );
+    assert_ok(&case.migrate("repair", &[]));
+    assert_ok(&case.migrate("validate", &[]));
+    let out = case.migrate("info", &["--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<_> = info["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap().to_string())
+        .collect();
+    assert!(states.contains(&"Deleted".to_string()), "{states:?}");
+}
+
+/// Placeholders are replaced; an unknown one fails before anything runs.
+#[tokio::test]
+async fn placeholders_are_replaced_and_unknown_ones_refused() {
+    let case = Case::new("placeholders").await;
+    case.write(
+        "V1__a.sql",
+        "CREATE TABLE ${table_name} (who text DEFAULT '${flyway:user}', db text DEFAULT '${flyway:database}');\n",
+    )
+    .write("V2__b.sql", "SELECT '${oops}';\n");
+    let err = assert_failed(&case.migrate("apply", &["--placeholder", "table_name=things"]));
+    assert!(
+        err.contains("V2__b.sql:1: unknown placeholder ${oops}"),
+        "{err}"
+    );
+    assert!(
+        case.client()
+            .await
+            .query_opt("SELECT 1 FROM flyway_schema_history", &[])
+            .await
+            .is_err()
+            || case.history().await.is_empty()
+    );
+    case.write("V2__b.sql", "INSERT INTO things DEFAULT VALUES;\n");
+    assert_ok(&case.migrate("apply", &["--placeholder", "TABLE_NAME=things"]));
+    let row = case
+        .client()
+        .await
+        .query_one("SELECT who, db FROM things", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), server().admin_user());
+    assert_eq!(row.get::<_, String>(1), case.db);
+}
+
+/// A schema with tables but no history is not migrated blindly; baseline takes it over.
+#[tokio::test]
+async fn non_empty_schema_needs_baseline() {
+    let case = Case::new("baseline").await;
+    case.client()
+        .await
+        .batch_execute("CREATE TABLE legacy (id int);")
+        .await
+        .unwrap();
+    case.write("V1__legacy.sql", "CREATE TABLE legacy (id int);\n")
+        .write("V2__more.sql", "CREATE TABLE more (id int);\n");
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(err.contains("baseline"), "{err}");
+    let out = case
+        .command(&["migrate", "baseline", "--baseline-version", "1"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_ok(&case.migrate("apply", &[]));
+    let h = case.history().await;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].1, "<< Flyway Baseline >>");
+    assert_eq!(h[1].1, "V2__more.sql");
+}
+
+/// `--schema` keeps the history elsewhere and Flyway's schema-creation row is written.
+#[tokio::test]
+async fn history_in_another_schema() {
+    let case = Case::new("schema").await;
+    case.write(
+        "V1__a.sql",
+        "CREATE TABLE ${flyway:defaultSchema}.a (id int);\n",
+    );
+    assert_ok(&case.migrate("apply", &["--schema", "orders", "--table", "history"]));
+    let c = case.client().await;
+    let rows = c
+        .query(
+            "SELECT installed_rank, type, script FROM orders.history ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, "SCHEMA".into(), "\"orders\"".into()),
+            (1, "SQL".into(), "V1__a.sql".into())
+        ]
+    );
+    assert!(
+        c.query_one("SELECT 1 FROM orders.a LIMIT 0", &[])
+            .await
+            .is_err_and(|e| e
+                .to_string()
+                .contains("query returned an unexpected number of rows"))
+    );
+}
+
+/// `info` shows a Flyway-style table with every state.
+#[tokio::test]
+async fn info_prints_states() {
+    let case = Case::new("info").await;
+    case.write("V1__first_one.sql", "SELECT 1;");
+    assert_ok(&case.migrate("apply", &[]));
+    case.write("V2__second.sql", "SELECT 2;");
+    let out = case.migrate("info", &[]);
+    assert_ok(&out);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Schema version: 1"), "{stdout}");
+    let line = |needle: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("first one").contains("Success"), "{stdout}");
+    assert!(line("second").contains("Pending"), "{stdout}");
+}
+
+/// Mistyped file names stop the run instead of being skipped silently.
+#[tokio::test]
+async fn mistyped_file_names_are_errors() {
+    let case = Case::new("names").await;
+    case.write("V1__a.sql", "SELECT 1;")
+        .write("v2__b.sql", "SELECT 2;");
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("v2__b.sql") && err.contains("case-sensitive"),
+        "{err}"
+    );
+    assert!(!Path::new(&case.dir.path().join("V2__b.sql")).exists());
+}
+
+/// `wait` returns once a concurrent apply reaches the version, and times out saying what it saw.
+#[tokio::test]
+async fn wait_returns_when_reached_and_times_out_otherwise() {
+    let case = Case::new("wait").await;
+    case.write("V1__a.sql", "SELECT 1;")
+        .write("V2__b.sql", "SELECT pg_sleep(0.3);");
+    let waiter = case
+        .command(&["wait", "--version", "2", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_ok(&case.migrate("apply", &[]));
+    let out = waiter.wait_with_output().unwrap();
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("Schema at version 2"));
+
+    let out = case
+        .command(&["wait", "--version", "3", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    let err = assert_failed(&out);
+    assert!(
+        err.contains("timed out after 1s waiting for schema version 3: the schema is at version 2"),
+        "{err}"
+    );
+}
+
+/// Subcommands that are not built yet say so with exit code 2, never a fake success.
+#[test]
+fn unbuilt_commands_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_servicedb"))
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not implemented yet"));
+}
