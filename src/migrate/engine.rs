@@ -1,13 +1,14 @@
 //! Running the plan against PostgreSQL: creating the history table, applying migrations one
 //! transaction at a time under Flyway's advisory lock, baseline and repair.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
-use super::history::{AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, SCHEMA_MARKER};
+use super::history::{AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, Prepared, SCHEMA_MARKER};
 use super::placeholders::{Builtins, PlaceholderError, Placeholders};
 use super::plan::{Options, Plan, Problem, plan};
 use super::source::{Kind, MigrationFile, SourceError, scan};
@@ -268,124 +269,39 @@ impl Engine {
         ensure_table(&mut self.client, state, &settings.history, false).await?;
         progress.start(plan.pending.len());
 
-        let key = settings.history.lock_key();
+        let client = &self.client;
+        let statements = settings
+            .history
+            .prepare(client)
+            .await
+            .map_err(db("preparing history statements"))?;
+        // The key is a number computed here, so formatting it into the text is safe; sending
+        // BEGIN and the lock together saves a round trip per migration.
+        let begin = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            settings.history.lock_key()
+        );
+        let mut run = Run {
+            pending: plan.pending.into(),
+            replan: false,
+            scripts,
+        };
         let mut applied = Vec::new();
         loop {
-            let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
-                .await
-                .map_err(db("taking the migration lock"))?;
-            state.refresh(&tx, &settings.history).await?;
-            let plan = state.plan(&settings.options);
-            if !plan.problems.is_empty() {
-                return Err(MigrateError::Validation(plan.problems));
+            let step = apply_next(client, settings, state, &statements, &begin, &mut run).await;
+            match step {
+                Ok(Step::Done) => break,
+                Ok(Step::Retry) => continue,
+                Ok(Step::Applied(index, done)) => {
+                    progress.applied(&state.files[index], done.execution_time_ms);
+                    applied.push(done);
+                }
+                Err(e) => {
+                    // Leave the connection usable for callers that keep it (dev mode).
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(e);
+                }
             }
-            let Some(&next) = plan.pending.first() else {
-                tx.commit().await.map_err(db("COMMIT"))?;
-                break;
-            };
-            let file = &state.files[next];
-            let sql = match &scripts[next] {
-                Some(sql) => sql.clone(),
-                None => {
-                    settings
-                        .placeholders
-                        .substitute(&file.sql, &file.script, &state.builtins)?
-                }
-            };
-            let in_transaction = file
-                .execute_in_transaction
-                .unwrap_or_else(|| first_non_transactional(&sql).is_none());
-            progress.applying(file);
-            let row = |ms, success| NewRow {
-                rank: None,
-                version: file.version().map(Version::as_str),
-                description: &file.description,
-                kind: "SQL",
-                script: &file.script,
-                checksum: Some(state.checksums[next]),
-                installed_by: &state.builtins.user,
-                execution_time: ms,
-                success,
-            };
-            let started = Instant::now();
-            let millis;
-            if in_transaction {
-                if let Err(e) = tx.batch_execute(&sql).await {
-                    // Dropping the transaction rolls back the script; no history row is written.
-                    drop(tx);
-                    return Err(failure(file, &sql, 0, None, &e));
-                }
-                millis = elapsed_ms(started);
-                settings
-                    .history
-                    .insert(&tx, &row(millis, true))
-                    .await
-                    .map_err(db("recording the migration"))?;
-                tx.commit().await.map_err(db("COMMIT"))?;
-            } else {
-                // Statements that refuse a transaction block run one by one under the session
-                // lock; re-check under it, since the transaction's lock is gone.
-                tx.commit().await.map_err(db("COMMIT"))?;
-                let client = &self.client;
-                client
-                    .execute("SELECT pg_advisory_lock($1)", &[&key])
-                    .await
-                    .map_err(db("taking the migration lock"))?;
-                let outcome = async {
-                    let file = &state.files[next];
-                    let mut fresh = state.history.clone();
-                    let after = fresh.last().map_or(0, |r| r.installed_rank);
-                    fresh.extend(
-                        settings
-                            .history
-                            .rows_after(client, after)
-                            .await
-                            .map_err(db("reading the history"))?,
-                    );
-                    let again =
-                        plan_with(&state.files, &state.checksums, &fresh, &settings.options);
-                    if again.pending.first() != Some(&next) {
-                        return Ok(None);
-                    }
-                    for stmt in split_statements(&sql) {
-                        if let Err(e) = client.batch_execute(stmt.sql).await {
-                            let ms = elapsed_ms(started);
-                            settings
-                                .history
-                                .insert(client, &row(ms, false))
-                                .await
-                                .map_err(db("recording the failed migration"))?;
-                            return Err(failure(file, &sql, stmt.offset, Some(stmt.line), &e));
-                        }
-                    }
-                    let ms = elapsed_ms(started);
-                    settings
-                        .history
-                        .insert(client, &row(ms, true))
-                        .await
-                        .map_err(db("recording the migration"))?;
-                    Ok(Some(ms))
-                }
-                .await;
-                let unlock = client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                    .await;
-                match outcome? {
-                    Some(ms) => millis = ms,
-                    None => continue,
-                }
-                unlock.map_err(db("releasing the migration lock"))?;
-            }
-            let file = &state.files[next];
-            progress.applied(file, millis);
-            applied.push(Applied {
-                version: file.version().map(Version::to_string),
-                description: file.description.clone(),
-                script: file.script.clone(),
-                execution_time_ms: millis,
-                in_transaction,
-            });
         }
         progress.finish();
         let current = state.plan(&settings.options).current.map(|v| v.to_string());
@@ -562,7 +478,11 @@ impl Engine {
 
 impl State {
     fn plan(&self, options: &Options) -> Plan {
-        plan_with(&self.files, &self.checksums, &self.history, options)
+        plan(&self.files, &self.checksums, &self.history, options)
+    }
+
+    fn max_rank(&self) -> i32 {
+        self.history.last().map_or(-1, |r| r.installed_rank)
     }
 
     /// Appends history rows written since the last read.
@@ -574,9 +494,8 @@ impl State {
         if !self.table_exists {
             return Ok(());
         }
-        let after = self.history.last().map_or(-1, |r| r.installed_rank);
         let rows = table
-            .rows_after(db_client, after)
+            .rows_after(db_client, self.max_rank())
             .await
             .map_err(db("reading the history"))?;
         self.history.extend(rows);
@@ -584,13 +503,145 @@ impl State {
     }
 }
 
-fn plan_with(
-    files: &[MigrationFile],
-    checksums: &[i32],
-    history: &[AppliedRow],
-    options: &Options,
-) -> Plan {
-    plan(files, checksums, history, options)
+/// The apply loop's memory between migrations.
+struct Run {
+    /// What is left to apply, from the last plan.
+    pending: VecDeque<usize>,
+    /// Set when the last plan can no longer be trusted.
+    replan: bool,
+    /// Placeholder-substituted scripts of what was pending at the start.
+    scripts: Vec<Option<String>>,
+}
+
+enum Step {
+    Done,
+    /// Someone else changed the history meanwhile: look again.
+    Retry,
+    Applied(usize, Applied),
+}
+
+/// Takes the migration lock in a new transaction, then applies the next pending migration, or
+/// commits and reports that nothing is left. On error the caller rolls back.
+async fn apply_next(
+    client: &Client,
+    settings: &Settings,
+    state: &mut State,
+    statements: &Prepared,
+    begin: &str,
+    run: &mut Run,
+) -> Result<Step, MigrateError> {
+    // Pipelined: both are sent before either answer is awaited, one round trip in all.
+    let (locked, fresh) = futures::join!(
+        client.batch_execute(begin),
+        statements.rows_after(client, state.max_rank())
+    );
+    locked.map_err(db("taking the migration lock"))?;
+    let fresh = fresh.map_err(db("reading the history"))?;
+    if !fresh.is_empty() || run.replan {
+        // Another runner applied something: plan again from what is now in the table.
+        state.history.extend(fresh);
+        let plan = state.plan(&settings.options);
+        if !plan.problems.is_empty() {
+            return Err(MigrateError::Validation(plan.problems));
+        }
+        run.pending = plan.pending.into();
+        run.replan = false;
+    }
+    let Some(next) = run.pending.pop_front() else {
+        client.batch_execute("COMMIT").await.map_err(db("COMMIT"))?;
+        return Ok(Step::Done);
+    };
+    let file = &state.files[next];
+    let sql = match &run.scripts[next] {
+        Some(sql) => sql.clone(),
+        None => settings
+            .placeholders
+            .substitute(&file.sql, &file.script, &state.builtins)?,
+    };
+    let in_transaction = file
+        .execute_in_transaction
+        .unwrap_or_else(|| first_non_transactional(&sql).is_none());
+    let row = |ms, success| NewRow {
+        rank: None,
+        version: file.version().map(Version::as_str),
+        description: &file.description,
+        kind: "SQL",
+        script: &file.script,
+        checksum: Some(state.checksums[next]),
+        installed_by: &state.builtins.user,
+        execution_time: ms,
+        success,
+    };
+    let started = Instant::now();
+    let inserted = if in_transaction {
+        // The script and its history row commit together or not at all.
+        if let Err(e) = client.batch_execute(&sql).await {
+            return Err(failure(file, &sql, 0, None, &e));
+        }
+        // Pipelined too; if the insert fails, PostgreSQL turns the COMMIT into a rollback.
+        let done = row(elapsed_ms(started), true);
+        let (inserted, committed) = futures::join!(
+            statements.insert(client, &done),
+            client.batch_execute("COMMIT")
+        );
+        let inserted = inserted.map_err(db("recording the migration"))?;
+        committed.map_err(db("COMMIT"))?;
+        inserted
+    } else {
+        client.batch_execute("COMMIT").await.map_err(db("COMMIT"))?;
+        let key = settings.history.lock_key();
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&key])
+            .await
+            .map_err(db("taking the migration lock"))?;
+        let outcome = async {
+            // The transaction's lock is gone: check again under the session lock.
+            let fresh = statements
+                .rows_after(client, state.max_rank())
+                .await
+                .map_err(db("reading the history"))?;
+            if !fresh.is_empty() {
+                return Ok(None);
+            }
+            for stmt in split_statements(&sql) {
+                if let Err(e) = client.batch_execute(stmt.sql).await {
+                    statements
+                        .insert(client, &row(elapsed_ms(started), false))
+                        .await
+                        .map_err(db("recording the failed migration"))?;
+                    return Err(failure(file, &sql, stmt.offset, Some(stmt.line), &e));
+                }
+            }
+            statements
+                .insert(client, &row(elapsed_ms(started), true))
+                .await
+                .map(Some)
+                .map_err(db("recording the migration"))
+        }
+        .await;
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&key])
+            .await;
+        match outcome? {
+            Some(inserted) => {
+                unlocked.map_err(db("releasing the migration lock"))?;
+                inserted
+            }
+            None => {
+                run.replan = true;
+                return Ok(Step::Retry);
+            }
+        }
+    };
+    let done = Applied {
+        version: file.version().map(Version::to_string),
+        description: file.description.clone(),
+        script: file.script.clone(),
+        execution_time_ms: inserted.execution_time,
+        in_transaction,
+    };
+    state.history.push(inserted);
+    Ok(Step::Applied(next, done))
 }
 
 /// Creates the schema (if missing) and the history table under the lock, unless it exists.

@@ -1,7 +1,8 @@
 //! Flyway's `flyway_schema_history` table: its exact DDL, and reading and writing its rows.
 
 use serde::Serialize;
-use tokio_postgres::GenericClient;
+use tokio_postgres::ToStatement;
+use tokio_postgres::{GenericClient, Row, Statement};
 
 use crate::pg::quote_ident;
 
@@ -91,6 +92,23 @@ impl HistoryTable {
         row.try_get(0)
     }
 
+    fn rows_after_sql(&self) -> String {
+        format!(
+            "SELECT {ROW_COLUMNS} FROM {} WHERE installed_rank > $1 ORDER BY installed_rank",
+            self.qualified()
+        )
+    }
+
+    fn insert_sql(&self) -> String {
+        let t = self.qualified();
+        format!(
+            "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, \
+             installed_by, execution_time, success) \
+             SELECT coalesce($9, coalesce(max(installed_rank), 0) + 1), $1, $2, $3, $4, $5, $6, $7, $8 FROM {t} \
+             RETURNING {ROW_COLUMNS}"
+        )
+    }
+
     /// Rows with a rank above `after`, in rank order: reading only what is new keeps each
     /// migration's re-check under the lock cheap however long the history is.
     pub async fn rows_after(
@@ -98,29 +116,7 @@ impl HistoryTable {
         db: &impl GenericClient,
         after: i32,
     ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-        let sql = format!(
-            "SELECT installed_rank, version, description, type, script, checksum, installed_by, \
-             to_char(installed_on, 'YYYY-MM-DD HH24:MI:SS'), execution_time, success \
-             FROM {} WHERE installed_rank > $1 ORDER BY installed_rank",
-            self.qualified()
-        );
-        let rows = db.query(&sql, &[&after]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AppliedRow {
-                    installed_rank: r.try_get(0)?,
-                    version: r.try_get(1)?,
-                    description: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    script: r.try_get(4)?,
-                    checksum: r.try_get(5)?,
-                    installed_by: r.try_get(6)?,
-                    installed_on: r.try_get(7)?,
-                    execution_time: r.try_get(8)?,
-                    success: r.try_get(9)?,
-                })
-            })
-            .collect()
+        select_rows(db, self.rows_after_sql().as_str(), after).await
     }
 
     /// Inserts a row at rank `max + 1` (computed in the statement, under the caller's lock).
@@ -128,15 +124,69 @@ impl HistoryTable {
         &self,
         db: &impl GenericClient,
         row: &NewRow<'_>,
-    ) -> Result<(), tokio_postgres::Error> {
-        let t = self.qualified();
-        let sql = format!(
-            "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, \
-             installed_by, execution_time, success) \
-             SELECT coalesce($9, coalesce(max(installed_rank), 0) + 1), $1, $2, $3, $4, $5, $6, $7, $8 FROM {t}"
-        );
-        db.execute(
-            &sql,
+    ) -> Result<AppliedRow, tokio_postgres::Error> {
+        insert_row(db, self.insert_sql().as_str(), row).await
+    }
+
+    /// The two statements `apply` runs per migration, parsed once per connection.
+    pub async fn prepare(
+        &self,
+        db: &impl GenericClient,
+    ) -> Result<Prepared, tokio_postgres::Error> {
+        Ok(Prepared {
+            rows_after: db.prepare(&self.rows_after_sql()).await?,
+            insert: db.prepare(&self.insert_sql()).await?,
+        })
+    }
+}
+
+/// Prepared history statements, valid on the connection that prepared them.
+pub struct Prepared {
+    rows_after: Statement,
+    insert: Statement,
+}
+
+impl Prepared {
+    pub async fn rows_after(
+        &self,
+        db: &impl GenericClient,
+        after: i32,
+    ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
+        select_rows(db, &self.rows_after, after).await
+    }
+
+    pub async fn insert(
+        &self,
+        db: &impl GenericClient,
+        row: &NewRow<'_>,
+    ) -> Result<AppliedRow, tokio_postgres::Error> {
+        insert_row(db, &self.insert, row).await
+    }
+}
+
+const ROW_COLUMNS: &str = "installed_rank, version, description, type, script, checksum, installed_by, \
+     to_char(installed_on, 'YYYY-MM-DD HH24:MI:SS'), execution_time, success";
+
+async fn select_rows<T: ?Sized + ToStatement + Sync + Send>(
+    db: &impl GenericClient,
+    statement: &T,
+    after: i32,
+) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
+    db.query(statement, &[&after])
+        .await?
+        .iter()
+        .map(read_row)
+        .collect()
+}
+
+async fn insert_row<T: ?Sized + ToStatement + Sync + Send>(
+    db: &impl GenericClient,
+    statement: &T,
+    row: &NewRow<'_>,
+) -> Result<AppliedRow, tokio_postgres::Error> {
+    let inserted = db
+        .query_one(
+            statement,
             &[
                 &row.version,
                 &truncate(row.description, 200),
@@ -150,8 +200,22 @@ impl HistoryTable {
             ],
         )
         .await?;
-        Ok(())
-    }
+    read_row(&inserted)
+}
+
+fn read_row(r: &Row) -> Result<AppliedRow, tokio_postgres::Error> {
+    Ok(AppliedRow {
+        installed_rank: r.try_get(0)?,
+        version: r.try_get(1)?,
+        description: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        script: r.try_get(4)?,
+        checksum: r.try_get(5)?,
+        installed_by: r.try_get(6)?,
+        installed_on: r.try_get(7)?,
+        execution_time: r.try_get(8)?,
+        success: r.try_get(9)?,
+    })
 }
 
 /// Cuts text to the column's width in characters, as VARCHAR(n) counts them.
