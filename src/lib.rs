@@ -1,7 +1,12 @@
 //! servicedb: a PostgreSQL database (and roles, Secrets, migrations) per service and per tenant.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod embedded;
 pub mod migrate;
+pub mod naming;
+pub mod password;
 pub mod pg;
+pub mod provision;
+pub mod secret;

@@ -57,30 +57,7 @@ pub enum MigrateError {
     Refused(String),
 }
 
-/// The message of a PostgreSQL error with its detail and hint, without the "db error:" noise.
-pub fn describe_pg(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{}: {}", db.severity(), db.message());
-            if let Some(d) = db.detail() {
-                s.push_str(&format!(" (DETAIL: {d})"));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!(" (HINT: {h})"));
-            }
-            s
-        }
-        None => {
-            let mut s = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(inner) = source {
-                s.push_str(&format!(": {inner}"));
-                source = inner.source();
-            }
-            s
-        }
-    }
-}
+pub use crate::pg::describe_pg;
 
 fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
     let context = context.into();
@@ -217,6 +194,11 @@ impl Engine {
 
     pub fn files(&self) -> &[MigrationFile] {
         &self.state.files
+    }
+
+    /// Hands the connection back, for callers that keep using it.
+    pub fn into_client(self) -> Client {
+        self.client
     }
 
     pub fn history(&self) -> &[AppliedRow] {

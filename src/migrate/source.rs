@@ -1,7 +1,6 @@
 //! Finding migration files in directories and reading their Flyway names:
 //! `V<version>__<description>.sql` and `R__<description>.sql`, with optional `<file>.conf` sidecars.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -268,43 +267,35 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, SourceError> {
     Ok(out)
 }
 
-/// Reads every migration below the given directories.
-pub fn scan(dirs: &[PathBuf]) -> Result<Scan, SourceError> {
+/// Migrations from texts already in memory (ConfigMap data, compiled-in files): (script name,
+/// a path for messages, text). `.conf` entries are read as sidecars of the file they name.
+pub fn from_texts(
+    texts: impl IntoIterator<Item = (String, PathBuf, String)>,
+) -> Result<Scan, SourceError> {
     let mut scan = Scan::default();
-    let mut confs = BTreeMap::new();
-    for dir in dirs {
-        for (script, path) in walk(dir)? {
-            let file_name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match classify(&file_name, &path)? {
-                Name::Conf => {
-                    confs.insert(path.clone(), path);
-                }
-                Name::Other(why) => scan
-                    .warnings
-                    .push(format!("{}: skipped, {why}", path.display())),
-                Name::Migration { kind, description } => {
-                    let bytes = std::fs::read(&path).map_err(|e| SourceError::Io {
-                        path: path.clone(),
-                        source: e,
-                    })?;
-                    let sql = decode(&path, bytes)?;
-                    scan.files.push(MigrationFile {
-                        checksum: checksum(&sql),
-                        script,
-                        path,
-                        kind,
-                        description,
-                        sql,
-                        execute_in_transaction: None,
-                    });
-                }
+    let mut confs = Vec::new();
+    for (script, path, text) in texts {
+        let file_name = script.rsplit('/').next().unwrap_or(&script).to_string();
+        match classify(&file_name, &path)? {
+            Name::Conf => confs.push((path, text)),
+            Name::Other(why) => scan
+                .warnings
+                .push(format!("{}: skipped, {why}", path.display())),
+            Name::Migration { kind, description } => {
+                let sql = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
+                scan.files.push(MigrationFile {
+                    checksum: checksum(&sql),
+                    script,
+                    path,
+                    kind,
+                    description,
+                    sql,
+                    execute_in_transaction: None,
+                });
             }
         }
     }
-    for conf in confs.into_keys() {
+    for (conf, text) in confs {
         let target = conf.with_extension("");
         let Some(file) = scan.files.iter_mut().find(|f| f.path == target) else {
             scan.warnings.push(format!(
@@ -314,16 +305,36 @@ pub fn scan(dirs: &[PathBuf]) -> Result<Scan, SourceError> {
             ));
             continue;
         };
-        let text = std::fs::read(&conf)
-            .map_err(|e| SourceError::Io {
-                path: conf.clone(),
-                source: e,
-            })
-            .and_then(|bytes| decode(&conf, bytes))?;
         file.execute_in_transaction = Some(read_conf(&conf, &text, &mut scan.warnings)?);
     }
     sort_and_check(&mut scan.files)?;
     Ok(scan)
+}
+
+/// Reads every migration below the given directories.
+pub fn scan(dirs: &[PathBuf]) -> Result<Scan, SourceError> {
+    let mut texts = Vec::new();
+    for dir in dirs {
+        for (script, path) in walk(dir)? {
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Only migrations and their sidecars are read; other files are named in warnings.
+            let wanted = !matches!(classify(&file_name, &path)?, Name::Other(_));
+            let text = if wanted {
+                let bytes = std::fs::read(&path).map_err(|e| SourceError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                decode(&path, bytes)?
+            } else {
+                String::new()
+            };
+            texts.push((script, path, text));
+        }
+    }
+    from_texts(texts)
 }
 
 fn sort_and_check(files: &mut [MigrationFile]) -> Result<(), SourceError> {

@@ -67,7 +67,7 @@ pub enum ConnectError {
     },
     #[error("TLS setup failed: {0}")]
     Tls(String),
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {}", super::describe_pg(.source))]
     Connect {
         target: String,
         source: tokio_postgres::Error,

@@ -1,0 +1,346 @@
+//! One step of a plan: what SQL to run, where, and how to show it without secrets.
+
+use std::fmt;
+
+use crate::password::Password;
+use crate::pg::{Ident, quote_literal};
+
+use super::desired::Claimant;
+
+/// Where an action runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The maintenance database: roles and databases are server-wide.
+    Server,
+    /// The database being provisioned.
+    Database,
+    /// The ownership catalog.
+    Catalog,
+}
+
+/// Kinds of objects default privileges apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Objects {
+    Tables,
+    Sequences,
+    Functions,
+}
+
+impl Objects {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Objects::Tables => "TABLES",
+            Objects::Sequences => "SEQUENCES",
+            Objects::Functions => "FUNCTIONS",
+        }
+    }
+
+    /// `pg_default_acl.defaclobjtype`.
+    pub fn code(self) -> char {
+        match self {
+            Objects::Tables => 'r',
+            Objects::Sequences => 'S',
+            Objects::Functions => 'f',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    ClaimDatabase {
+        database: Ident,
+        claimant: Claimant,
+        service: String,
+        tenant: Option<String>,
+    },
+    ClaimRole {
+        role: Ident,
+        database: Ident,
+        purpose: String,
+    },
+    CreateRole {
+        role: Ident,
+        connection_limit: i32,
+        password: Password,
+    },
+    SetLogin {
+        role: Ident,
+    },
+    SetConnectionLimit {
+        role: Ident,
+        limit: i32,
+    },
+    SetPassword {
+        role: Ident,
+        password: Password,
+    },
+    RecordFingerprint {
+        role: Ident,
+        fingerprint: String,
+    },
+    /// Makes `member` a member of `role`; `None` is the admin itself.
+    GrantRole {
+        role: Ident,
+        member: Option<Ident>,
+    },
+    CreateDatabase {
+        database: Ident,
+        owner: Ident,
+    },
+    SetDatabaseOwner {
+        database: Ident,
+        owner: Ident,
+    },
+    RevokeConnectFromPublic {
+        database: Ident,
+    },
+    GrantConnect {
+        database: Ident,
+        role: Ident,
+    },
+    RevokeConnect {
+        database: Ident,
+        role: Ident,
+    },
+    CreateSchema {
+        schema: Ident,
+        owner: Ident,
+    },
+    SetSchemaOwner {
+        schema: Ident,
+        owner: Ident,
+    },
+    /// Created as the owner, so a non-superuser admin can add trusted extensions.
+    CreateExtension {
+        extension: Ident,
+        owner: Ident,
+    },
+    GrantUsageOnSchema {
+        schema: Ident,
+        role: Ident,
+    },
+    GrantOnAll {
+        objects: Objects,
+        privileges: &'static str,
+        schema: Ident,
+        role: Ident,
+    },
+    DefaultPrivileges {
+        owner: Ident,
+        schema: Ident,
+        objects: Objects,
+        privileges: &'static str,
+        role: Ident,
+    },
+    TerminateSessions {
+        database: Ident,
+    },
+    DropDatabase {
+        database: Ident,
+    },
+    DropOwned {
+        role: Ident,
+    },
+    DropRole {
+        role: Ident,
+    },
+    ReleaseDatabase {
+        database: Ident,
+    },
+}
+
+impl Action {
+    pub fn target(&self) -> Target {
+        use Action::*;
+        match self {
+            ClaimDatabase { .. }
+            | ClaimRole { .. }
+            | RecordFingerprint { .. }
+            | ReleaseDatabase { .. } => Target::Catalog,
+            CreateSchema { .. }
+            | SetSchemaOwner { .. }
+            | CreateExtension { .. }
+            | GrantUsageOnSchema { .. }
+            | GrantOnAll { .. }
+            | DefaultPrivileges { .. } => Target::Database,
+            _ => Target::Server,
+        }
+    }
+
+    /// Whether it creates or changes a password (the Secret must be written first).
+    pub fn sets_password(&self) -> bool {
+        matches!(self, Action::CreateRole { .. } | Action::SetPassword { .. })
+    }
+
+    /// The SQL to execute. Passwords become SCRAM verifiers computed here.
+    pub fn sql(&self) -> String {
+        self.render(true)
+    }
+
+    fn render(&self, reveal: bool) -> String {
+        let verifier = |p: &Password| {
+            if reveal {
+                quote_literal(&p.scram_verifier())
+            } else {
+                "'<redacted>'".to_string()
+            }
+        };
+        use Action::*;
+        match self {
+            ClaimDatabase {
+                database,
+                claimant,
+                service,
+                tenant,
+            } => format!(
+                "INSERT INTO servicedb.databases (database_name, resource_kind, resource_namespace, resource_name, service, tenant) \
+                 VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (database_name) DO NOTHING",
+                quote_literal(database.as_str()),
+                quote_literal(&claimant.kind),
+                quote_literal(&claimant.namespace),
+                quote_literal(&claimant.name),
+                quote_literal(service),
+                tenant.as_deref().map_or("NULL".to_string(), quote_literal),
+            ),
+            ClaimRole {
+                role,
+                database,
+                purpose,
+            } => format!(
+                "INSERT INTO servicedb.roles (role_name, database_name, purpose) VALUES ({}, {}, {}) \
+                 ON CONFLICT (role_name) DO NOTHING",
+                quote_literal(role.as_str()),
+                quote_literal(database.as_str()),
+                quote_literal(purpose)
+            ),
+            CreateRole {
+                role,
+                connection_limit,
+                password,
+            } => format!(
+                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT \
+                 CONNECTION LIMIT {connection_limit} PASSWORD {}",
+                verifier(password)
+            ),
+            SetLogin { role } => format!("ALTER ROLE {role} LOGIN"),
+            SetConnectionLimit { role, limit } => {
+                format!("ALTER ROLE {role} CONNECTION LIMIT {limit}")
+            }
+            SetPassword { role, password } => {
+                format!("ALTER ROLE {role} PASSWORD {}", verifier(password))
+            }
+            RecordFingerprint { role, fingerprint } => format!(
+                "UPDATE servicedb.roles SET password_fingerprint = {}, password_changed_at = now() WHERE role_name = {}",
+                quote_literal(fingerprint),
+                quote_literal(role.as_str())
+            ),
+            GrantRole { role, member } => match member {
+                Some(m) => format!("GRANT {role} TO {m}"),
+                None => format!("GRANT {role} TO CURRENT_USER"),
+            },
+            CreateDatabase { database, owner } => {
+                format!("CREATE DATABASE {database} OWNER {owner}")
+            }
+            SetDatabaseOwner { database, owner } => {
+                format!("ALTER DATABASE {database} OWNER TO {owner}")
+            }
+            RevokeConnectFromPublic { database } => {
+                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC")
+            }
+            GrantConnect { database, role } => {
+                format!("GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}")
+            }
+            RevokeConnect { database, role } => {
+                format!("REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM {role}")
+            }
+            CreateSchema { schema, owner } => {
+                format!("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner}")
+            }
+            SetSchemaOwner { schema, owner } => format!("ALTER SCHEMA {schema} OWNER TO {owner}"),
+            CreateExtension { extension, owner } => {
+                format!("SET ROLE {owner}; CREATE EXTENSION IF NOT EXISTS {extension}; RESET ROLE")
+            }
+            GrantUsageOnSchema { schema, role } => {
+                format!("GRANT USAGE ON SCHEMA {schema} TO {role}")
+            }
+            GrantOnAll {
+                objects,
+                privileges,
+                schema,
+                role,
+            } => format!(
+                "GRANT {privileges} ON ALL {} IN SCHEMA {schema} TO {role}",
+                objects.keyword()
+            ),
+            DefaultPrivileges {
+                owner,
+                schema,
+                objects,
+                privileges,
+                role,
+            } => format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schema} GRANT {privileges} ON {} TO {role}",
+                objects.keyword()
+            ),
+            TerminateSessions { database } => format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+                quote_literal(database.as_str())
+            ),
+            DropDatabase { database } => format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+            DropOwned { role } => format!("DROP OWNED BY {role}"),
+            DropRole { role } => format!("DROP ROLE IF EXISTS {role}"),
+            ReleaseDatabase { database } => format!(
+                "DELETE FROM servicedb.databases WHERE database_name = {}",
+                quote_literal(database.as_str())
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    /// The statement as it may be logged, shown in events or compared in tests: passwords
+    /// are replaced by `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> Ident {
+        Ident::new(s).unwrap()
+    }
+
+    #[test]
+    fn display_never_shows_passwords_but_sql_sets_a_verifier() {
+        let a = Action::CreateRole {
+            role: id("shop_orders_app"),
+            connection_limit: 50,
+            password: Password::from_existing("hunter2hunter2"),
+        };
+        let shown = a.to_string();
+        assert!(shown.contains("PASSWORD '<redacted>'"), "{shown}");
+        let sql = a.sql();
+        assert!(sql.contains("PASSWORD 'SCRAM-SHA-256$4096:"), "{sql}");
+        assert!(!sql.contains("hunter2"));
+        assert!(!format!("{a:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_their_quotes() {
+        let a = Action::CreateDatabase {
+            database: id("x\"; DROP DATABASE y; --"),
+            owner: id("o"),
+        };
+        assert_eq!(
+            a.sql(),
+            "CREATE DATABASE \"x\"\"; DROP DATABASE y; --\" OWNER \"o\""
+        );
+        let c = Action::ReleaseDatabase {
+            database: id("a'b"),
+        };
+        assert!(c.sql().ends_with("= 'a''b'"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The ownership catalog on each server: a `servicedb` database, created by the admin and
+//! migrated with the engine from the top-level `migrations/` folder.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use tokio_postgres::Client;
+
+use super::desired::Claimant;
+use super::observed::RoleClaim;
+use crate::migrate::engine::{Engine, Quiet, Settings};
+use crate::migrate::history::HistoryTable;
+use crate::migrate::placeholders::Placeholders;
+use crate::migrate::plan::Options;
+use crate::migrate::source::{SourceError, from_texts};
+
+/// The database holding the catalog; reserved, no resource may use this name.
+pub const DATABASE: &str = "servicedb";
+/// Its schema.
+pub const SCHEMA: &str = "servicedb";
+
+/// The catalog's migrations, compiled in so the operator image needs no files.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "V1__ownership_catalog.sql",
+    include_str!("../../migrations/V1__ownership_catalog.sql"),
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot create the servicedb catalog database: {}", crate::migrate::engine::describe_pg(.0))]
+    Create(tokio_postgres::Error),
+    #[error("cannot migrate the servicedb catalog: {0}")]
+    Migrate(#[from] crate::migrate::engine::MigrateError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("reading the servicedb catalog: {}", crate::migrate::engine::describe_pg(.0))]
+    Read(#[from] tokio_postgres::Error),
+}
+
+/// Creates the catalog database if missing (closed to PUBLIC). Run on the maintenance database.
+pub async fn ensure_database(maintenance: &Client) -> Result<(), CatalogError> {
+    let exists: bool = maintenance
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            &[&DATABASE],
+        )
+        .await
+        .map_err(CatalogError::Create)?
+        .get(0);
+    if exists {
+        return Ok(());
+    }
+    match maintenance
+        .batch_execute(&format!("CREATE DATABASE \"{DATABASE}\""))
+        .await
+    {
+        Ok(()) => {}
+        // Another operator replica created it meanwhile (a race shows as a unique violation).
+        Err(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
+        Err(e) => return Err(CatalogError::Create(e)),
+    }
+    maintenance
+        .batch_execute(&format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE \"{DATABASE}\" FROM PUBLIC"
+        ))
+        .await
+        .map_err(CatalogError::Create)
+}
+
+/// Applies the catalog's own migrations on a connection to the catalog database.
+pub async fn migrate(catalog: Client) -> Result<Client, CatalogError> {
+    let files = from_texts(MIGRATIONS.iter().map(|(name, text)| {
+        (
+            name.to_string(),
+            PathBuf::from(format!("migrations/{name}")),
+            text.to_string(),
+        )
+    }))?;
+    let settings = Settings {
+        dirs: Vec::new(),
+        history: HistoryTable {
+            schema: SCHEMA.to_string(),
+            table: "flyway_schema_history".to_string(),
+        },
+        options: Options::default(),
+        placeholders: Placeholders::new(&[]).map_err(crate::migrate::engine::MigrateError::from)?,
+    };
+    let mut engine = Engine::with_client(catalog, settings, files.files, files.warnings).await?;
+    engine.apply(&mut Quiet).await?;
+    Ok(engine.into_client())
+}
+
+/// Who owns a database name.
+pub async fn claim_of(catalog: &Client, database: &str) -> Result<Option<Claimant>, CatalogError> {
+    let row = catalog
+        .query_opt(
+            "SELECT resource_kind, resource_namespace, resource_name FROM servicedb.databases WHERE database_name = $1",
+            &[&database],
+        )
+        .await?;
+    Ok(row.map(|r| Claimant {
+        kind: r.get(0),
+        namespace: r.get(1),
+        name: r.get(2),
+    }))
+}
+
+/// Catalog rows of the given role names.
+pub async fn role_claims(
+    catalog: &Client,
+    roles: &[&str],
+) -> Result<BTreeMap<String, RoleClaim>, CatalogError> {
+    let rows = catalog
+        .query(
+            "SELECT role_name, database_name, password_fingerprint FROM servicedb.roles WHERE role_name = ANY($1)",
+            &[&roles],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                RoleClaim {
+                    database: r.get(1),
+                    fingerprint: r.get(2),
+                },
+            )
+        })
+        .collect())
+}
+
+/// One managed database, as listed by `dev status` and used for placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedDatabase {
+    pub database: String,
+    pub claimant: Claimant,
+    pub service: String,
+    pub tenant: Option<String>,
+}
+
+pub async fn list(catalog: &Client) -> Result<Vec<ManagedDatabase>, CatalogError> {
+    let rows = catalog
+        .query(
+            "SELECT database_name, resource_kind, resource_namespace, resource_name, service, tenant \
+             FROM servicedb.databases ORDER BY database_name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ManagedDatabase {
+            database: r.get(0),
+            claimant: Claimant {
+                kind: r.get(1),
+                namespace: r.get(2),
+                name: r.get(3),
+            },
+            service: r.get(4),
+            tenant: r.get(5),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file added to migrations/ but not to MIGRATIONS would silently never run.
+    #[test]
+    fn every_catalog_migration_is_compiled_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let compiled: Vec<String> = super::MIGRATIONS
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(on_disk, compiled);
+    }
+}

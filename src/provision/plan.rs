@@ -1,0 +1,679 @@
+//! The planner: (desired, observed) -> ordered actions. Pure and deterministic, so it is
+//! table-tested without a server, and planning again after executing gives nothing to do.
+
+use std::collections::BTreeSet;
+
+use super::action::{Action, Objects};
+use super::desired::{Access, Claimant, DesiredDatabase, DesiredRole};
+use super::observed::{ObservedDatabase, ObservedServer};
+use crate::pg::Ident;
+
+/// Another resource, or something outside servicedb, holds a name this resource needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("database {database:?} belongs to {owner}; choose another spec.databaseName")]
+    DatabaseClaimed { database: String, owner: Claimant },
+    #[error(
+        "database {database:?} already exists and was not created by servicedb; choose another spec.databaseName \
+         (servicedb never takes over a database it did not create)"
+    )]
+    DatabaseUnmanaged { database: String },
+    #[error("role {role:?} belongs to database {database:?}")]
+    RoleClaimed { role: String, database: String },
+    #[error("role {role:?} already exists and was not created by servicedb")]
+    RoleUnmanaged { role: String },
+}
+
+/// Catalog claims first (they are what makes two resources unable to share a name), then the
+/// server-wide changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerPlan {
+    pub claims: Vec<Action>,
+    pub actions: Vec<Action>,
+}
+
+impl ServerPlan {
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty() && self.actions.is_empty()
+    }
+}
+
+/// Checks ownership: the database and every role must be unclaimed-and-absent or ours.
+pub fn check_claims(desired: &DesiredDatabase, observed: &ObservedServer) -> Result<(), Conflict> {
+    match &observed.claim {
+        Some(owner) if owner != &desired.claimant => {
+            return Err(Conflict::DatabaseClaimed {
+                database: desired.database.as_str().to_string(),
+                owner: owner.clone(),
+            });
+        }
+        None if observed.database_exists => {
+            return Err(Conflict::DatabaseUnmanaged {
+                database: desired.database.as_str().to_string(),
+            });
+        }
+        _ => {}
+    }
+    for role in desired.roles() {
+        let name = role.name.as_str();
+        match observed.role_claims.get(name) {
+            Some(claim) if claim.database != desired.database.as_str() => {
+                return Err(Conflict::RoleClaimed {
+                    role: name.to_string(),
+                    database: claim.database.clone(),
+                });
+            }
+            None if observed.roles.contains_key(name) => {
+                return Err(Conflict::RoleUnmanaged {
+                    role: name.to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Roles, memberships, the database and who may connect to it.
+pub fn plan_server(
+    desired: &DesiredDatabase,
+    observed: &ObservedServer,
+) -> Result<ServerPlan, Conflict> {
+    check_claims(desired, observed)?;
+    let mut plan = ServerPlan::default();
+    let db = &desired.database;
+    if observed.claim.is_none() {
+        plan.claims.push(Action::ClaimDatabase {
+            database: db.clone(),
+            claimant: desired.claimant.clone(),
+            service: desired.service.clone(),
+            tenant: desired.tenant.clone(),
+        });
+    }
+    for role in desired.roles() {
+        if !observed.role_claims.contains_key(role.name.as_str()) {
+            plan.claims.push(Action::ClaimRole {
+                role: role.name.clone(),
+                database: db.clone(),
+                purpose: role.purpose.label(),
+            });
+        }
+    }
+
+    let a = &mut plan.actions;
+    for role in desired.roles() {
+        plan_role(a, role, observed);
+    }
+    // Extra roles with owner access act as the owner through membership.
+    for role in desired
+        .roles()
+        .filter(|r| r.purpose.access() == Access::Owner && r.name != desired.owner.name)
+    {
+        let is_member = observed
+            .roles
+            .get(role.name.as_str())
+            .is_some_and(|r| r.member_of.contains(desired.owner.name.as_str()));
+        if !is_member {
+            a.push(Action::GrantRole {
+                role: desired.owner.name.clone(),
+                member: Some(role.name.clone()),
+            });
+        }
+    }
+    if !observed.database_exists {
+        a.push(Action::CreateDatabase {
+            database: db.clone(),
+            owner: desired.owner.name.clone(),
+        });
+    } else if observed.database_owner.as_deref() != Some(desired.owner.name.as_str()) {
+        a.push(Action::SetDatabaseOwner {
+            database: db.clone(),
+            owner: desired.owner.name.clone(),
+        });
+    }
+    // A new database lets PUBLIC connect until told otherwise.
+    if !observed.database_exists || observed.public_connect {
+        a.push(Action::RevokeConnectFromPublic {
+            database: db.clone(),
+        });
+    }
+    for role in desired.roles().filter(|r| r.name != desired.owner.name) {
+        if !observed.database_exists || !observed.connect_grantees.contains(role.name.as_str()) {
+            a.push(Action::GrantConnect {
+                database: db.clone(),
+                role: role.name.clone(),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+fn plan_role(a: &mut Vec<Action>, role: &DesiredRole, observed: &ObservedServer) {
+    let name = &role.name;
+    let fingerprint = role.password.fingerprint(name.as_str());
+    match observed.roles.get(name.as_str()) {
+        None => {
+            a.push(Action::CreateRole {
+                role: name.clone(),
+                connection_limit: role.connection_limit,
+                password: role.password.clone(),
+            });
+            a.push(Action::RecordFingerprint {
+                role: name.clone(),
+                fingerprint,
+            });
+        }
+        Some(existing) => {
+            if !existing.can_login {
+                a.push(Action::SetLogin { role: name.clone() });
+            }
+            if existing.connection_limit != role.connection_limit {
+                a.push(Action::SetConnectionLimit {
+                    role: name.clone(),
+                    limit: role.connection_limit,
+                });
+            }
+            let recorded = observed
+                .role_claims
+                .get(name.as_str())
+                .and_then(|c| c.fingerprint.as_deref());
+            if recorded != Some(fingerprint.as_str()) {
+                a.push(Action::SetPassword {
+                    role: name.clone(),
+                    password: role.password.clone(),
+                });
+                a.push(Action::RecordFingerprint {
+                    role: name.clone(),
+                    fingerprint,
+                });
+            }
+        }
+    }
+    if !observed
+        .roles
+        .get(name.as_str())
+        .is_some_and(|r| r.admin_is_member)
+    {
+        a.push(Action::GrantRole {
+            role: name.clone(),
+            member: None,
+        });
+    }
+}
+
+/// What each access level needs: (objects, privileges as granted, privileges as
+/// `aclexplode` names them).
+fn required(access: Access) -> &'static [(Objects, &'static str, &'static [&'static str])] {
+    const WRITE: &[(Objects, &str, &[&str])] = &[
+        (
+            Objects::Tables,
+            "SELECT, INSERT, UPDATE, DELETE",
+            &["SELECT", "INSERT", "UPDATE", "DELETE"],
+        ),
+        (Objects::Sequences, "USAGE, SELECT", &["USAGE", "SELECT"]),
+        (Objects::Functions, "EXECUTE", &["EXECUTE"]),
+    ];
+    const READ: &[(Objects, &str, &[&str])] = &[
+        (Objects::Tables, "SELECT", &["SELECT"]),
+        (Objects::Sequences, "SELECT", &["SELECT"]),
+    ];
+    match access {
+        Access::Write => WRITE,
+        Access::Read => READ,
+        Access::Owner => &[],
+    }
+}
+
+/// The schemas whose objects roles get privileges on: public, the spec's, and any schema the
+/// owner created through migrations.
+pub fn managed_schemas(desired: &DesiredDatabase, observed: &ObservedDatabase) -> BTreeSet<String> {
+    let mut schemas: BTreeSet<String> = desired
+        .schemas
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    schemas.insert("public".to_string());
+    for (schema, owner) in &observed.schemas {
+        if owner == desired.owner.name.as_str() {
+            schemas.insert(schema.clone());
+        }
+    }
+    schemas
+}
+
+/// Schemas, extensions, privileges and default privileges inside the database.
+pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> Vec<Action> {
+    let mut a = Vec::new();
+    let owner = &desired.owner.name;
+    for schema in &desired.schemas {
+        match observed.schemas.get(schema.as_str()) {
+            None => a.push(Action::CreateSchema {
+                schema: schema.clone(),
+                owner: owner.clone(),
+            }),
+            Some(o) if o != owner.as_str() => a.push(Action::SetSchemaOwner {
+                schema: schema.clone(),
+                owner: owner.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for ext in &desired.extensions {
+        if !observed.extensions.contains(ext.as_str()) {
+            a.push(Action::CreateExtension {
+                extension: ext.clone(),
+                owner: owner.clone(),
+            });
+        }
+    }
+    for schema_name in managed_schemas(desired, observed) {
+        // Names come from the spec (validated) or from the catalog; both are usable.
+        let Ok(schema) = Ident::new(schema_name.clone()) else {
+            continue;
+        };
+        let exists_or_created =
+            observed.schemas.contains_key(&schema_name) || desired.schemas.contains(&schema);
+        if !exists_or_created {
+            continue;
+        }
+        for role in desired.grantees() {
+            let rname = role.name.as_str().to_string();
+            // A schema about to be created has no objects and no grants yet.
+            let have = observed
+                .grants
+                .get(&(rname.clone(), schema_name.clone()))
+                .copied()
+                .unwrap_or_default();
+            if !have.usage {
+                a.push(Action::GrantUsageOnSchema {
+                    schema: schema.clone(),
+                    role: role.name.clone(),
+                });
+            }
+            for &(objects, privileges, names) in required(role.purpose.access()) {
+                let missing_now = match objects {
+                    Objects::Tables => have.tables_missing,
+                    Objects::Sequences => have.sequences_missing,
+                    Objects::Functions => have.functions_missing,
+                };
+                if missing_now {
+                    a.push(Action::GrantOnAll {
+                        objects,
+                        privileges,
+                        schema: schema.clone(),
+                        role: role.name.clone(),
+                    });
+                }
+                let has_default = names.iter().all(|p| {
+                    observed.default_privileges.contains(&(
+                        schema_name.clone(),
+                        objects.code(),
+                        p.to_string(),
+                        rname.clone(),
+                    ))
+                });
+                if !has_default {
+                    a.push(Action::DefaultPrivileges {
+                        owner: owner.clone(),
+                        schema: schema.clone(),
+                        objects,
+                        privileges,
+                        role: role.name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    a
+}
+
+/// `reclaimPolicy: Delete`: only what this resource created, and only if the catalog says it
+/// is this resource's. Sessions are ended first so the drop never waits on a live connection.
+pub fn plan_delete(
+    desired: &DesiredDatabase,
+    observed: &ObservedServer,
+) -> Result<Vec<Action>, Conflict> {
+    let mut a = Vec::new();
+    match &observed.claim {
+        Some(owner) if owner != &desired.claimant => {
+            return Err(Conflict::DatabaseClaimed {
+                database: desired.database.as_str().to_string(),
+                owner: owner.clone(),
+            });
+        }
+        // Never claimed: nothing of ours to drop (an unmanaged database of that name stays).
+        None => {}
+        Some(_) => {
+            let db = &desired.database;
+            if observed.database_exists {
+                if observed.public_connect {
+                    a.push(Action::RevokeConnectFromPublic {
+                        database: db.clone(),
+                    });
+                }
+                for role in &observed.connect_grantees {
+                    if let Ok(role) = Ident::new(role.clone()) {
+                        a.push(Action::RevokeConnect {
+                            database: db.clone(),
+                            role,
+                        });
+                    }
+                }
+                a.push(Action::TerminateSessions {
+                    database: db.clone(),
+                });
+                a.push(Action::DropDatabase {
+                    database: db.clone(),
+                });
+            }
+        }
+    }
+    // Owner last: the others may hold grants from it.
+    let mut roles: Vec<&DesiredRole> = desired.roles().collect();
+    roles.reverse();
+    for role in roles {
+        let ours = observed
+            .role_claims
+            .get(role.name.as_str())
+            .is_some_and(|c| c.database == desired.database.as_str());
+        if ours && observed.roles.contains_key(role.name.as_str()) {
+            a.push(Action::DropOwned {
+                role: role.name.clone(),
+            });
+            a.push(Action::DropRole {
+                role: role.name.clone(),
+            });
+        }
+    }
+    if observed.claim.is_some() {
+        a.push(Action::ReleaseDatabase {
+            database: desired.database.clone(),
+        });
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::Password;
+    use crate::provision::desired::RolePurpose;
+    use crate::provision::observed::{ObservedRole, RoleClaim, SchemaGrants};
+
+    fn id(s: &str) -> Ident {
+        Ident::new(s).unwrap()
+    }
+
+    fn role(name: &str, purpose: RolePurpose) -> DesiredRole {
+        DesiredRole {
+            name: id(name),
+            purpose,
+            connection_limit: 5,
+            password: Password::from_existing(format!("pw-{name}")),
+        }
+    }
+
+    fn claimant(ns: &str) -> Claimant {
+        Claimant {
+            kind: "ServiceDatabase".into(),
+            namespace: ns.into(),
+            name: "orders".into(),
+        }
+    }
+
+    fn desired() -> DesiredDatabase {
+        DesiredDatabase {
+            claimant: claimant("shop"),
+            service: "orders".into(),
+            tenant: None,
+            database: id("shop_orders"),
+            owner: role("shop_orders_owner", RolePurpose::Owner),
+            app: role("shop_orders_app", RolePurpose::App),
+            extra: vec![role(
+                "shop_orders_reporting",
+                RolePurpose::Extra {
+                    name: "reporting".into(),
+                    access: Access::Read,
+                },
+            )],
+            schemas: vec![id("orders")],
+            extensions: vec![id("pgcrypto")],
+        }
+    }
+
+    /// The server state right after `plan_server` of `desired()` ran.
+    fn provisioned(d: &DesiredDatabase) -> ObservedServer {
+        let mut o = ObservedServer {
+            claim: Some(d.claimant.clone()),
+            database_exists: true,
+            database_owner: Some(d.owner.name.as_str().into()),
+            public_connect: false,
+            ..Default::default()
+        };
+        for r in d.roles() {
+            o.roles.insert(
+                r.name.as_str().into(),
+                ObservedRole {
+                    can_login: true,
+                    connection_limit: r.connection_limit,
+                    admin_is_member: true,
+                    member_of: Default::default(),
+                },
+            );
+            o.role_claims.insert(
+                r.name.as_str().into(),
+                RoleClaim {
+                    database: d.database.as_str().into(),
+                    fingerprint: Some(r.password.fingerprint(r.name.as_str())),
+                },
+            );
+            if r.name != d.owner.name {
+                o.connect_grantees.insert(r.name.as_str().into());
+            }
+        }
+        o
+    }
+
+    fn shown(actions: &[Action]) -> Vec<String> {
+        actions.iter().map(ToString::to_string).collect()
+    }
+
+    /// Locks the order and content of a first provisioning: claims, roles with redacted
+    /// passwords, admin membership, the database, then CONNECT for exactly our roles.
+    #[test]
+    fn fresh_server_gets_everything_in_order() {
+        let d = desired();
+        let plan = plan_server(&d, &ObservedServer::default()).unwrap();
+        assert_eq!(plan.claims.len(), 4);
+        let s = shown(&plan.actions);
+        assert_eq!(
+            s[0],
+            "CREATE ROLE \"shop_orders_owner\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>'"
+        );
+        assert!(s[1].starts_with("UPDATE servicedb.roles SET password_fingerprint"));
+        assert_eq!(s[2], "GRANT \"shop_orders_owner\" TO CURRENT_USER");
+        let create_db = s
+            .iter()
+            .position(|x| x == "CREATE DATABASE \"shop_orders\" OWNER \"shop_orders_owner\"")
+            .unwrap();
+        let last_role = s
+            .iter()
+            .rposition(|x| x.starts_with("GRANT \"shop_orders_reporting\" TO CURRENT_USER"))
+            .unwrap();
+        assert!(create_db > last_role, "roles come before the database");
+        assert_eq!(
+            &s[create_db + 1..],
+            [
+                "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM PUBLIC",
+                "GRANT CONNECT, TEMPORARY ON DATABASE \"shop_orders\" TO \"shop_orders_app\"",
+                "GRANT CONNECT, TEMPORARY ON DATABASE \"shop_orders\" TO \"shop_orders_reporting\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn provisioned_server_needs_nothing() {
+        let d = desired();
+        assert!(plan_server(&d, &provisioned(&d)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn drift_is_repaired_one_thing_at_a_time() {
+        let d = desired();
+        let mut o = provisioned(&d);
+        o.roles.remove("shop_orders_app");
+        o.public_connect = true;
+        o.roles
+            .get_mut("shop_orders_owner")
+            .unwrap()
+            .connection_limit = 99;
+        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        assert_eq!(
+            s,
+            [
+                "ALTER ROLE \"shop_orders_owner\" CONNECTION LIMIT 5",
+                "CREATE ROLE \"shop_orders_app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>'",
+                &format!(
+                    "UPDATE servicedb.roles SET password_fingerprint = '{}', password_changed_at = now() WHERE role_name = 'shop_orders_app'",
+                    d.app.password.fingerprint("shop_orders_app")
+                ),
+                "GRANT \"shop_orders_app\" TO CURRENT_USER",
+                "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM PUBLIC",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_password_in_the_secret_is_set_on_the_role() {
+        let mut d = desired();
+        let o = provisioned(&d);
+        d.app.password = Password::from_existing("rotated");
+        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        assert_eq!(s[0], "ALTER ROLE \"shop_orders_app\" PASSWORD '<redacted>'");
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn conflicts_change_nothing() {
+        let d = desired();
+        let mut o = ObservedServer {
+            claim: Some(claimant("other")),
+            database_exists: true,
+            ..Default::default()
+        };
+        let err = plan_server(&d, &o).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "database \"shop_orders\" belongs to ServiceDatabase other/orders; choose another spec.databaseName"
+        );
+        o.claim = None;
+        assert!(matches!(
+            plan_server(&d, &o),
+            Err(Conflict::DatabaseUnmanaged { .. })
+        ));
+        o.database_exists = false;
+        o.roles
+            .insert("shop_orders_app".into(), ObservedRole::default());
+        assert!(matches!(
+            plan_server(&d, &o),
+            Err(Conflict::RoleUnmanaged { .. })
+        ));
+        let other = ObservedServer {
+            claim: Some(claimant("other")),
+            ..Default::default()
+        };
+        assert!(plan_delete(&d, &other).is_err());
+    }
+
+    #[test]
+    fn database_plan_creates_schemas_extensions_and_grants() {
+        let d = desired();
+        let mut o = ObservedDatabase::default();
+        o.schemas
+            .insert("public".into(), "pg_database_owner".into());
+        let s = shown(&plan_database(&d, &o));
+        assert_eq!(
+            s[0],
+            "CREATE SCHEMA IF NOT EXISTS \"orders\" AUTHORIZATION \"shop_orders_owner\""
+        );
+        assert_eq!(
+            s[1],
+            "SET ROLE \"shop_orders_owner\"; CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"; RESET ROLE"
+        );
+        assert!(s.contains(&"ALTER DEFAULT PRIVILEGES FOR ROLE \"shop_orders_owner\" IN SCHEMA \"orders\" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"shop_orders_app\"".to_string()));
+        assert!(s.contains(&"ALTER DEFAULT PRIVILEGES FOR ROLE \"shop_orders_owner\" IN SCHEMA \"public\" GRANT SELECT ON TABLES TO \"shop_orders_reporting\"".to_string()));
+        assert!(
+            !s.iter()
+                .any(|x| x.contains("shop_orders_reporting") && x.contains("INSERT")),
+            "read roles never get writes"
+        );
+        assert!(s.contains(&"GRANT USAGE ON SCHEMA \"orders\" TO \"shop_orders_app\"".to_string()));
+    }
+
+    #[test]
+    fn database_plan_is_empty_when_everything_is_there_and_regrants_revoked_privileges() {
+        let d = desired();
+        let mut o = ObservedDatabase::default();
+        o.schemas
+            .insert("public".into(), "pg_database_owner".into());
+        o.schemas
+            .insert("orders".into(), "shop_orders_owner".into());
+        o.extensions.insert("pgcrypto".into());
+        for r in d.grantees() {
+            for schema in ["public", "orders"] {
+                o.grants.insert(
+                    (r.name.as_str().into(), schema.into()),
+                    SchemaGrants {
+                        usage: true,
+                        ..Default::default()
+                    },
+                );
+                for &(objects, _, names) in required(r.purpose.access()) {
+                    for p in names {
+                        o.default_privileges.insert((
+                            schema.into(),
+                            objects.code(),
+                            p.to_string(),
+                            r.name.as_str().into(),
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(plan_database(&d, &o).is_empty());
+        o.grants
+            .get_mut(&("shop_orders_app".to_string(), "orders".to_string()))
+            .unwrap()
+            .tables_missing = true;
+        assert_eq!(
+            shown(&plan_database(&d, &o)),
+            [
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"orders\" TO \"shop_orders_app\""
+            ]
+        );
+    }
+
+    #[test]
+    fn delete_drops_only_what_is_ours_database_first_owner_last() {
+        let d = desired();
+        let s = shown(&plan_delete(&d, &provisioned(&d)).unwrap());
+        assert_eq!(
+            s[0],
+            "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM \"shop_orders_app\""
+        );
+        assert!(s[2].starts_with("SELECT pg_terminate_backend(pid)"));
+        assert_eq!(s[3], "DROP DATABASE IF EXISTS \"shop_orders\" WITH (FORCE)");
+        assert_eq!(s[s.len() - 2], "DROP ROLE IF EXISTS \"shop_orders_owner\"");
+        assert!(
+            s.last()
+                .unwrap()
+                .starts_with("DELETE FROM servicedb.databases")
+        );
+        // An unclaimed database of the same name is never touched.
+        let foreign = ObservedServer {
+            database_exists: true,
+            ..Default::default()
+        };
+        assert!(plan_delete(&d, &foreign).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,371 @@
+//! The provisioning core against a real PostgreSQL with a non-superuser admin (CREATEROLE,
+//! CREATEDB), as on managed clouds.
+
+mod support;
+
+use servicedb::password::Password;
+use servicedb::pg::{ConnectOptions, Ident, SslMode, describe_pg};
+use servicedb::provision::execute::{ProvisionError, delete, reconcile, reconcile_inside};
+use servicedb::provision::observe::{observe_database, observe_server};
+use servicedb::provision::plan::{plan_database, plan_server};
+use servicedb::provision::server::{Environment, Server, ServerSpec};
+use servicedb::provision::{Access, Claimant, DesiredDatabase, DesiredRole, RolePurpose};
+use support::postgres::server as pg;
+
+async fn connect_server() -> Server {
+    Server::connect(ServerSpec {
+        name: "test".into(),
+        admin: ConnectOptions::from_url(&pg().admin_url("postgres")).unwrap(),
+        client_host: pg().host().into(),
+        client_port: pg().port(),
+        ssl_mode: SslMode::Disable,
+        environment: Environment::Local,
+        max_databases: None,
+    })
+    .await
+    .unwrap()
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &Password::generate().expose()[..8].to_lowercase()
+    )
+}
+
+fn role(name: &str, purpose: RolePurpose) -> DesiredRole {
+    DesiredRole {
+        name: Ident::new(name).unwrap(),
+        purpose,
+        connection_limit: 10,
+        password: Password::generate(),
+    }
+}
+
+fn desired(namespace: &str, db: &str) -> DesiredDatabase {
+    DesiredDatabase {
+        claimant: Claimant {
+            kind: "ServiceDatabase".into(),
+            namespace: namespace.into(),
+            name: "orders".into(),
+        },
+        service: "orders".into(),
+        tenant: None,
+        database: Ident::new(db).unwrap(),
+        owner: role(&format!("{db}_owner"), RolePurpose::Owner),
+        app: role(&format!("{db}_app"), RolePurpose::App),
+        extra: vec![role(
+            &format!("{db}_reporting"),
+            RolePurpose::Extra {
+                name: "reporting".into(),
+                access: Access::Read,
+            },
+        )],
+        schemas: vec![Ident::new("orders").unwrap()],
+        extensions: vec![Ident::new("pgcrypto").unwrap()],
+    }
+}
+
+/// Logs in as a role with its password.
+async fn login(db: &str, role: &DesiredRole) -> Result<tokio_postgres::Client, String> {
+    let url = format!(
+        "postgresql://{}:{}@{}:{}/{db}?sslmode=disable",
+        role.name.as_str(),
+        role.password.expose(),
+        pg().host(),
+        pg().port()
+    );
+    ConnectOptions::from_url(&url)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Both plans are empty right after reconciling: the planner and the catalog agree.
+async fn assert_converged(server: &Server, d: &DesiredDatabase) {
+    let observed = observe_server(&server.maintenance, &server.catalog, d)
+        .await
+        .unwrap();
+    let plan = plan_server(d, &observed).unwrap();
+    assert!(plan.is_empty(), "server plan after reconcile: {plan:?}");
+    let db = server.connect_to(d.database.as_str()).await.unwrap();
+    let inside = plan_database(d, &observe_database(&db, d).await.unwrap());
+    assert!(
+        inside.is_empty(),
+        "database plan after reconcile: {inside:?}"
+    );
+}
+
+/// Provisioning creates everything, with a non-superuser admin, and planning again finds
+/// nothing to do; a second reconcile executes nothing.
+#[tokio::test]
+async fn provisions_and_converges() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("conv"));
+    let first = reconcile(&server, &d).await.unwrap();
+    assert!(
+        first
+            .executed
+            .iter()
+            .any(|s| s.starts_with("CREATE DATABASE"))
+    );
+    assert_converged(&server, &d).await;
+    let log_start = pg().log_len();
+    let second = reconcile(&server, &d).await.unwrap();
+    assert!(
+        !second.changed(),
+        "second pass executed {:?}",
+        second.executed
+    );
+    // The log is shared with concurrent tests: look at lines naming this test's objects.
+    let name = d.database.as_str();
+    let log = pg().log_since(log_start);
+    for line in log.lines().filter(|l| l.contains(name)) {
+        for ddl in ["CREATE", "ALTER", "GRANT", "REVOKE", "DROP"] {
+            assert!(
+                !line.contains(&format!("statement: {ddl}")),
+                "second pass sent {ddl}: {line}"
+            );
+        }
+    }
+    // pgcrypto was created by the owner, as a non-superuser may.
+    let app = login(d.database.as_str(), &d.app).await.unwrap();
+    let row = app
+        .query_one("SELECT length(gen_random_uuid()::text)", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 36);
+}
+
+/// The app role reads and writes tables the owner (the migrations) created, before or after
+/// provisioning, and can create, drop or alter nothing; a read role only reads.
+#[tokio::test]
+async fn app_writes_data_but_no_ddl_and_read_role_only_reads() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("priv"));
+    reconcile(&server, &d).await.unwrap();
+    let db = d.database.as_str();
+    let owner = login(db, &d.owner).await.unwrap();
+    owner
+        .batch_execute("CREATE TABLE orders.orders (id BIGSERIAL PRIMARY KEY, item text); CREATE TABLE public.notes (n text);")
+        .await
+        .unwrap();
+    let app = login(db, &d.app).await.unwrap();
+    app.batch_execute("INSERT INTO orders.orders (item) VALUES ('book'); UPDATE orders.orders SET item = 'pen'; INSERT INTO notes VALUES ('x'); DELETE FROM notes;")
+        .await
+        .unwrap();
+    let n: i64 = app
+        .query_one("SELECT count(*) FROM orders.orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    for ddl in [
+        "CREATE TABLE orders.evil (id int)",
+        "CREATE TABLE public.evil (id int)",
+        "DROP TABLE orders.orders",
+        "ALTER TABLE orders.orders ADD COLUMN x int",
+        "TRUNCATE orders.orders",
+        "CREATE SCHEMA evil",
+    ] {
+        let err = describe_pg(&app.batch_execute(ddl).await.expect_err(ddl));
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{ddl}: {err}"
+        );
+    }
+    let reader = login(db, &d.extra[0]).await.unwrap();
+    let n: i64 = reader
+        .query_one("SELECT count(*) FROM orders.orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    for write in [
+        "INSERT INTO orders.orders (item) VALUES ('x')",
+        "DELETE FROM orders.orders",
+        "SELECT nextval('orders.orders_id_seq')",
+    ] {
+        let err = describe_pg(&reader.batch_execute(write).await.expect_err(write));
+        assert!(err.contains("permission denied"), "{write}: {err}");
+    }
+    // A schema a migration creates later gets its grants on the next pass.
+    owner
+        .batch_execute("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);")
+        .await
+        .unwrap();
+    let mut outcome = Default::default();
+    reconcile_inside(&server, &d, &mut outcome).await.unwrap();
+    app.batch_execute("INSERT INTO billing.invoices VALUES (1)")
+        .await
+        .unwrap();
+    assert_converged(&server, &d).await;
+}
+
+/// Service A's credentials cannot connect to service B's database, nor can any other role.
+#[tokio::test]
+async fn databases_are_isolated() {
+    let server = connect_server().await;
+    let a = desired("shop", &unique("isoa"));
+    let b = desired("shop2", &unique("isob"));
+    reconcile(&server, &a).await.unwrap();
+    reconcile(&server, &b).await.unwrap();
+    for role in [&a.app, &a.owner, &a.extra[0]] {
+        let err = login(b.database.as_str(), role)
+            .await
+            .expect_err("cross-database login");
+        assert!(err.contains("permission denied for database"), "{err}");
+    }
+    assert!(login(a.database.as_str(), &a.app).await.is_ok());
+}
+
+/// With log_statement=all, no plaintext password reaches the server log.
+#[tokio::test]
+async fn no_plaintext_password_in_the_server_log() {
+    let server = connect_server().await;
+    let mut d = desired("shop", &unique("log"));
+    let start = pg().log_len();
+    reconcile(&server, &d).await.unwrap();
+    d.app.password = Password::generate();
+    reconcile(&server, &d).await.unwrap();
+    let log = pg().log_since(start);
+    assert!(
+        log.contains("SCRAM-SHA-256$4096:"),
+        "verifiers were sent:\n{log}"
+    );
+    for r in d.roles() {
+        assert!(
+            !log.contains(r.password.expose()),
+            "{} password in the log",
+            r.name.as_str()
+        );
+    }
+    assert!(
+        login(d.database.as_str(), &d.app).await.is_ok(),
+        "the new password works"
+    );
+}
+
+/// A role dropped by hand and a revoked grant come back on the next pass.
+#[tokio::test]
+async fn drift_is_repaired() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("drift"));
+    reconcile(&server, &d).await.unwrap();
+    let db = d.database.as_str();
+    login(db, &d.owner)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
+    let su = pg().superuser_client(db).await;
+    su.batch_execute(&format!(
+        "REVOKE INSERT ON t FROM {app}; DROP OWNED BY {r}; DROP ROLE {r}; GRANT CONNECT ON DATABASE {db} TO PUBLIC",
+        app = d.app.name,
+        r = d.extra[0].name,
+        db = d.database
+    ))
+    .await
+    .unwrap();
+    assert!(login(db, &d.extra[0]).await.is_err());
+    let outcome = reconcile(&server, &d).await.unwrap();
+    assert!(outcome.changed());
+    login(db, &d.app)
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let reader = login(db, &d.extra[0]).await.unwrap();
+    reader
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_converged(&server, &d).await;
+}
+
+/// Two resources in different namespaces naming one database: the second gets a Conflict
+/// and nothing of the first changes.
+#[tokio::test]
+async fn second_claimant_gets_conflict_and_changes_nothing() {
+    let server = connect_server().await;
+    let name = unique("conflict");
+    let first = desired("team-a", &name);
+    reconcile(&server, &first).await.unwrap();
+    let mut second = desired("team-b", &name);
+    second.owner.name = Ident::new(format!("{name}_b_owner")).unwrap();
+    second.app.name = Ident::new(format!("{name}_b_app")).unwrap();
+    second.extra.clear();
+    let start = pg().log_len();
+    let err = reconcile(&server, &second).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::Conflict(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("belongs to ServiceDatabase team-a/orders"),
+        "{err}"
+    );
+    let log = pg().log_since(start);
+    for line in log.lines().filter(|l| l.contains(&name)) {
+        assert!(
+            !line.contains("CREATE ROLE") && !line.contains("statement: ALTER"),
+            "{line}"
+        );
+    }
+    assert!(login(name.as_str(), &first.app).await.is_ok());
+    assert_converged(&server, &first).await;
+    // A database servicedb did not create is never taken over either.
+    let foreign = unique("foreign");
+    pg().admin_client("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {foreign}"))
+        .await
+        .unwrap();
+    let err = reconcile(&server, &desired("shop", &foreign))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("was not created by servicedb"),
+        "{err}"
+    );
+}
+
+/// Delete drops the database even with a live connection, then its roles; an unrelated
+/// database is untouched.
+#[tokio::test]
+async fn delete_drops_despite_live_connections() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("del"));
+    reconcile(&server, &d).await.unwrap();
+    let live = login(d.database.as_str(), &d.app).await.unwrap();
+    live.query_one("SELECT 1", &[]).await.unwrap();
+    delete(&server, &d).await.unwrap();
+    let admin = pg().admin_client("postgres").await;
+    let dbs: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&d.database.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dbs, 0);
+    let names: Vec<&str> = d.roles().map(|r| r.name.as_str()).collect();
+    let roles: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+            &[&names],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0);
+    assert!(
+        live.query_one("SELECT 1", &[]).await.is_err(),
+        "the live session was ended"
+    );
+    // Deleting again is a no-op, and the name can be provisioned anew.
+    assert!(!delete(&server, &d).await.unwrap().changed());
+    reconcile(&server, &d).await.unwrap();
+}
