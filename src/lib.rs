@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod dev;
 pub mod embedded;
 pub mod migrate;
 pub mod naming;
@@ -10,3 +11,4 @@ pub mod password;
 pub mod pg;
 pub mod provision;
 pub mod secret;
+pub mod service;

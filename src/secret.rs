@@ -135,7 +135,7 @@ pub fn to_env_file(keys: &BTreeMap<String, String>) -> String {
     for (k, v) in keys {
         let plain = v
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._/:@%?=&+,".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-._/:@%+,".contains(c));
         if plain {
             out.push_str(&format!("{k}={v}\n"));
         } else {

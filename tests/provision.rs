@@ -53,7 +53,7 @@ fn desired(namespace: &str, db: &str) -> DesiredDatabase {
         tenant: None,
         database: Ident::new(db).unwrap(),
         owner: role(&format!("{db}_owner"), RolePurpose::Owner),
-        app: role(&format!("{db}_app"), RolePurpose::App),
+        app: Some(role(&format!("{db}_app"), RolePurpose::App)),
         extra: vec![role(
             &format!("{db}_reporting"),
             RolePurpose::Extra {
@@ -130,7 +130,9 @@ async fn provisions_and_converges() {
         }
     }
     // pgcrypto was created by the owner, as a non-superuser may.
-    let app = login(d.database.as_str(), &d.app).await.unwrap();
+    let app = login(d.database.as_str(), d.app.as_ref().unwrap())
+        .await
+        .unwrap();
     let row = app
         .query_one("SELECT length(gen_random_uuid()::text)", &[])
         .await
@@ -151,7 +153,7 @@ async fn app_writes_data_but_no_ddl_and_read_role_only_reads() {
         .batch_execute("CREATE TABLE orders.orders (id BIGSERIAL PRIMARY KEY, item text); CREATE TABLE public.notes (n text);")
         .await
         .unwrap();
-    let app = login(db, &d.app).await.unwrap();
+    let app = login(db, d.app.as_ref().unwrap()).await.unwrap();
     app.batch_execute("INSERT INTO orders.orders (item) VALUES ('book'); UPDATE orders.orders SET item = 'pen'; INSERT INTO notes VALUES ('x'); DELETE FROM notes;")
         .await
         .unwrap();
@@ -211,13 +213,17 @@ async fn databases_are_isolated() {
     let b = desired("shop2", &unique("isob"));
     reconcile(&server, &a).await.unwrap();
     reconcile(&server, &b).await.unwrap();
-    for role in [&a.app, &a.owner, &a.extra[0]] {
+    for role in [a.app.as_ref().unwrap(), &a.owner, &a.extra[0]] {
         let err = login(b.database.as_str(), role)
             .await
             .expect_err("cross-database login");
         assert!(err.contains("permission denied for database"), "{err}");
     }
-    assert!(login(a.database.as_str(), &a.app).await.is_ok());
+    assert!(
+        login(a.database.as_str(), a.app.as_ref().unwrap())
+            .await
+            .is_ok()
+    );
 }
 
 /// With log_statement=all, no plaintext password reaches the server log.
@@ -227,7 +233,7 @@ async fn no_plaintext_password_in_the_server_log() {
     let mut d = desired("shop", &unique("log"));
     let start = pg().log_len();
     reconcile(&server, &d).await.unwrap();
-    d.app.password = Password::generate();
+    d.app.as_mut().unwrap().password = Password::generate();
     reconcile(&server, &d).await.unwrap();
     let log = pg().log_since(start);
     assert!(
@@ -242,7 +248,9 @@ async fn no_plaintext_password_in_the_server_log() {
         );
     }
     assert!(
-        login(d.database.as_str(), &d.app).await.is_ok(),
+        login(d.database.as_str(), d.app.as_ref().unwrap())
+            .await
+            .is_ok(),
         "the new password works"
     );
 }
@@ -263,7 +271,7 @@ async fn drift_is_repaired() {
     let su = pg().superuser_client(db).await;
     su.batch_execute(&format!(
         "REVOKE INSERT ON t FROM {app}; DROP OWNED BY {r}; DROP ROLE {r}; GRANT CONNECT ON DATABASE {db} TO PUBLIC",
-        app = d.app.name,
+        app = d.app.as_ref().unwrap().name,
         r = d.extra[0].name,
         db = d.database
     ))
@@ -272,7 +280,7 @@ async fn drift_is_repaired() {
     assert!(login(db, &d.extra[0]).await.is_err());
     let outcome = reconcile(&server, &d).await.unwrap();
     assert!(outcome.changed());
-    login(db, &d.app)
+    login(db, d.app.as_ref().unwrap())
         .await
         .unwrap()
         .batch_execute("INSERT INTO t VALUES (1)")
@@ -296,7 +304,7 @@ async fn second_claimant_gets_conflict_and_changes_nothing() {
     reconcile(&server, &first).await.unwrap();
     let mut second = desired("team-b", &name);
     second.owner.name = Ident::new(format!("{name}_b_owner")).unwrap();
-    second.app.name = Ident::new(format!("{name}_b_app")).unwrap();
+    second.app.as_mut().unwrap().name = Ident::new(format!("{name}_b_app")).unwrap();
     second.extra.clear();
     let start = pg().log_len();
     let err = reconcile(&server, &second).await.unwrap_err();
@@ -313,7 +321,11 @@ async fn second_claimant_gets_conflict_and_changes_nothing() {
             "{line}"
         );
     }
-    assert!(login(name.as_str(), &first.app).await.is_ok());
+    assert!(
+        login(name.as_str(), first.app.as_ref().unwrap())
+            .await
+            .is_ok()
+    );
     assert_converged(&server, &first).await;
     // A database servicedb did not create is never taken over either.
     let foreign = unique("foreign");
@@ -338,7 +350,9 @@ async fn delete_drops_despite_live_connections() {
     let server = connect_server().await;
     let d = desired("shop", &unique("del"));
     reconcile(&server, &d).await.unwrap();
-    let live = login(d.database.as_str(), &d.app).await.unwrap();
+    let live = login(d.database.as_str(), d.app.as_ref().unwrap())
+        .await
+        .unwrap();
     live.query_one("SELECT 1", &[]).await.unwrap();
     delete(&server, &d).await.unwrap();
     let admin = pg().admin_client("postgres").await;

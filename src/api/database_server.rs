@@ -192,6 +192,18 @@ impl SslMode {
     }
 }
 
+impl From<SslMode> for crate::pg::SslMode {
+    fn from(mode: SslMode) -> Self {
+        match mode {
+            SslMode::Disable => crate::pg::SslMode::Disable,
+            SslMode::Prefer => crate::pg::SslMode::Prefer,
+            SslMode::Require => crate::pg::SslMode::Require,
+            SslMode::VerifyCa => crate::pg::SslMode::VerifyCa,
+            SslMode::VerifyFull => crate::pg::SslMode::VerifyFull,
+        }
+    }
+}
+
 impl std::fmt::Display for SslMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

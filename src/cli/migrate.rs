@@ -52,6 +52,7 @@ async fn open(args: &MigrateArgs) -> Result<Engine, MigrateError> {
             out_of_order: args.out_of_order,
         },
         placeholders,
+        allow_non_empty_schema: false,
     };
     let connect = ConnectOptions::from_url_or_env(args.connection.database_url.as_deref())?;
     let engine = Engine::open(&connect, settings).await?;
@@ -195,6 +196,7 @@ async fn baseline(args: super::BaselineArgs) -> Result<(), MigrateError> {
         history: history_table(&args.connection),
         options: Options::default(),
         placeholders: Placeholders::default(),
+        allow_non_empty_schema: false,
     };
     let connect = ConnectOptions::from_url_or_env(args.connection.database_url.as_deref())?;
     let mut engine = Engine::open(&connect, settings).await?;

@@ -1,4 +1,5 @@
 //! The `servicedb` command line.
+mod dev;
 mod migrate;
 mod table;
 mod wait;
@@ -43,6 +44,9 @@ pub enum Command {
     Wait(WaitArgs),
     /// Local development without a cluster, on an embedded PostgreSQL.
     Dev {
+        /// Where dev keeps its server and Secret files (default .servicedb, or SERVICEDB_DEV_DIR).
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
         #[command(subcommand)]
         action: DevAction,
     },
@@ -64,9 +68,12 @@ pub enum MigrateAction {
 
 #[derive(Debug, Subcommand)]
 pub enum DevAction {
-    /// Start the embedded PostgreSQL and reconcile the manifests.
+    /// Start the embedded PostgreSQL (unless the manifests declare DatabaseServers),
+    /// provision and migrate every ServiceDatabase and Tenant, write Secrets as .env files.
     Up {
-        #[arg(short = 'f', long = "file")]
+        /// Manifest file or directory (repeatable): DatabaseServer, ServiceDatabase, Tenant,
+        /// ConfigMap (migrations) and Secret (admin credentials) documents.
+        #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
     /// Show databases, versions and Secret files.
@@ -163,8 +170,11 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Migrate { action } => migrate::run(action).await,
         Command::Wait(args) => wait::run(args).await,
         Command::Run => not_implemented("run"),
-        Command::Crd => not_implemented("crd"),
-        Command::Dev { .. } => not_implemented("dev"),
+        Command::Crd => {
+            print!("{}", crate::api::crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Dev { action, state_dir } => dev::run(action, state_dir).await,
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Settings {
     pub history: HistoryTable,
     pub options: Options,
     pub placeholders: Placeholders,
+    /// Create the history table even when the schema already holds tables (for a second
+    /// history beside the schema's own, such as seed data); otherwise that is refused and
+    /// `baseline` is the way in.
+    pub allow_non_empty_schema: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +252,13 @@ impl Engine {
                 &state.builtins,
             )?);
         }
-        ensure_table(&mut self.client, state, &settings.history, false).await?;
+        ensure_table(
+            &mut self.client,
+            state,
+            &settings.history,
+            settings.allow_non_empty_schema,
+        )
+        .await?;
         progress.start(plan.pending.len());
 
         let client = &self.client;

@@ -86,6 +86,7 @@ pub async fn migrate(catalog: Client) -> Result<Client, CatalogError> {
         },
         options: Options::default(),
         placeholders: Placeholders::new(&[]).map_err(crate::migrate::engine::MigrateError::from)?,
+        allow_non_empty_schema: false,
     };
     let mut engine = Engine::with_client(catalog, settings, files.files, files.warnings).await?;
     engine.apply(&mut Quiet).await?;

@@ -79,7 +79,8 @@ pub struct DesiredDatabase {
     pub tenant: Option<String>,
     pub database: Ident,
     pub owner: DesiredRole,
-    pub app: DesiredRole,
+    /// None when the app uses the owner's credentials (`secret.access: owner`).
+    pub app: Option<DesiredRole>,
     pub extra: Vec<DesiredRole>,
     /// Schemas besides `public`, owned by the owner.
     pub schemas: Vec<Ident>,
@@ -89,7 +90,10 @@ pub struct DesiredDatabase {
 impl DesiredDatabase {
     /// Every login role, owner first.
     pub fn roles(&self) -> impl Iterator<Item = &DesiredRole> {
-        [&self.owner, &self.app].into_iter().chain(&self.extra)
+        [Some(&self.owner), self.app.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(&self.extra)
     }
 
     /// Roles that get privileges granted (not the owner, not owner-access extras, which are

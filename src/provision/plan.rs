@@ -428,7 +428,7 @@ mod tests {
             tenant: None,
             database: id("shop_orders"),
             owner: role("shop_orders_owner", RolePurpose::Owner),
-            app: role("shop_orders_app", RolePurpose::App),
+            app: Some(role("shop_orders_app", RolePurpose::App)),
             extra: vec![role(
                 "shop_orders_reporting",
                 RolePurpose::Extra {
@@ -535,7 +535,11 @@ mod tests {
                 "CREATE ROLE \"shop_orders_app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>'",
                 &format!(
                     "UPDATE servicedb.roles SET password_fingerprint = '{}', password_changed_at = now() WHERE role_name = 'shop_orders_app'",
-                    d.app.password.fingerprint("shop_orders_app")
+                    d.app
+                        .as_ref()
+                        .unwrap()
+                        .password
+                        .fingerprint("shop_orders_app")
                 ),
                 "GRANT \"shop_orders_app\" TO CURRENT_USER",
                 "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM PUBLIC",
@@ -547,7 +551,7 @@ mod tests {
     fn a_new_password_in_the_secret_is_set_on_the_role() {
         let mut d = desired();
         let o = provisioned(&d);
-        d.app.password = Password::from_existing("rotated");
+        d.app.as_mut().unwrap().password = Password::from_existing("rotated");
         let s = shown(&plan_server(&d, &o).unwrap().actions);
         assert_eq!(s[0], "ALTER ROLE \"shop_orders_app\" PASSWORD '<redacted>'");
         assert_eq!(s.len(), 2);
