@@ -35,38 +35,64 @@ pub enum CatalogError {
     Source(#[from] SourceError),
     #[error("reading the servicedb catalog: {}", crate::migrate::engine::describe_pg(.0))]
     Read(#[from] tokio_postgres::Error),
+    #[error("reading the catalogs: unexpected answer: {0}")]
+    Decode(String),
 }
 
-/// Creates the catalog database if missing (closed to PUBLIC). Run on the maintenance database.
+/// Advisory lock (in the maintenance database) serialising catalog bootstraps: "servicedb"
+/// in ASCII, well clear of Flyway's keys.
+const BOOTSTRAP_LOCK: i64 = 0x7365_7276_6963_6564;
+
+/// Creates the catalog database if missing and closes it to PUBLIC. Run on the maintenance
+/// database; concurrent callers (two operators, dev mode beside the controller) take turns.
 pub async fn ensure_database(maintenance: &Client) -> Result<(), CatalogError> {
-    let exists: bool = maintenance
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-            &[&DATABASE],
-        )
-        .await
-        .map_err(CatalogError::Create)?
-        .get(0);
-    if exists {
+    let state: (bool, bool) = {
+        let row = maintenance
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), \
+                 coalesce((SELECT datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(datacl) a \
+                   WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') FROM pg_database WHERE datname = $1), true)",
+                &[&DATABASE],
+            )
+            .await
+            .map_err(CatalogError::Create)?;
+        (row.get(0), row.get(1))
+    };
+    if state == (true, false) {
         return Ok(());
     }
-    match maintenance
-        .batch_execute(&format!("CREATE DATABASE \"{DATABASE}\""))
-        .await
-    {
-        Ok(()) => {}
-        // Another operator replica created it meanwhile (a race shows as a unique violation).
-        Err(e)
-            if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
-                || e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
-        Err(e) => return Err(CatalogError::Create(e)),
-    }
     maintenance
-        .batch_execute(&format!(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE \"{DATABASE}\" FROM PUBLIC"
-        ))
+        .execute("SELECT pg_advisory_lock($1)", &[&BOOTSTRAP_LOCK])
         .await
-        .map_err(CatalogError::Create)
+        .map_err(CatalogError::Create)?;
+    let result = async {
+        // Look again under the lock: another caller may have done it meanwhile.
+        let exists: bool = maintenance
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                &[&DATABASE],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            maintenance
+                .batch_execute(&format!("CREATE DATABASE \"{DATABASE}\""))
+                .await?;
+        }
+        // Idempotent, and only the admin that created it may connect afterwards.
+        maintenance
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE \"{DATABASE}\" FROM PUBLIC"
+            ))
+            .await
+    }
+    .await;
+    let unlocked = maintenance
+        .execute("SELECT pg_advisory_unlock($1)", &[&BOOTSTRAP_LOCK])
+        .await;
+    result.map_err(CatalogError::Create)?;
+    unlocked.map_err(CatalogError::Create)?;
+    Ok(())
 }
 
 /// Applies the catalog's own migrations on a connection to the catalog database.

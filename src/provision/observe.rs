@@ -1,12 +1,62 @@
-//! Reading the server's catalogs into `observed` data. Read-only.
+//! Reading the server's catalogs into `observed` data. Read-only. Each side is one statement
+//! returning JSON, sent without a separate prepare: a no-change pass over a fleet is mostly
+//! these reads, on freshly opened connections.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
 
-use super::catalog::{self, CatalogError};
-use super::desired::{Access, DesiredDatabase};
-use super::observed::{ObservedDatabase, ObservedRole, ObservedServer, SchemaGrants};
+use super::catalog::CatalogError;
+use super::desired::{Access, Claimant, DesiredDatabase};
+use super::observed::{ObservedDatabase, ObservedRole, ObservedServer, RoleClaim, SchemaGrants};
+
+/// One statement, text parameters, one JSON value back.
+async fn json<T: for<'de> Deserialize<'de>>(
+    client: &Client,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<T, CatalogError> {
+    let rows = client.query_typed(sql, params).await?;
+    let text: String = rows
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .unwrap_or_default();
+    serde_json::from_str(&text).map_err(|e| CatalogError::Decode(e.to_string()))
+}
+
+const SERVER_SQL: &str = "\
+SELECT json_build_object(
+  'roles', (SELECT coalesce(json_agg(json_build_array(r.rolname, r.rolcanlogin, r.rolconnlimit,
+              pg_has_role(current_user, r.oid, 'MEMBER'),
+              ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid))), '[]')
+            FROM pg_roles r WHERE r.rolname = ANY($1)),
+  'database', (SELECT json_build_array(pg_get_userbyid(d.datdba),
+              d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
+              ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                    JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba))
+            FROM pg_database d WHERE d.datname = $2))::text";
+
+const CATALOG_SQL: &str = "\
+SELECT json_build_object(
+  'claim', (SELECT json_build_array(resource_kind, resource_namespace, resource_name)
+            FROM servicedb.databases WHERE database_name = $2),
+  'roles', (SELECT coalesce(json_agg(json_build_array(role_name, database_name, password_fingerprint)), '[]')
+            FROM servicedb.roles WHERE role_name = ANY($1)))::text";
+
+#[derive(Deserialize)]
+struct ServerJson {
+    roles: Vec<(String, bool, i32, bool, Vec<String>)>,
+    database: Option<(String, bool, Vec<String>)>,
+}
+
+#[derive(Deserialize)]
+struct CatalogJson {
+    claim: Option<(String, String, String)>,
+    roles: Vec<(String, String, Option<String>)>,
+}
 
 /// Roles and the database, from the maintenance database; claims from the catalog.
 pub async fn observe_server(
@@ -16,49 +66,89 @@ pub async fn observe_server(
 ) -> Result<ObservedServer, CatalogError> {
     let names: Vec<&str> = desired.roles().map(|r| r.name.as_str()).collect();
     let db = desired.database.as_str();
-    let roles = maintenance
-        .query(
-            "SELECT r.rolname::text, r.rolcanlogin, r.rolconnlimit, pg_has_role(current_user, r.oid, 'MEMBER'), \
-             ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) \
-             FROM pg_roles r WHERE r.rolname = ANY($1)",
-            &[&names],
-        )
-        .await?;
-    let database = maintenance
-        .query_opt(
-            "SELECT pg_get_userbyid(d.datdba)::text, \
-             d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'), \
-             ARRAY(SELECT DISTINCT r.rolname::text FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a \
-                   JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba) \
-             FROM pg_database d WHERE d.datname = $1",
-            &[&db],
-        )
-        .await?;
+    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&names, Type::TEXT_ARRAY), (&db, Type::TEXT)];
+    // Both reads at once: they go to different connections.
+    let (server, catalog) = futures::try_join!(
+        json::<ServerJson>(maintenance, SERVER_SQL, &params),
+        json::<CatalogJson>(catalog_client, CATALOG_SQL, &params)
+    )?;
     let mut observed = ObservedServer {
-        claim: catalog::claim_of(catalog_client, db).await?,
-        role_claims: catalog::role_claims(catalog_client, &names).await?,
+        claim: catalog.claim.map(|(kind, namespace, name)| Claimant {
+            kind,
+            namespace,
+            name,
+        }),
+        role_claims: catalog
+            .roles
+            .into_iter()
+            .map(|(role, database, fingerprint)| {
+                (
+                    role,
+                    RoleClaim {
+                        database,
+                        fingerprint,
+                    },
+                )
+            })
+            .collect(),
         ..Default::default()
     };
-    for r in roles {
-        let member_of: Vec<String> = r.get(4);
+    for (name, can_login, connection_limit, admin_is_member, member_of) in server.roles {
         observed.roles.insert(
-            r.get(0),
+            name,
             ObservedRole {
-                can_login: r.get(1),
-                connection_limit: r.get(2),
-                admin_is_member: r.get(3),
+                can_login,
+                connection_limit,
+                admin_is_member,
                 member_of: member_of.into_iter().collect(),
             },
         );
     }
-    if let Some(d) = database {
+    if let Some((owner, public_connect, grantees)) = server.database {
         observed.database_exists = true;
-        observed.database_owner = Some(d.get(0));
-        observed.public_connect = d.get(1);
-        let grantees: Vec<String> = d.get(2);
+        observed.database_owner = Some(owner);
+        observed.public_connect = public_connect;
         observed.connect_grantees = grantees.into_iter().collect();
     }
     Ok(observed)
+}
+
+// CASE keeps has_sequence_privilege away from rows that are not sequences: PostgreSQL may
+// evaluate the conditions of a WHERE in any order.
+const DATABASE_SQL: &str = "\
+WITH schemas AS (
+  SELECT n.oid, n.nspname::text AS name, pg_get_userbyid(n.nspowner)::text AS owner FROM pg_namespace n
+  WHERE n.nspname = ANY($2) OR n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+), grantees AS (
+  SELECT g AS role, false AS write FROM unnest($3::text[]) g
+  UNION ALL SELECT g, true FROM unnest($4::text[]) g
+)
+SELECT json_build_object(
+  'schemas', (SELECT coalesce(json_agg(json_build_array(name, owner)), '[]') FROM schemas),
+  'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
+  'grants', (SELECT coalesce(json_agg(json_build_array(g.role, s.name,
+      has_schema_privilege(g.role, s.oid, 'USAGE'),
+      EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+        AND NOT (has_table_privilege(g.role, c.oid, 'SELECT') AND (NOT g.write OR (has_table_privilege(g.role, c.oid, 'INSERT')
+        AND has_table_privilege(g.role, c.oid, 'UPDATE') AND has_table_privilege(g.role, c.oid, 'DELETE'))))),
+      EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind = 'S'
+        AND NOT CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(g.role, c.oid, 'SELECT')
+          AND (NOT g.write OR has_sequence_privilege(g.role, c.oid, 'USAGE')) END),
+      g.write AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = s.oid
+        AND NOT has_function_privilege(g.role, p.oid, 'EXECUTE')))), '[]')
+    FROM grantees g CROSS JOIN schemas s),
+  'defaults', (SELECT coalesce(json_agg(json_build_array(n.nspname, d.defaclobjtype::text, a.privilege_type,
+      coalesce(r.rolname::text, 'PUBLIC'))), '[]')
+    FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
+    CROSS JOIN LATERAL aclexplode(d.defaclacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+    WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = $1)))::text";
+
+#[derive(Deserialize)]
+struct DatabaseJson {
+    schemas: Vec<(String, String)>,
+    extensions: Vec<String>,
+    grants: Vec<(String, String, bool, bool, bool, bool)>,
+    defaults: Vec<(String, String, String, String)>,
 }
 
 /// Schemas, extensions, privileges and default privileges, connected to the database itself.
@@ -69,74 +159,56 @@ pub async fn observe_database(
     let owner = desired.owner.name.as_str();
     let mut wanted: Vec<&str> = desired.schemas.iter().map(|s| s.as_str()).collect();
     wanted.push("public");
-    let mut observed = ObservedDatabase::default();
-    for r in db
-        .query(
-            "SELECT n.nspname::text, pg_get_userbyid(n.nspowner)::text FROM pg_namespace n \
-             WHERE n.nspname = ANY($1) OR n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = $2)",
-            &[&wanted, &owner],
-        )
-        .await?
-    {
-        observed.schemas.insert(r.get(0), r.get(1));
-    }
-    for r in db
-        .query("SELECT extname::text FROM pg_extension", &[])
-        .await?
-    {
-        observed.extensions.insert(r.get(0));
-    }
-    let schemas: Vec<&str> = observed.schemas.keys().map(String::as_str).collect();
-    // CASE keeps has_sequence_privilege away from rows that are not sequences: PostgreSQL may
-    // evaluate the conditions of a WHERE in any order.
-    for role in desired.grantees() {
-        let write = role.purpose.access() == Access::Write;
-        let rows = db
-            .query(
-                "SELECT n.nspname::text, has_schema_privilege($1, n.oid, 'USAGE'), \
-                 EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-                   AND NOT (has_table_privilege($1, c.oid, 'SELECT') AND (NOT $3 OR (has_table_privilege($1, c.oid, 'INSERT') \
-                   AND has_table_privilege($1, c.oid, 'UPDATE') AND has_table_privilege($1, c.oid, 'DELETE'))))), \
-                 EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'S' \
-                   AND NOT CASE WHEN c.relkind = 'S' THEN has_sequence_privilege($1, c.oid, 'SELECT') \
-                     AND (NOT $3 OR has_sequence_privilege($1, c.oid, 'USAGE')) END), \
-                 $3 AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = n.oid AND NOT has_function_privilege($1, p.oid, 'EXECUTE')) \
-                 FROM pg_namespace n WHERE n.nspname = ANY($2)",
-                &[&role.name.as_str(), &schemas, &write],
-            )
-            .await?;
-        for r in rows {
-            observed.grants.insert(
-                (role.name.as_str().to_string(), r.get(0)),
-                SchemaGrants {
-                    usage: r.get(1),
-                    tables_missing: r.get(2),
-                    sequences_missing: r.get(3),
-                    functions_missing: r.get(4),
+    let by_access = |access: Access| -> Vec<&str> {
+        desired
+            .grantees()
+            .filter(|r| r.purpose.access() == access)
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    let (readers, writers) = (by_access(Access::Read), by_access(Access::Write));
+    let found: DatabaseJson = json(
+        db,
+        DATABASE_SQL,
+        &[
+            (&owner, Type::TEXT),
+            (&wanted, Type::TEXT_ARRAY),
+            (&readers, Type::TEXT_ARRAY),
+            (&writers, Type::TEXT_ARRAY),
+        ],
+    )
+    .await?;
+    Ok(ObservedDatabase {
+        schemas: found.schemas.into_iter().collect::<BTreeMap<_, _>>(),
+        extensions: found.extensions.into_iter().collect(),
+        grants: found
+            .grants
+            .into_iter()
+            .map(
+                |(role, schema, usage, tables_missing, sequences_missing, functions_missing)| {
+                    (
+                        (role, schema),
+                        SchemaGrants {
+                            usage,
+                            tables_missing,
+                            sequences_missing,
+                            functions_missing,
+                        },
+                    )
                 },
-            );
-        }
-    }
-    let rows = db
-        .query(
-            "SELECT n.nspname::text, d.defaclobjtype::text, a.privilege_type::text, coalesce(r.rolname::text, 'PUBLIC') \
-             FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace \
-             CROSS JOIN LATERAL aclexplode(d.defaclacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee \
-             WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = $1)",
-            &[&owner],
-        )
-        .await?;
-    observed.default_privileges = rows
-        .iter()
-        .map(|r| {
-            let objtype: String = r.get(1);
-            (
-                r.get(0),
-                objtype.chars().next().unwrap_or(' '),
-                r.get(2),
-                r.get(3),
             )
-        })
-        .collect::<BTreeSet<_>>();
-    Ok(observed)
+            .collect(),
+        default_privileges: found
+            .defaults
+            .into_iter()
+            .map(|(schema, objtype, privilege, grantee)| {
+                (
+                    schema,
+                    objtype.chars().next().unwrap_or(' '),
+                    privilege,
+                    grantee,
+                )
+            })
+            .collect(),
+    })
 }

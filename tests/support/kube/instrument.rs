@@ -1,0 +1,156 @@
+//! An instrumented `kube::Client`: a client whose every request passes through an
+//! in-process middleware that records it and applies fault rules before forwarding it to
+//! a plain client of the fake or of a real cluster.
+//!
+//! The middleware is an axum `Router` used as the client's tower service (kube's
+//! `Client::new` accepts any service), because the tests cannot name tower's `Layer`
+//! trait without adding `tower` to the dev-dependencies. The effect is the same as a
+//! layer: nothing leaves the process, and it works against any API server.
+//!
+//! Differences from a layer below kube's own stack: faults are injected above kube's
+//! retry layer, so an injected 429/503 reaches the caller instead of being retried, and a
+//! request that could not be sent at all is reported as a 502 `Status`.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use futures::StreamExt;
+
+use super::faults::{Action, Faults};
+use super::record::{RecordedRequest, RequestLog};
+use super::request_info;
+use super::server::error_response;
+use super::status::ApiError;
+
+/// A client whose requests are recorded and subject to fault rules.
+#[derive(Clone)]
+pub struct Instrumented {
+    pub client: kube::Client,
+    pub faults: Faults,
+    pub requests: RequestLog,
+}
+
+#[derive(Clone)]
+struct Middleware {
+    inner: kube::Client,
+    faults: Faults,
+    log: RequestLog,
+}
+
+/// Wraps `inner` (which talks to the fake or to a real cluster).
+pub fn instrument(inner: kube::Client) -> Instrumented {
+    let faults = Faults::default();
+    let requests = RequestLog::default();
+    let default_ns = inner.default_namespace().to_string();
+    let state = Middleware {
+        inner,
+        faults: faults.clone(),
+        log: requests.clone(),
+    };
+    let router = axum::Router::new().fallback(forward).with_state(state);
+    Instrumented {
+        client: kube::Client::new(router, default_ns),
+        faults,
+        requests,
+    }
+}
+
+fn reason_for(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        409 => "Conflict",
+        410 => "Expired",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Unknown",
+    }
+}
+
+fn injected_response(action: &Action) -> Option<Response> {
+    if action.watch_expired {
+        let status =
+            ApiError::expired("too old resource version: injected by a test fault").to_status();
+        let mut line = serde_json::to_vec(&serde_json::json!({"type": "ERROR", "object": status}))
+            .expect("JSON");
+        line.push(b'\n');
+        let mut resp = Response::new(Body::from(line));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Some(resp);
+    }
+    let (code, message, retry_after) = action.status.clone()?;
+    let message = message.unwrap_or_else(|| format!("injected by a test fault ({code})"));
+    let mut err = ApiError::new(code, reason_for(code), message);
+    err.retry_after = retry_after;
+    Some(error_response(&err))
+}
+
+async fn forward(State(mw): State<Middleware>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let info = request_info::parse(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+    );
+    let action = mw.faults.take(&info);
+    if let Some(delay) = action.delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(resp) = injected_response(&action) {
+        mw.log.push(RecordedRequest {
+            info,
+            status: resp.status().as_u16(),
+            injected: true,
+        });
+        return resp;
+    }
+    let bytes = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "reading the request body: {e}"
+            )));
+        }
+    };
+    let outbound = axum::http::Request::from_parts(parts, kube::client::Body::from(bytes.to_vec()));
+    let resp = match mw.inner.send(outbound).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            mw.log.push(RecordedRequest {
+                info,
+                status: 502,
+                injected: false,
+            });
+            return error_response(&ApiError::new(
+                502,
+                "InternalError",
+                format!("sending the request: {e}"),
+            ));
+        }
+    };
+    mw.log.push(RecordedRequest {
+        status: resp.status().as_u16(),
+        injected: false,
+        info: info.clone(),
+    });
+    let (parts, body) = resp.into_parts();
+    let body = Body::new(body);
+    if info.verb != "watch" {
+        return Response::from_parts(parts, body);
+    }
+    // a watch ends early when the test closes this client's watches
+    let mut closes = mw.faults.close_signal();
+    let stream = body.into_data_stream().take_until(async move {
+        let _ = closes.changed().await;
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}

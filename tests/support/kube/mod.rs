@@ -1,0 +1,93 @@
+//! Kubernetes for tests: an in-process fake API server that a real `kube::Client` and
+//! kube-runtime `Controller` talk to over HTTP, switchable to a real cluster with
+//! `SERVICEDB_TEST_KUBECONFIG`, plus client-side request recording and fault injection
+//! and a Job controller stand-in.
+//!
+//! ```ignore
+//! let cluster = TestCluster::start().await;            // fake, or the real cluster
+//! let ns = cluster.namespace();                        // fresh: sdbtest-xxxxx
+//! let operator = cluster.instrumented_client();        // recorded, faultable
+//! operator.faults.fail_next("patch", "*/widgets/*", 409, 1);
+//! // ... run the code under test with operator.client ...
+//! cluster.job_runner().program("servicedb", env!("CARGO_BIN_EXE_servicedb"))
+//!     .run_next(Some(ns), None).await?;
+//! assert!(operator.requests.permissions().contains(&("jobs.batch".into(), "create".into())));
+//! ```
+//!
+//! Modules: `cluster` (the entry point), `server` (HTTP and routing), `discovery`,
+//! `registry` (kinds; CRDs register theirs), `store` + `write` (objects, the write path
+//! of every verb), `watch`, `patch`, `fieldpath` + `managed` (managedFields and
+//! server-side apply), `schema` (list types), `selectors`, `defaults` + `validation`,
+//! `gc` (garbage collector and namespace controller), `status` (errors as `Status`),
+//! `instrument` + `faults` + `record` (the client-side middleware), `jobs` + `pod_env`
+//! (the Job controller stand-in).
+//!
+//! What the fake simplifies, compared with a real API server:
+//! - no authentication, RBAC, admission webhooks, API priority and fairness;
+//! - custom resources are not validated against, pruned by, or defaulted from their
+//!   OpenAPI schema (a real server drops unknown fields; the fake keeps them), and the
+//!   versions of a CRD share one storage without conversion;
+//! - validation covers what operator code plausibly gets wrong (names, labels,
+//!   finalizers, owner references, Secret keys, Job templates and Job status
+//!   transitions, CRD names), not the full rules of every kind;
+//! - no pods run and nothing schedules (Jobs are run by [`JobRunner`]); grace periods are
+//!   ignored (deletion is immediate once finalizers are gone);
+//! - the garbage collector and namespace controller run synchronously inside the write
+//!   that triggers them (a real cluster takes milliseconds to seconds; tests wait with
+//!   [`wait_for`]/[`eventually`], never assume);
+//! - one watch history for the whole server (the real watch cache has one per
+//!   resource); lists ignore `resourceVersion`/`resourceVersionMatch` and always serve
+//!   the current state; `continue` tokens never expire and are not snapshots;
+//! - core `v1` Events and `events.k8s.io/v1` Events are separate collections (one
+//!   storage with two views on a real cluster);
+//! - server-side apply tracks ownership per leaf field with the list types of the CRD
+//!   schema or of a table of core list keys; no `x-kubernetes-map-type`, no per-version
+//!   field sets; strategic merge patch supports the common directives only (`patch.rs`);
+//! - no Table output, protobuf, websockets (exec, attach, logs, port-forward), `/scale`,
+//!   or `/finalize`.
+
+// Each test binary that includes `support` uses a different part of this module.
+#![allow(dead_code)]
+
+mod base64;
+mod cluster;
+mod defaults;
+mod discovery;
+mod faults;
+mod fieldpath;
+mod gc;
+mod instrument;
+mod jobs;
+mod managed;
+mod patch;
+mod pod_env;
+mod record;
+mod registry;
+mod request_info;
+mod schema;
+mod selectors;
+mod server;
+mod status;
+mod store;
+mod validation;
+mod watch;
+mod write;
+
+// the re-exports are the API; each test binary uses some of it
+#[allow(unused_imports)]
+pub use cluster::{
+    ClusterOptions, DEFAULT_TIMEOUT, KUBECONFIG_ENV, TEST_FIELD_MANAGER, TEST_NAMESPACE_LABEL,
+    TestCluster, eventually, wait_for,
+};
+#[allow(unused_imports)]
+pub use faults::{Fault, Faults};
+#[allow(unused_imports)]
+pub use instrument::{Instrumented, instrument};
+#[allow(unused_imports)]
+pub use jobs::{JobError, JobRun, JobRunner};
+#[allow(unused_imports)]
+pub use record::{RecordedRequest, RequestLog};
+#[allow(unused_imports)]
+pub use request_info::{RequestInfo, parse as parse_request};
+#[allow(unused_imports)]
+pub use server::{FakeApiServer, FakeOptions};
