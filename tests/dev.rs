@@ -264,3 +264,45 @@ data:
         "no SQL ran"
     );
 }
+
+/// As root, a project directory the `postgres` user cannot reach (a checkout under /root)
+/// still works: the data goes to /var/tmp and a note says where.
+#[tokio::test]
+async fn unreachable_state_directory_falls_back_with_a_note() {
+    if !servicedb::embedded::running_as_root() {
+        eprintln!("skipped: only meaningful as root");
+        return;
+    }
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        private.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let state = private.path().join(".servicedb");
+    let orders = examples().join("shop/orders.yaml");
+    let cms = examples().join("shop/orders-migrations.yaml");
+    let out = servicedb(
+        &state,
+        &[
+            "dev",
+            "up",
+            "-f",
+            orders.to_str().unwrap(),
+            "-f",
+            cms.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let note = stderr
+        .lines()
+        .find(|l| l.contains("keeping the PostgreSQL data in"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(note.contains("/var/tmp/servicedb-"), "{note}");
+    assert!(text(&out.stdout).contains("shop_orders"));
+    servicedb(&state, &["dev", "down"]);
+    let fallback = note.rsplit(' ').nth(1).unwrap();
+    assert!(fallback.starts_with("/var/tmp/servicedb-"), "{fallback}");
+    std::fs::remove_dir_all(fallback).unwrap();
+}

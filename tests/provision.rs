@@ -383,3 +383,108 @@ async fn delete_drops_despite_live_connections() {
     assert!(!delete(&server, &d).await.unwrap().changed());
     reconcile(&server, &d).await.unwrap();
 }
+
+mod reclaim {
+    use super::*;
+    use servicedb::api::{ReclaimPolicy, ServiceDatabase, ServiceDatabaseSpec};
+    use servicedb::service::SecretStore;
+    use servicedb::service::reconcile::{Cleanup, cleanup_unit, reconcile_unit};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// Secrets kept in memory, as a test double for the cluster's or dev's store.
+    #[derive(Default)]
+    struct Memory(Mutex<BTreeMap<String, BTreeMap<String, String>>>);
+
+    impl SecretStore for Memory {
+        type Error = std::convert::Infallible;
+        async fn read(
+            &self,
+            _: &str,
+            name: &str,
+        ) -> Result<Option<BTreeMap<String, String>>, Self::Error> {
+            Ok(self.0.lock().unwrap().get(name).cloned())
+        }
+        async fn write(
+            &self,
+            _: &servicedb::service::Layout,
+            name: &str,
+            data: &BTreeMap<String, String>,
+        ) -> Result<(), Self::Error> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), data.clone());
+            Ok(())
+        }
+    }
+
+    fn sdb(name: &str, policy: ReclaimPolicy) -> ServiceDatabase {
+        let mut s = ServiceDatabase::new(
+            name,
+            ServiceDatabaseSpec {
+                reclaim_policy: policy,
+                ..Default::default()
+            },
+        );
+        s.metadata.namespace = Some("reclaim".into());
+        s
+    }
+
+    async fn exists(db: &str) -> bool {
+        pg().admin_client("postgres")
+            .await
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .await
+            .unwrap()
+            .is_some()
+    }
+
+    /// Retain (the default) keeps the database, its roles and working credentials when the
+    /// resource goes; the resource applied again gets the same database back.
+    #[tokio::test]
+    async fn retain_keeps_everything_and_the_same_resource_adopts_it_again() {
+        let server = connect_server().await;
+        let store = Memory::default();
+        let resource = sdb(&unique("keep").replace('_', "-"), ReclaimPolicy::Retain);
+        let first = reconcile_unit(&server, &store, &resource, None, &[])
+            .await
+            .unwrap();
+        let db = first.layout.database.clone();
+        assert!(matches!(
+            cleanup_unit(&server, &resource, None).await.unwrap(),
+            Cleanup::Retained
+        ));
+        assert!(exists(&db).await);
+        assert!(
+            login(&db, first.desired.app.as_ref().unwrap())
+                .await
+                .is_ok()
+        );
+        let again = reconcile_unit(&server, &store, &resource, None, &[])
+            .await
+            .unwrap();
+        assert!(!again.outcome.changed(), "{:?}", again.outcome.executed);
+    }
+
+    /// Delete drops the database and roles when the resource goes, and works even when
+    /// provisioning never ran.
+    #[tokio::test]
+    async fn delete_drops_and_is_safe_when_nothing_was_made() {
+        let server = connect_server().await;
+        let store = Memory::default();
+        let resource = sdb(&unique("drop").replace('_', "-"), ReclaimPolicy::Delete);
+        let first = reconcile_unit(&server, &store, &resource, None, &[])
+            .await
+            .unwrap();
+        let db = first.layout.database.clone();
+        assert!(
+            matches!(cleanup_unit(&server, &resource, None).await.unwrap(), Cleanup::Dropped(o) if o.changed())
+        );
+        assert!(!exists(&db).await);
+        let never = sdb(&unique("never").replace('_', "-"), ReclaimPolicy::Delete);
+        assert!(
+            matches!(cleanup_unit(&server, &never, None).await.unwrap(), Cleanup::Dropped(o) if !o.changed())
+        );
+    }
+}

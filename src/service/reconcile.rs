@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use super::credentials::{ClientEndpoint, SecretStore, plan_credentials};
 use super::layout::{Layout, RoleLayout};
+use crate::api::ReclaimPolicy;
 use crate::api::ServiceDatabase;
 use crate::password::Password;
 use crate::pg::{Ident, IdentError};
-use crate::provision::execute::{Outcome, ProvisionError, reconcile};
+use crate::provision::execute::{Outcome, ProvisionError, delete, reconcile};
 use crate::provision::server::{Environment, Server};
 use crate::provision::{DesiredDatabase, DesiredRole};
 use crate::secret::TemplateError;
@@ -151,4 +152,31 @@ pub fn desired_database(
             .map(|s| Ident::new(s.clone()))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// What happens to a database when its resource goes away.
+#[derive(Debug)]
+pub enum Cleanup {
+    /// `reclaimPolicy: Retain` (the default): the database, its roles and its catalog claim
+    /// stay, so applying the resource again gets the same database back and nobody else can
+    /// take it.
+    Retained,
+    /// `reclaimPolicy: Delete`: what this resource created was dropped.
+    Dropped(Outcome),
+}
+
+/// Applies the resource's reclaim policy for one database. Works even if provisioning never
+/// ran or never finished (then there is nothing of ours to drop).
+pub async fn cleanup_unit(
+    server: &Server,
+    sdb: &ServiceDatabase,
+    tenant: Option<&str>,
+) -> Result<Cleanup, UnitError> {
+    if sdb.spec.reclaim_policy != ReclaimPolicy::Delete {
+        return Ok(Cleanup::Retained);
+    }
+    let layout = Layout::new(sdb, tenant);
+    // Passwords are irrelevant to dropping; the names are what matter.
+    let desired = desired_database(&layout, &BTreeMap::new())?;
+    Ok(Cleanup::Dropped(delete(server, &desired).await?))
 }
