@@ -488,3 +488,112 @@ mod reclaim {
         );
     }
 }
+
+mod review_fixes {
+    use super::*;
+
+    /// Two resources claiming one database at the same time on one shared Server: exactly
+    /// one wins, the loser leaves no trace, and the winner stays whole on later passes.
+    #[tokio::test]
+    async fn concurrent_claims_have_one_winner_and_no_damage() {
+        let server = connect_server().await;
+        for _ in 0..5 {
+            let name = unique("race");
+            let a = desired("team-a", &name);
+            let mut b = desired("team-b", &name);
+            b.owner.name = Ident::new(format!("{name}_b_owner")).unwrap();
+            b.app.as_mut().unwrap().name = Ident::new(format!("{name}_b_app")).unwrap();
+            b.extra.clear();
+            let (ra, rb) = futures::join!(reconcile(&server, &a), reconcile(&server, &b));
+            assert!(
+                ra.is_ok() != rb.is_ok(),
+                "exactly one wins: {ra:?} / {rb:?}"
+            );
+            let winner = if ra.is_ok() { &a } else { &b };
+            assert!(!reconcile(&server, winner).await.unwrap().changed());
+            assert_converged(&server, winner).await;
+        }
+    }
+
+    /// A role removed from the spec can no longer log in; named again, it works again.
+    #[tokio::test]
+    async fn removed_role_is_disabled_and_can_come_back() {
+        let server = connect_server().await;
+        let mut d = desired("shop", &unique("retire"));
+        reconcile(&server, &d).await.unwrap();
+        let reporting = d.extra.pop().unwrap();
+        assert!(login(d.database.as_str(), &reporting).await.is_ok());
+        reconcile(&server, &d).await.unwrap();
+        assert!(login(d.database.as_str(), &reporting).await.is_err());
+        assert_converged(&server, &d).await;
+        d.extra.push(reporting);
+        reconcile(&server, &d).await.unwrap();
+        assert!(login(d.database.as_str(), &d.extra[0]).await.is_ok());
+        assert_converged(&server, &d).await;
+        delete(&server, &d).await.unwrap();
+    }
+
+    /// The app reads the migration history (for `servicedb wait`) but cannot change it;
+    /// procedures the migrations create are callable by the app; an owner-access role's
+    /// tables belong to the owner.
+    #[tokio::test]
+    async fn history_is_read_only_procedures_callable_owner_role_creates_as_owner() {
+        let server = connect_server().await;
+        let mut d = desired("shop", &unique("hist"));
+        d.extra.push(role(
+            &format!("{}_dba", d.database.as_str()),
+            RolePurpose::Extra {
+                name: "dba".into(),
+                access: Access::Owner,
+            },
+        ));
+        reconcile(&server, &d).await.unwrap();
+        let db = d.database.as_str();
+        let owner = login(db, &d.owner).await.unwrap();
+        owner
+            .batch_execute(
+                "CREATE TABLE flyway_schema_history (installed_rank int primary key, success bool); \
+                 INSERT INTO flyway_schema_history VALUES (1, true); \
+                 CREATE SCHEMA billing; \
+                 CREATE PROCEDURE billing.touch() LANGUAGE sql AS 'SELECT 1'; \
+                 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA billing FROM PUBLIC;",
+            )
+            .await
+            .unwrap();
+        let mut outcome = Default::default();
+        reconcile_inside(&server, &d, &mut outcome).await.unwrap();
+        assert_converged(&server, &d).await;
+        let app = login(db, d.app.as_ref().unwrap()).await.unwrap();
+        let n: i64 = app
+            .query_one("SELECT count(*) FROM flyway_schema_history", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+        let err = describe_pg(
+            &app.batch_execute("DELETE FROM flyway_schema_history")
+                .await
+                .unwrap_err(),
+        );
+        assert!(err.contains("permission denied"), "{err}");
+        app.batch_execute("CALL billing.touch()").await.unwrap();
+
+        let dba = login(db, &d.extra[1]).await.unwrap();
+        dba.batch_execute("CREATE TABLE by_dba (id int)")
+            .await
+            .unwrap();
+        let table_owner: String = owner
+            .query_one(
+                "SELECT tableowner::text FROM pg_tables WHERE tablename = 'by_dba'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(table_owner, d.owner.name.as_str());
+        owner
+            .batch_execute("ALTER TABLE by_dba ADD COLUMN x int")
+            .await
+            .unwrap();
+    }
+}

@@ -35,6 +35,14 @@ impl Objects {
         }
     }
 
+    /// For `GRANT ... ON ALL <kind> IN SCHEMA`: routines, so procedures are covered too.
+    pub fn all_keyword(self) -> &'static str {
+        match self {
+            Objects::Functions => "ROUTINES",
+            other => other.keyword(),
+        }
+    }
+
     /// `pg_default_acl.defaclobjtype`.
     pub fn code(self) -> char {
         match self {
@@ -65,6 +73,17 @@ pub enum Action {
     },
     SetLogin {
         role: Ident,
+    },
+    /// A role the spec no longer names: kept (it may own objects), but it can no longer log in.
+    SetNoLogin {
+        role: Ident,
+    },
+    /// Sessions of an owner-access role act as the owner, so what they create belongs to it;
+    /// `None` removes that default.
+    SetDefaultRole {
+        role: Ident,
+        database: Ident,
+        owner: Option<Ident>,
     },
     SetConnectionLimit {
         role: Ident,
@@ -125,6 +144,11 @@ pub enum Action {
         schema: Ident,
         role: Ident,
     },
+    /// The migration history is the migrations' business: readable, never writable, by apps.
+    RevokeHistoryWrites {
+        table: Ident,
+        role: Ident,
+    },
     DefaultPrivileges {
         owner: Ident,
         schema: Ident,
@@ -162,6 +186,7 @@ impl Action {
             | CreateExtension { .. }
             | GrantUsageOnSchema { .. }
             | GrantOnAll { .. }
+            | RevokeHistoryWrites { .. }
             | DefaultPrivileges { .. } => Target::Database,
             _ => Target::Server,
         }
@@ -223,6 +248,18 @@ impl Action {
                 verifier(password)
             ),
             SetLogin { role } => format!("ALTER ROLE {role} LOGIN"),
+            SetNoLogin { role } => format!("ALTER ROLE {role} NOLOGIN"),
+            SetDefaultRole {
+                role,
+                database,
+                owner,
+            } => match owner {
+                Some(owner) => format!(
+                    "ALTER ROLE {role} IN DATABASE {database} SET role = {}",
+                    quote_literal(owner.as_str())
+                ),
+                None => format!("ALTER ROLE {role} IN DATABASE {database} RESET role"),
+            },
             SetConnectionLimit { role, limit } => {
                 format!("ALTER ROLE {role} CONNECTION LIMIT {limit}")
             }
@@ -231,7 +268,12 @@ impl Action {
             }
             RecordFingerprint { role, fingerprint } => format!(
                 "UPDATE servicedb.roles SET password_fingerprint = {}, password_changed_at = now() WHERE role_name = {}",
-                quote_literal(fingerprint),
+                // A hash of the password is still not for logs.
+                if reveal {
+                    quote_literal(fingerprint)
+                } else {
+                    "'<redacted>'".to_string()
+                },
                 quote_literal(role.as_str())
             ),
             GrantRole { role, member } => match member {
@@ -263,6 +305,11 @@ impl Action {
             GrantUsageOnSchema { schema, role } => {
                 format!("GRANT USAGE ON SCHEMA {schema} TO {role}")
             }
+            RevokeHistoryWrites { table, role } => {
+                format!(
+                    "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON TABLE public.{table} FROM {role}"
+                )
+            }
             GrantOnAll {
                 objects,
                 privileges,
@@ -270,7 +317,7 @@ impl Action {
                 role,
             } => format!(
                 "GRANT {privileges} ON ALL {} IN SCHEMA {schema} TO {role}",
-                objects.keyword()
+                objects.all_keyword()
             ),
             DefaultPrivileges {
                 owner,

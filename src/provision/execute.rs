@@ -92,48 +92,37 @@ pub async fn delete(server: &Server, desired: &DesiredDatabase) -> Result<Outcom
 }
 
 /// Inserts the claims and checks them in one transaction, so two resources racing for one
-/// name cannot both win, and a loser leaves no trace.
+/// name cannot both win, and a loser leaves no trace. The transaction gets a connection of
+/// its own: the server's catalog connection is shared by concurrent reconciles, and their
+/// statements would land in each other's transactions.
 async fn claim(
     server: &Server,
     desired: &DesiredDatabase,
     claims: &[Action],
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
-    let catalog = &server.catalog;
-    catalog
-        .batch_execute("BEGIN")
+    let mut own = server.connect_to(super::catalog::DATABASE).await?;
+    let tx = own
+        .transaction()
         .await
         .map_err(|e| statement_error("BEGIN", e))?;
-    let result = async {
-        for action in claims {
-            catalog
-                .batch_execute(&action.sql())
-                .await
-                .map_err(|e| statement_error(&action.to_string(), e))?;
-        }
-        let mut observed = observe_server(&server.maintenance, catalog, desired).await?;
-        // The database was absent (or ours) when planned; only the claims can differ now.
-        observed.database_exists = observed.database_exists && observed.claim.is_some();
-        check_claims(desired, &observed)?;
-        Ok::<(), ProvisionError>(())
+    for action in claims {
+        tx.batch_execute(&action.sql())
+            .await
+            .map_err(|e| statement_error(&action.to_string(), e))?;
     }
-    .await;
-    match result {
-        Ok(()) => {
-            catalog
-                .batch_execute("COMMIT")
-                .await
-                .map_err(|e| statement_error("COMMIT", e))?;
-            outcome
-                .executed
-                .extend(claims.iter().map(ToString::to_string));
-            Ok(())
-        }
-        Err(e) => {
-            let _ = catalog.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    let mut observed = observe_server(&server.maintenance, tx.client(), desired).await?;
+    // The database was absent (or ours) when planned; only the claims can differ now.
+    observed.database_exists = observed.database_exists && observed.claim.is_some();
+    // On a conflict the transaction is dropped, which rolls the claims back.
+    check_claims(desired, &observed)?;
+    tx.commit()
+        .await
+        .map_err(|e| statement_error("COMMIT", e))?;
+    outcome
+        .executed
+        .extend(claims.iter().map(ToString::to_string));
+    Ok(())
 }
 
 fn statement_error(statement: &str, source: tokio_postgres::Error) -> ProvisionError {

@@ -30,8 +30,10 @@ async fn json<T: for<'de> Deserialize<'de>>(
 const SERVER_SQL: &str = "\
 SELECT json_build_object(
   'roles', (SELECT coalesce(json_agg(json_build_array(r.rolname, r.rolcanlogin, r.rolconnlimit,
-              pg_has_role(current_user, r.oid, 'MEMBER'),
-              ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid))), '[]')
+              pg_has_role(current_user, r.oid, 'USAGE'),
+              ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid),
+              (SELECT c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
+                 unnest(s.setconfig) c WHERE s.setrole = r.oid AND d.datname = $2 AND c LIKE 'role=%' LIMIT 1))), '[]')
             FROM pg_roles r WHERE r.rolname = ANY($1)),
   'database', (SELECT json_build_array(pg_get_userbyid(d.datdba),
               d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
@@ -44,11 +46,14 @@ SELECT json_build_object(
   'claim', (SELECT json_build_array(resource_kind, resource_namespace, resource_name)
             FROM servicedb.databases WHERE database_name = $2),
   'roles', (SELECT coalesce(json_agg(json_build_array(role_name, database_name, password_fingerprint)), '[]')
-            FROM servicedb.roles WHERE role_name = ANY($1)))::text";
+            FROM servicedb.roles WHERE role_name = ANY($1) OR database_name = $2))::text";
+
+/// name, can login, connection limit, admin may use it, member of, `role=` setting here.
+type RoleRow = (String, bool, i32, bool, Vec<String>, Option<String>);
 
 #[derive(Deserialize)]
 struct ServerJson {
-    roles: Vec<(String, bool, i32, bool, Vec<String>)>,
+    roles: Vec<RoleRow>,
     database: Option<(String, bool, Vec<String>)>,
 }
 
@@ -64,14 +69,22 @@ pub async fn observe_server(
     catalog_client: &Client,
     desired: &DesiredDatabase,
 ) -> Result<ObservedServer, CatalogError> {
-    let names: Vec<&str> = desired.roles().map(|r| r.name.as_str()).collect();
+    let desired_names: Vec<&str> = desired.roles().map(|r| r.name.as_str()).collect();
     let db = desired.database.as_str();
+    let params: [(&(dyn ToSql + Sync), Type); 2] =
+        [(&desired_names, Type::TEXT_ARRAY), (&db, Type::TEXT)];
+    let catalog: CatalogJson = json(catalog_client, CATALOG_SQL, &params).await?;
+    // Roles recorded for this database that the spec no longer names are observed too.
+    let mut names = desired_names.clone();
+    names.extend(
+        catalog
+            .roles
+            .iter()
+            .map(|r| r.0.as_str())
+            .filter(|n| !desired_names.contains(n)),
+    );
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&names, Type::TEXT_ARRAY), (&db, Type::TEXT)];
-    // Both reads at once: they go to different connections.
-    let (server, catalog) = futures::try_join!(
-        json::<ServerJson>(maintenance, SERVER_SQL, &params),
-        json::<CatalogJson>(catalog_client, CATALOG_SQL, &params)
-    )?;
+    let server: ServerJson = json(maintenance, SERVER_SQL, &params).await?;
     let mut observed = ObservedServer {
         claim: catalog.claim.map(|(kind, namespace, name)| Claimant {
             kind,
@@ -93,7 +106,7 @@ pub async fn observe_server(
             .collect(),
         ..Default::default()
     };
-    for (name, can_login, connection_limit, admin_is_member, member_of) in server.roles {
+    for (name, can_login, connection_limit, admin_is_member, member_of, setting) in server.roles {
         observed.roles.insert(
             name,
             ObservedRole {
@@ -101,6 +114,7 @@ pub async fn observe_server(
                 connection_limit,
                 admin_is_member,
                 member_of: member_of.into_iter().collect(),
+                default_role: setting.and_then(|s| s.strip_prefix("role=").map(str::to_string)),
             },
         );
     }
@@ -129,6 +143,7 @@ SELECT json_build_object(
   'grants', (SELECT coalesce(json_agg(json_build_array(g.role, s.name,
       has_schema_privilege(g.role, s.oid, 'USAGE'),
       EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+        AND NOT (s.name = 'public' AND c.relname = ANY($5))
         AND NOT (has_table_privilege(g.role, c.oid, 'SELECT') AND (NOT g.write OR (has_table_privilege(g.role, c.oid, 'INSERT')
         AND has_table_privilege(g.role, c.oid, 'UPDATE') AND has_table_privilege(g.role, c.oid, 'DELETE'))))),
       EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind = 'S'
@@ -137,6 +152,11 @@ SELECT json_build_object(
       g.write AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = s.oid
         AND NOT has_function_privilege(g.role, p.oid, 'EXECUTE')))), '[]')
     FROM grantees g CROSS JOIN schemas s),
+  'history_writers', (SELECT coalesce(json_agg(json_build_array(g.role, c.relname)), '[]')
+    FROM grantees g CROSS JOIN pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relname = ANY($5) AND c.relkind = 'r'
+      AND (has_table_privilege(g.role, c.oid, 'INSERT') OR has_table_privilege(g.role, c.oid, 'UPDATE')
+        OR has_table_privilege(g.role, c.oid, 'DELETE') OR has_table_privilege(g.role, c.oid, 'TRUNCATE'))),
   'defaults', (SELECT coalesce(json_agg(json_build_array(n.nspname, d.defaclobjtype::text, a.privilege_type,
       coalesce(r.rolname::text, 'PUBLIC'))), '[]')
     FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
@@ -149,6 +169,7 @@ struct DatabaseJson {
     extensions: Vec<String>,
     grants: Vec<(String, String, bool, bool, bool, bool)>,
     defaults: Vec<(String, String, String, String)>,
+    history_writers: Vec<(String, String)>,
 }
 
 /// Schemas, extensions, privileges and default privileges, connected to the database itself.
@@ -175,6 +196,7 @@ pub async fn observe_database(
             (&wanted, Type::TEXT_ARRAY),
             (&readers, Type::TEXT_ARRAY),
             (&writers, Type::TEXT_ARRAY),
+            (&super::HISTORY_TABLES.as_slice(), Type::TEXT_ARRAY),
         ],
     )
     .await?;
@@ -210,5 +232,6 @@ pub async fn observe_database(
                 )
             })
             .collect(),
+        history_writers: found.history_writers.into_iter().collect(),
     })
 }

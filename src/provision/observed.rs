@@ -14,6 +14,8 @@ pub struct ObservedRole {
     pub admin_is_member: bool,
     /// Roles this role is a member of.
     pub member_of: BTreeSet<String>,
+    /// Its `SET role` default in this database, if any (owner-access roles act as the owner).
+    pub default_role: Option<String>,
 }
 
 /// A role's row in the ownership catalog.
@@ -37,7 +39,8 @@ pub struct ObservedServer {
     pub connect_grantees: BTreeSet<String>,
     /// Our roles that exist, by name.
     pub roles: BTreeMap<String, ObservedRole>,
-    /// Catalog rows for our role names.
+    /// Catalog rows for our role names and for every role recorded for this database
+    /// (including roles the spec no longer names).
     pub role_claims: BTreeMap<String, RoleClaim>,
 }
 
@@ -60,4 +63,6 @@ pub struct ObservedDatabase {
     pub grants: BTreeMap<(String, String), SchemaGrants>,
     /// (schema, object type `r`/`S`/`f`, privilege, grantee) in the owner's default privileges.
     pub default_privileges: BTreeSet<(String, char, String, String)>,
+    /// (role, table): grantees that can change a migration history table.
+    pub history_writers: BTreeSet<(String, String)>,
 }

@@ -144,8 +144,52 @@ pub fn plan_server(
                 role: role.name.clone(),
             });
         }
+        let default_role = observed
+            .roles
+            .get(role.name.as_str())
+            .and_then(|r| r.default_role.as_deref());
+        let wanted =
+            (role.purpose.access() == Access::Owner).then_some(desired.owner.name.as_str());
+        if default_role != wanted {
+            a.push(Action::SetDefaultRole {
+                role: role.name.clone(),
+                database: db.clone(),
+                owner: wanted.map(|_| desired.owner.name.clone()),
+            });
+        }
+    }
+    // Roles the spec no longer names are disabled, not dropped: they may own objects, and
+    // naming them again brings them back.
+    for role in retired_roles(desired, observed) {
+        if observed
+            .roles
+            .get(role.as_str())
+            .is_some_and(|r| r.can_login)
+        {
+            a.push(Action::SetNoLogin { role: role.clone() });
+        }
+        if observed.connect_grantees.contains(role.as_str()) {
+            a.push(Action::RevokeConnect {
+                database: db.clone(),
+                role,
+            });
+        }
     }
     Ok(plan)
+}
+
+/// Existing roles the catalog records for this database that the spec no longer names.
+fn retired_roles(desired: &DesiredDatabase, observed: &ObservedServer) -> Vec<Ident> {
+    observed
+        .role_claims
+        .iter()
+        .filter(|(name, claim)| {
+            claim.database == desired.database.as_str()
+                && observed.roles.contains_key(name.as_str())
+                && !desired.roles().any(|r| r.name.as_str() == name.as_str())
+        })
+        .filter_map(|(name, _)| Ident::new(name.clone()).ok())
+        .collect()
 }
 
 fn plan_role(a: &mut Vec<Action>, role: &DesiredRole, observed: &ObservedServer) {
@@ -324,6 +368,12 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
             }
         }
     }
+    // After any GRANT ON ALL TABLES, which would include them.
+    for (role, table) in &observed.history_writers {
+        if let (Ok(role), Ok(table)) = (Ident::new(role.clone()), Ident::new(table.clone())) {
+            a.push(Action::RevokeHistoryWrites { table, role });
+        }
+    }
     a
 }
 
@@ -368,21 +418,19 @@ pub fn plan_delete(
             }
         }
     }
-    // Owner last: the others may hold grants from it.
-    let mut roles: Vec<&DesiredRole> = desired.roles().collect();
-    roles.reverse();
+    // Roles the spec no longer names go too; the owner last: the others may hold grants from it.
+    let mut roles: Vec<Ident> = retired_roles(desired, observed);
+    let mut named: Vec<Ident> = desired.roles().map(|r| r.name.clone()).collect();
+    named.reverse();
+    roles.extend(named);
     for role in roles {
         let ours = observed
             .role_claims
-            .get(role.name.as_str())
+            .get(role.as_str())
             .is_some_and(|c| c.database == desired.database.as_str());
-        if ours && observed.roles.contains_key(role.name.as_str()) {
-            a.push(Action::DropOwned {
-                role: role.name.clone(),
-            });
-            a.push(Action::DropRole {
-                role: role.name.clone(),
-            });
+        if ours && observed.roles.contains_key(role.as_str()) {
+            a.push(Action::DropOwned { role: role.clone() });
+            a.push(Action::DropRole { role });
         }
     }
     if observed.claim.is_some() {
@@ -458,6 +506,7 @@ mod tests {
                     connection_limit: r.connection_limit,
                     admin_is_member: true,
                     member_of: Default::default(),
+                    default_role: None,
                 },
             );
             o.role_claims.insert(
@@ -533,16 +582,49 @@ mod tests {
             [
                 "ALTER ROLE \"shop_orders_owner\" CONNECTION LIMIT 5",
                 "CREATE ROLE \"shop_orders_app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>'",
-                &format!(
-                    "UPDATE servicedb.roles SET password_fingerprint = '{}', password_changed_at = now() WHERE role_name = 'shop_orders_app'",
-                    d.app
-                        .as_ref()
-                        .unwrap()
-                        .password
-                        .fingerprint("shop_orders_app")
-                ),
+                "UPDATE servicedb.roles SET password_fingerprint = '<redacted>', password_changed_at = now() WHERE role_name = 'shop_orders_app'",
                 "GRANT \"shop_orders_app\" TO CURRENT_USER",
                 "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM PUBLIC",
+            ]
+        );
+    }
+
+    /// A role removed from the spec can no longer log in or connect, and is dropped only
+    /// with the database.
+    #[test]
+    fn roles_removed_from_the_spec_are_disabled_then_dropped_with_the_database() {
+        let mut d = desired();
+        let o = provisioned(&d);
+        d.extra.clear();
+        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        assert_eq!(
+            s,
+            [
+                "ALTER ROLE \"shop_orders_reporting\" NOLOGIN",
+                "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM \"shop_orders_reporting\""
+            ]
+        );
+        let drops = shown(&plan_delete(&d, &o).unwrap());
+        assert!(
+            drops.contains(&"DROP ROLE IF EXISTS \"shop_orders_reporting\"".to_string()),
+            "{drops:?}"
+        );
+    }
+
+    #[test]
+    fn owner_access_roles_act_as_the_owner() {
+        let mut d = desired();
+        d.extra[0].purpose = RolePurpose::Extra {
+            name: "dba".into(),
+            access: Access::Owner,
+        };
+        let o = provisioned(&d);
+        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        assert_eq!(
+            s,
+            [
+                "GRANT \"shop_orders_owner\" TO \"shop_orders_reporting\"",
+                "ALTER ROLE \"shop_orders_reporting\" IN DATABASE \"shop_orders\" SET role = 'shop_orders_owner'"
             ]
         );
     }

@@ -15,7 +15,7 @@ use crate::provision::server::Server;
 
 /// The history table of seed data: kept apart from the schema's, so seeds never move the
 /// schema version and the schema's history stays identical to a production database's.
-pub const SEED_HISTORY_TABLE: &str = "servicedb_seed_history";
+pub const SEED_HISTORY_TABLE: &str = crate::provision::HISTORY_TABLES[1];
 
 /// ConfigMaps (name, data) as migration files: every key is a file name, as when the
 /// ConfigMap is mounted.
