@@ -145,37 +145,51 @@ pub fn to_env_file(keys: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// Reads what `to_env_file` wrote.
+/// Reads what `to_env_file` wrote: `KEY=value` lines, values possibly single-quoted (shell
+/// style, `'\''` for a quote, newlines allowed inside).
 pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let Some((k, v)) = line.split_once('=') else {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let line_end = rest.find('\n').unwrap_or(rest.len());
+        let Some(eq) = rest[..line_end].find('=') else {
+            rest = rest.get(line_end + 1..).unwrap_or("");
             continue;
         };
-        let value = if let Some(quoted) = v.strip_prefix('\'') {
-            // A quoted value may span lines (pgpass ends in a newline).
-            let mut raw = quoted.to_string();
-            while !ends_quote(&raw) {
-                match lines.next() {
-                    Some(next) => {
-                        raw.push('\n');
-                        raw.push_str(next);
-                    }
-                    None => break,
-                }
+        let key = rest[..eq].trim().to_string();
+        let after = &rest[eq + 1..];
+        let (value, consumed) = match after.strip_prefix('\'') {
+            Some(quoted) => read_quoted(quoted),
+            None => {
+                let end = after.find('\n').unwrap_or(after.len());
+                (after[..end].to_string(), end)
             }
-            raw.strip_suffix('\'').unwrap_or(&raw).replace("'\\''", "'")
-        } else {
-            v.to_string()
         };
-        keys.insert(k.to_string(), value);
+        keys.insert(key, value);
+        let next = eq + 1 + consumed;
+        rest = &rest[next..];
+        rest = rest.strip_prefix('\n').unwrap_or(rest);
     }
     keys
 }
 
-fn ends_quote(raw: &str) -> bool {
-    raw.ends_with('\'') && !raw.ends_with("'\\'")
+/// A single-quoted value after its opening quote: (value, bytes consumed after the `=`).
+fn read_quoted(s: &str) -> (String, usize) {
+    let mut value = String::new();
+    let mut i = 0;
+    while let Some(pos) = s[i..].find('\'') {
+        value.push_str(&s[i..i + pos]);
+        i += pos;
+        if s[i..].starts_with("'\\''") {
+            value.push('\'');
+            i += 4;
+        } else {
+            // The closing quote, plus the opening one counted by the caller's `=` offset.
+            return (value, i + 2);
+        }
+    }
+    value.push_str(&s[i..]);
+    (value, s.len() + 1)
 }
 
 #[cfg(test)]
@@ -256,6 +270,22 @@ mod tests {
                 .starts_with("secret.template.BAD uses unknown placeholder {{ hostname }}"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn env_file_round_trips_awkward_values() {
+        let mut keys = BTreeMap::new();
+        for (k, v) in [
+            ("A", "password: 'x'\nhost: h"),
+            ("B", "it's"),
+            ("C", "'"),
+            ("D", "line\n"),
+            ("E", "a=b&c?d"),
+            ("F", ""),
+        ] {
+            keys.insert(k.to_string(), v.to_string());
+        }
+        assert_eq!(parse_env_file(&to_env_file(&keys)), keys);
     }
 
     #[test]

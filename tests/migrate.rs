@@ -684,3 +684,27 @@ fn unbuilt_commands_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not implemented yet"));
 }
+
+/// A script mixing statements that need a transaction with ones that refuse it is refused
+/// before anything runs (as Flyway does), naming the file and line; a .conf sidecar opts in.
+#[tokio::test]
+async fn mixed_transactional_script_is_refused_before_anything_runs() {
+    let case = Case::new("mixed").await;
+    case.write("V1__t.sql", "CREATE TABLE t (x int);\n").write(
+        "V2__mixed.sql",
+        "ALTER TABLE t ADD COLUMN y int;\nCREATE INDEX CONCURRENTLY t_y ON t (y);\n",
+    );
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("V2__mixed.sql:2: CREATE INDEX CONCURRENTLY cannot run in a transaction"),
+        "{err}"
+    );
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 't'")
+            .await,
+        0
+    );
+    case.write("V2__mixed.sql.conf", "executeInTransaction=false\n");
+    assert_ok(&case.migrate("apply", &[]));
+    assert_eq!(case.history().await.len(), 2);
+}

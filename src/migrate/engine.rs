@@ -12,7 +12,9 @@ use super::history::{AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, Prepared
 use super::placeholders::{Builtins, PlaceholderError, Placeholders};
 use super::plan::{Options, Plan, Problem, plan};
 use super::source::{Kind, MigrationFile, SourceError, scan};
-use super::sql_split::{first_non_transactional, line_of_offset, split_statements};
+use super::sql_split::{
+    first_non_transactional, line_of_offset, mixed_transactionality, split_statements,
+};
 use super::version::Version;
 use crate::pg::{ConnectError, ConnectOptions, quote_ident};
 
@@ -246,6 +248,25 @@ impl Engine {
         let mut scripts: Vec<Option<String>> = vec![None; state.files.len()];
         for &i in &plan.pending {
             let f = &state.files[i];
+            // Flyway refuses these too: run outside a transaction, a failure half-way through
+            // would leave the transactional part applied with no way back.
+            if f.execute_in_transaction.is_none()
+                && let Some((line, reason)) = mixed_transactionality(&f.sql)
+            {
+                return Err(MigrateError::Failed {
+                    script: f.path.display().to_string(),
+                    line: Some(line),
+                    message: format!(
+                        "{reason} cannot run in a transaction, but the rest of this script can; move it into a \
+                         migration of its own, or add {}.conf with executeInTransaction=false to run the whole \
+                         script outside a transaction",
+                        f.path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    ),
+                });
+            }
             scripts[i] = Some(settings.placeholders.substitute(
                 &f.sql,
                 &f.script,

@@ -111,12 +111,37 @@ pub fn non_transactional_reason(statement: &str) -> Option<&'static str> {
         return Some("VACUUM");
     }
     if words.eat("ALTER") {
+        if words.eat("TABLE") {
+            // ALTER TABLE ... DETACH PARTITION name CONCURRENTLY
+            let mut detach = false;
+            while let Some((kind, w)) = words.next() {
+                if kind == Kind::Word && w.eq_ignore_ascii_case("DETACH") {
+                    detach = words.eat("PARTITION");
+                } else if detach && kind == Kind::Word && w.eq_ignore_ascii_case("CONCURRENTLY") {
+                    return Some("ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY");
+                }
+            }
+            return None;
+        }
         return words.eat("SYSTEM").then_some("ALTER SYSTEM");
     }
     if words.eat("DISCARD") {
         return words.eat("ALL").then_some("DISCARD ALL");
     }
     None
+}
+
+/// Whether the script mixes statements that cannot run in a transaction with ones that can:
+/// Some((line of the first non-transactional statement, its reason)).
+pub fn mixed_transactionality(script: &str) -> Option<(usize, &'static str)> {
+    let statements = split_statements(script);
+    let first = statements
+        .iter()
+        .find_map(|s| non_transactional_reason(s.sql).map(|r| (s.line, r)))?;
+    statements
+        .iter()
+        .any(|s| non_transactional_reason(s.sql).is_none())
+        .then_some(first)
 }
 
 /// The first statement of the script that cannot run in a transaction: Some((statement line, reason)).
@@ -543,6 +568,36 @@ impl<'a> LineCounter<'a> {
             self.pos = offset;
         }
         self.line
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    #[test]
+    fn detach_partition_concurrently_is_non_transactional() {
+        assert!(
+            non_transactional_reason("ALTER TABLE m DETACH PARTITION m_2020 CONCURRENTLY")
+                .is_some()
+        );
+        assert!(non_transactional_reason("ALTER TABLE m DETACH PARTITION m_2020").is_none());
+        assert!(non_transactional_reason("ALTER TABLE concurrently ADD COLUMN x int").is_none());
+    }
+
+    #[test]
+    fn mixed_scripts_are_found() {
+        assert_eq!(
+            mixed_transactionality(
+                "CREATE TABLE t (x int);\nCREATE INDEX CONCURRENTLY i ON t (x);"
+            ),
+            Some((2, "CREATE INDEX CONCURRENTLY"))
+        );
+        assert_eq!(
+            mixed_transactionality("-- only\nCREATE INDEX CONCURRENTLY i ON t (x);"),
+            None
+        );
+        assert_eq!(mixed_transactionality("CREATE TABLE t (x int);"), None);
     }
 }
 

@@ -93,11 +93,15 @@ impl std::fmt::Debug for ConnectOptions {
     }
 }
 
-/// Splits `sslmode` and `sslrootcert` out of a URL's query: tokio-postgres knows only some
-/// sslmodes, so these are handled here and the rest of the URL is left to it.
-fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), None, None);
+/// Splits `sslmode` and `sslrootcert` out of a URL's query or a libpq `key=value` string:
+/// tokio-postgres knows only some sslmodes, so these are handled here and the rest is left
+/// to it.
+fn take_tls_params(conninfo: &str) -> (String, Option<String>, Option<String>) {
+    if !conninfo.contains("://") {
+        return take_tls_params_kv(conninfo);
+    }
+    let Some((base, query)) = conninfo.split_once('?') else {
+        return (conninfo.to_string(), None, None);
     };
     let (mut mode, mut root) = (None, None);
     let mut kept = Vec::new();
@@ -118,6 +122,51 @@ fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
     (url, mode, root)
 }
 
+/// The same for `host=... sslmode=...` (values optionally single-quoted, `\` escaping).
+fn take_tls_params_kv(conninfo: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    let mut kept = Vec::new();
+    let mut chars = conninfo.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.next_if_eq(&'=');
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        match key.as_str() {
+            "sslmode" => mode = Some(value),
+            "sslrootcert" => root = Some(value),
+            _ => kept.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            )),
+        }
+    }
+    (kept.join(" "), mode, root)
+}
+
 fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
@@ -129,8 +178,19 @@ impl ConnectOptions {
     /// From a `postgresql://` or `postgres://` URL (a `jdbc:` prefix, as Flyway users have, is
     /// accepted), or a libpq `key=value` string.
     pub fn from_url(url: &str) -> Result<ConnectOptions, ConnectError> {
+        Self::from_url_with_env(url, |_| None)
+    }
+
+    /// As `from_url`, with libpq's `PGSSLMODE` and `PGSSLROOTCERT` as defaults for what the
+    /// URL does not say (so a Job can add a CA to credentials from a Secret).
+    pub fn from_url_with_env(
+        url: &str,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConnectOptions, ConnectError> {
         let url = url.trim().strip_prefix("jdbc:").unwrap_or(url.trim());
         let (rest, mode, root) = take_tls_params(url);
+        let mode = mode.or_else(|| get("PGSSLMODE"));
+        let root = root.or_else(|| get("PGSSLROOTCERT"));
         let config = Config::from_str(&rest)
             .map_err(|e| ConnectError::Invalid(format!("cannot parse the database URL: {e}")))?;
         Self::build(config, mode.as_deref(), root)
@@ -176,9 +236,10 @@ impl ConnectOptions {
 
     /// What a command line gets: an explicit URL (flag or DATABASE_URL), else the libpq variables.
     pub fn from_url_or_env(url: Option<&str>) -> Result<ConnectOptions, ConnectError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         match url {
-            Some(url) if !url.is_empty() => Self::from_url(url),
-            _ => Self::from_libpq_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
+            Some(url) if !url.is_empty() => Self::from_url_with_env(url, env),
+            _ => Self::from_libpq_env(env),
         }
     }
 
@@ -427,6 +488,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    /// A key=value string's sslmode is honoured, never silently downgraded to prefer.
+    #[test]
+    fn key_value_strings_keep_their_sslmode() {
+        let o = ConnectOptions::from_url(
+            "host=db port=5433 user=u password='p w\\'x' dbname=d sslmode=verify-full",
+        )
+        .unwrap();
+        assert_eq!(o.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(o.config.get_password(), Some(&b"p w'x"[..]));
+        assert_eq!(o.describe(), "u@db:5433/d");
+        assert!(ConnectOptions::from_url("host=db sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn pgsslmode_is_the_default_for_urls() {
+        let env = |k: &str| (k == "PGSSLMODE").then(|| "verify-ca".to_string());
+        let o = ConnectOptions::from_url_with_env("postgresql://u@h/d", env).unwrap();
+        assert_eq!(o.ssl_mode, SslMode::VerifyCa);
+        let o =
+            ConnectOptions::from_url_with_env("postgresql://u@h/d?sslmode=disable", env).unwrap();
+        assert_eq!(o.ssl_mode, SslMode::Disable);
     }
 
     #[test]

@@ -4,9 +4,28 @@
 use std::collections::BTreeMap;
 
 use super::layout::{Layout, SecretKind};
+use crate::naming;
 use crate::password::Password;
 use crate::pg::SslMode;
 use crate::secret::{ConnectionInfo, TemplateError, render};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Names derived for two databases can meet (a tenant `analytics-x` and a role
+    /// `analytics` of tenant `x`): refusing beats two resources overwriting each other's
+    /// passwords forever.
+    #[error(
+        "Secret {secret} already holds credentials of role {holds}, which does not belong to database {database}; \
+         give this resource's Secret another name (secret.name, roles[].secretName) or rename the other"
+    )]
+    SecretConflict {
+        secret: String,
+        holds: String,
+        database: String,
+    },
+}
 
 /// Where Secrets are kept: Kubernetes Secrets in the cluster, `.env` files in dev mode.
 pub trait SecretStore {
@@ -51,7 +70,22 @@ pub fn plan_credentials(
     template: &BTreeMap<String, String>,
     existing: &BTreeMap<String, BTreeMap<String, String>>,
     rotate: &[String],
-) -> Result<Credentials, TemplateError> {
+) -> Result<Credentials, CredentialError> {
+    // Roles of this database, including ones the spec may have stopped naming.
+    let mut ours: Vec<String> = layout.roles().map(|r| r.name.clone()).collect();
+    ours.push(naming::owner_role(&layout.database));
+    ours.push(naming::app_role(&layout.database));
+    for secret in &layout.secrets {
+        if let Some(holds) = existing.get(&secret.name).and_then(|d| d.get("username"))
+            && !ours.contains(holds)
+        {
+            return Err(CredentialError::SecretConflict {
+                secret: secret.name.clone(),
+                holds: holds.clone(),
+                database: layout.database.clone(),
+            });
+        }
+    }
     let mut out = Credentials::default();
     for role in layout.roles() {
         let found = layout
@@ -108,6 +142,22 @@ mod tests {
             port: 5432,
             ssl_mode: SslMode::Require,
         }
+    }
+
+    #[test]
+    fn a_secret_holding_another_databases_role_is_a_conflict() {
+        let mut existing = BTreeMap::new();
+        existing.insert(
+            "orders-db".to_string(),
+            BTreeMap::from([("username".to_string(), "other_db_app".to_string())]),
+        );
+        let err =
+            plan_credentials(&layout(), &endpoint(), &BTreeMap::new(), &existing, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Secret orders-db already holds credentials of role other_db_app"),
+            "{err}"
+        );
     }
 
     #[test]

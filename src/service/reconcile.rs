@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::credentials::{ClientEndpoint, SecretStore, plan_credentials};
+use super::credentials::{ClientEndpoint, CredentialError, SecretStore, plan_credentials};
 use super::layout::{Layout, RoleLayout};
 use crate::api::ReclaimPolicy;
 use crate::api::ServiceDatabase;
@@ -11,12 +11,11 @@ use crate::pg::{Ident, IdentError};
 use crate::provision::execute::{Outcome, ProvisionError, delete, reconcile};
 use crate::provision::server::{Environment, Server};
 use crate::provision::{DesiredDatabase, DesiredRole};
-use crate::secret::TemplateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnitError {
     #[error(transparent)]
-    Template(#[from] TemplateError),
+    Credentials(#[from] CredentialError),
     #[error("Secret {namespace}/{name}: {message}")]
     Store {
         namespace: String,
