@@ -106,6 +106,7 @@ fn declared_spec(
             config,
             ssl_mode,
             ca_pem,
+            system_roots: false,
         },
         client_host: spec.effective_client_host().to_string(),
         client_port: u16::try_from(spec.effective_client_port()).unwrap_or(5432),

@@ -81,6 +81,8 @@ pub struct ConnectOptions {
     pub ssl_mode: SslMode,
     /// PEM CA bundle that the server certificate must chain to.
     pub ca_pem: Option<Vec<u8>>,
+    /// `sslrootcert=system`: the system's CA store, never `~/.postgresql/root.crt`.
+    pub system_roots: bool,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -249,6 +251,7 @@ impl ConnectOptions {
         root: Option<String>,
     ) -> Result<ConnectOptions, ConnectError> {
         let ssl_mode = mode.map(SslMode::from_str).transpose()?.unwrap_or_default();
+        let system_roots = root.as_deref() == Some("system");
         let ca_pem = match root {
             Some(path) if !path.is_empty() && path != "system" => {
                 let path = PathBuf::from(path);
@@ -266,6 +269,7 @@ impl ConnectOptions {
             config,
             ssl_mode,
             ca_pem,
+            system_roots,
         })
     }
 
@@ -350,6 +354,7 @@ impl ConnectOptions {
         let mut store = RootCertStore::empty();
         let pem = match &self.ca_pem {
             Some(pem) => Some(pem.clone()),
+            None if self.system_roots => None,
             None => std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
                 .and_then(|p| std::fs::read(p).ok()),
