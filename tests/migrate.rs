@@ -708,3 +708,25 @@ async fn mixed_transactional_script_is_refused_before_anything_runs() {
     assert_ok(&case.migrate("apply", &[]));
     assert_eq!(case.history().await.len(), 2);
 }
+
+/// Without a URL, libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE are
+/// used, as psql and Flyway users expect.
+#[tokio::test]
+async fn libpq_environment_variables_connect() {
+    let case = Case::new("pgenv").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n");
+    let dir = case.dir.path().to_str().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_servicedb"))
+        .args(["migrate", "apply", "--dir", &dir])
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", server().host())
+        .env("PGPORT", server().port().to_string())
+        .env("PGDATABASE", &case.db)
+        .env("PGUSER", server().admin_user())
+        .env("PGPASSWORD", server().admin_password())
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(case.history().await.len(), 1);
+}

@@ -100,7 +100,7 @@ pub struct ConnectionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
     /// Directory of migration files (repeatable); a mounted ConfigMap works as it is.
-    #[arg(long = "dir", required = true)]
+    #[arg(long = "dir", value_name = "DIR", required = true)]
     pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub connection: ConnectionArgs,
