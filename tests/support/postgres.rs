@@ -55,6 +55,13 @@ pub fn server() -> &'static TestServer {
     }
 }
 
+/// A server of the test's own, for tests that need several servers or counts nobody else
+/// changes; it stops when the test binary exits.
+#[allow(dead_code)]
+pub fn private_server() -> TestServer {
+    start().unwrap_or_else(|message| panic!("test PostgreSQL server unavailable: {message}"))
+}
+
 fn start() -> Result<TestServer, String> {
     let bins = PgBinaries::locate().map_err(|e| e.to_string())?;
     let mut last_error = String::new();
