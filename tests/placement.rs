@@ -1,6 +1,8 @@
 //! Tenant placement across two real servers: least loaded with room, never moved, pins
 //! honoured, full servers reported.
 
+// This binary uses only private servers, not the shared one.
+#[allow(dead_code)]
 mod support;
 
 use std::path::Path;
