@@ -248,6 +248,13 @@ data:
             "apiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabase\nmetadata: {{ name: evil, namespace: {ns} }}\nspec:\n  databaseName: 'x\"; DROP DATABASE postgres; --'\n"
         ),
     );
+    write(
+        bad.path(),
+        "fine.yaml",
+        &format!(
+            "apiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabase\nmetadata: {{ name: fine, namespace: {ns} }}\nspec: {{}}\n"
+        ),
+    );
     let start = pg().log_len();
     let out = servicedb(
         state.path(),
@@ -261,7 +268,13 @@ data:
     );
     assert!(
         !pg().log_since(start).contains("DROP DATABASE"),
-        "no SQL ran"
+        "no SQL ran for the hostile one"
+    );
+    // The valid resource beside it went ahead.
+    assert!(
+        text(&out.stdout).contains(&format!("{ns}_fine")),
+        "{}",
+        text(&out.stdout)
     );
 }
 

@@ -83,17 +83,44 @@ pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".servicedb"))
 }
 
-/// Validates everything first: an invalid resource is reported with its file and field, and
-/// nothing of it is touched.
-fn validate(m: &Manifests) -> Vec<String> {
-    let mut errors = Vec::new();
+/// What validation found: every error with its file and field, and which resources are
+/// invalid (they are not touched; the others go ahead).
+#[derive(Default)]
+struct Invalid {
+    errors: Vec<String>,
+    /// An invalid DatabaseServer stops everything: placement depends on all of them.
+    servers: bool,
+    /// (kind, namespace, name) of invalid ServiceDatabases and Tenants.
+    resources: Vec<(&'static str, String, String)>,
+}
+
+impl Invalid {
+    fn contains(
+        &self,
+        kind: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> bool {
+        self.resources.iter().any(|(k, ns, name)| {
+            *k == kind
+                && Some(ns.as_str()) == meta.namespace.as_deref()
+                && Some(name.as_str()) == meta.name.as_deref()
+        })
+    }
+}
+
+fn validate(m: &Manifests) -> Invalid {
+    let mut invalid = Invalid::default();
     let mut report = |file: &Path, what: String, errs: Vec<crate::api::FieldError>| {
         for e in errs {
-            errors.push(format!("{}: {what}: {e}", file.display()));
+            invalid
+                .errors
+                .push(format!("{}: {what}: {e}", file.display()));
         }
     };
+    let mut servers = false;
     for s in &m.servers {
         if let Err(e) = validate_database_server(&s.value) {
+            servers = true;
             report(
                 &s.file,
                 resource_name("DatabaseServer", None, &s.value.metadata.name),
@@ -101,13 +128,23 @@ fn validate(m: &Manifests) -> Vec<String> {
             );
         }
     }
+    let mut resources = Vec::new();
+    let key = |kind, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        (
+            kind,
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    };
     for s in &m.services {
         if let Err(e) = validate_service_database(&s.value) {
+            resources.push(key("ServiceDatabase", &s.value.metadata));
             report(&s.file, describe(&s.value), e);
         }
     }
     for t in &m.tenants {
         if let Err(e) = validate_tenant(&t.value) {
+            resources.push(key("Tenant", &t.value.metadata));
             report(
                 &t.file,
                 resource_name(
@@ -119,7 +156,9 @@ fn validate(m: &Manifests) -> Vec<String> {
             );
         }
     }
-    errors
+    invalid.servers = servers;
+    invalid.resources = resources;
+    invalid
 }
 
 fn resource_name(kind: &str, ns: Option<&str>, name: &Option<String>) -> String {
@@ -149,8 +188,8 @@ pub async fn up(
         ..Default::default()
     };
     let invalid = validate(&manifests);
-    if !invalid.is_empty() {
-        report.errors = invalid;
+    report.errors = invalid.errors.clone();
+    if invalid.servers {
         return Ok(report);
     }
     let servers = Servers::connect(&manifests, state, &mut report.notes, progress).await?;
@@ -165,11 +204,17 @@ pub async fn up(
     );
     let mut units: Vec<Unit> = Vec::new();
     for s in &manifests.services {
-        if s.value.spec.tenancy == Tenancy::Shared {
+        if s.value.spec.tenancy == Tenancy::Shared
+            && !invalid.contains("ServiceDatabase", &s.value.metadata)
+        {
             units.push((s, None, None));
         }
     }
-    for t in &manifests.tenants {
+    for t in manifests
+        .tenants
+        .iter()
+        .filter(|t| !invalid.contains("Tenant", &t.value.metadata))
+    {
         let ns = t.value.metadata.namespace.clone().unwrap_or_default();
         let tname = t.value.metadata.name.clone().unwrap_or_default();
         for (i, service) in t.value.spec.services.iter().enumerate() {
@@ -178,6 +223,8 @@ pub async fn up(
                     && s.value.metadata.name.as_deref() == Some(service.as_str())
             });
             match found {
+                // Already reported by validation.
+                Some(s) if invalid.contains("ServiceDatabase", &s.value.metadata) => {}
                 Some(s) if s.value.spec.tenancy == Tenancy::PerTenant => {
                     units.push((s, Some(tname.clone()), t.value.spec.server.clone()))
                 }
