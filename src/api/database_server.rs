@@ -167,48 +167,8 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// TLS mode, as libpq's `sslmode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    Disable,
-    #[default]
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The value as libpq spells it (`verify-full`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-impl From<SslMode> for crate::pg::SslMode {
-    fn from(mode: SslMode) -> Self {
-        match mode {
-            SslMode::Disable => crate::pg::SslMode::Disable,
-            SslMode::Prefer => crate::pg::SslMode::Prefer,
-            SslMode::Require => crate::pg::SslMode::Require,
-            SslMode::VerifyCa => crate::pg::SslMode::VerifyCa,
-            SslMode::VerifyFull => crate::pg::SslMode::VerifyFull,
-        }
-    }
-}
-
-impl std::fmt::Display for SslMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// TLS mode, as libpq's `sslmode`: the connection layer's own type.
+pub use crate::pg::SslMode;
 
 /// What a server is for; seed data runs only on `local`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -99,7 +99,7 @@ fn declared_spec(
         ),
         None => None,
     };
-    let ssl_mode = SslMode::from(spec.ssl_mode);
+    let ssl_mode = spec.ssl_mode;
     Ok(ServerSpec {
         name: name.clone(),
         admin: ConnectOptions {

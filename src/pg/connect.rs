@@ -14,8 +14,20 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_postgres::config::{Host, SslMode as WireSslMode};
 use tokio_postgres::{Client, Config, NoTls};
 
-/// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// libpq's `sslmode`; also the `sslMode` of a DatabaseServer, spelled the same way.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
     #[default]
@@ -44,7 +56,14 @@ impl FromStr for SslMode {
     }
 }
 
+impl std::fmt::Display for SslMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl SslMode {
+    /// The value as libpq spells it (`verify-full`).
     pub fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
