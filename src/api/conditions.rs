@@ -232,48 +232,47 @@ pub fn set_ready(
     observed_generation: Option<i64>,
     now: &Time,
 ) -> bool {
-    let mut changed = false;
-    match readiness {
-        Readiness::Ready { reason, message } => {
-            changed |= set_condition(
-                conditions,
-                ConditionUpdate::true_(types::READY, reason, message),
-                observed_generation,
-                now,
-            );
-            changed |= remove_condition(conditions, types::RECONCILING);
-            changed |= remove_condition(conditions, types::STALLED);
-        }
-        Readiness::Progressing { reason, message } => {
-            changed |= set_condition(
-                conditions,
-                ConditionUpdate::false_(types::READY, reason.clone(), message.clone()),
-                observed_generation,
-                now,
-            );
-            changed |= set_condition(
-                conditions,
-                ConditionUpdate::true_(types::RECONCILING, reason, message),
-                observed_generation,
-                now,
-            );
-            changed |= remove_condition(conditions, types::STALLED);
-        }
-        Readiness::Stalled { reason, message } => {
-            changed |= set_condition(
-                conditions,
-                ConditionUpdate::false_(types::READY, reason.clone(), message.clone()),
-                observed_generation,
-                now,
-            );
-            changed |= set_condition(
-                conditions,
-                ConditionUpdate::true_(types::STALLED, reason, message),
-                observed_generation,
-                now,
-            );
-            changed |= remove_condition(conditions, types::RECONCILING);
-        }
+    // (Ready's status, the condition raised beside it, the ones cleared)
+    let (ready, raised, cleared, reason, message): (bool, Option<&str>, &[&str], _, _) =
+        match readiness {
+            Readiness::Ready { reason, message } => (
+                true,
+                None,
+                &[types::RECONCILING, types::STALLED],
+                reason,
+                message,
+            ),
+            Readiness::Progressing { reason, message } => (
+                false,
+                Some(types::RECONCILING),
+                &[types::STALLED],
+                reason,
+                message,
+            ),
+            Readiness::Stalled { reason, message } => (
+                false,
+                Some(types::STALLED),
+                &[types::RECONCILING],
+                reason,
+                message,
+            ),
+        };
+    let ready_update = if ready {
+        ConditionUpdate::true_(types::READY, reason.clone(), message.clone())
+    } else {
+        ConditionUpdate::false_(types::READY, reason.clone(), message.clone())
+    };
+    let mut changed = set_condition(conditions, ready_update, observed_generation, now);
+    if let Some(kind) = raised {
+        changed |= set_condition(
+            conditions,
+            ConditionUpdate::true_(kind, reason, message),
+            observed_generation,
+            now,
+        );
+    }
+    for kind in cleared {
+        changed |= remove_condition(conditions, kind);
     }
     changed
 }
