@@ -600,13 +600,13 @@ async fn history_in_another_schema() {
             (1, "SQL".into(), "V1__a.sql".into())
         ]
     );
-    assert!(
-        c.query_one("SELECT 1 FROM orders.a LIMIT 0", &[])
-            .await
-            .is_err_and(|e| e
-                .to_string()
-                .contains("query returned an unexpected number of rows"))
-    );
+    // ${flyway:defaultSchema} put the migration's table in that schema.
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM orders.a", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
 }
 
 /// `info` shows a Flyway-style table with every state.

@@ -151,7 +151,9 @@ async fn validate(args: MigrateArgs) -> Result<(), MigrateError> {
             &serde_json::json!({ "valid": plan.problems.is_empty(), "problems": plan.problems }),
         );
     }
-    let plan = engine.validate()?;
+    if !plan.problems.is_empty() {
+        return Err(MigrateError::Validation(plan.problems));
+    }
     if !args.json {
         println!(
             "Validated {} migration{}: no problems ({} pending)",

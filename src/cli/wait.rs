@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::{WaitArgs, fail};
-use crate::migrate::engine::describe_pg;
 use crate::migrate::history::HistoryTable;
 use crate::migrate::plan::current_version;
 use crate::migrate::version::Version;
 use crate::pg::ConnectOptions;
+use crate::pg::describe_pg;
 
 /// What one look at the database showed.
 enum Seen {

@@ -386,10 +386,13 @@ async fn up_one(
         applied += report.applied.len();
     }
     let mut outcome = unit.outcome;
-    // Schemas the migrations created get their grants now, not on the next run.
-    reconcile_inside(server, &unit.desired, &mut outcome)
-        .await
-        .map_err(|e| resource_error(e.to_string()))?;
+    // Schemas the migrations just created get their grants now, not on the next run; with
+    // nothing applied, reconcile_unit has already looked inside.
+    if applied > 0 {
+        reconcile_inside(server, &unit.desired, &mut outcome)
+            .await
+            .map_err(|e| resource_error(e.to_string()))?;
+    }
     Ok(UnitDone {
         row: Row {
             service: format!("{ns}/{}", unit.layout.service),

@@ -63,7 +63,7 @@ pub enum MigrateError {
     Refused(String),
 }
 
-pub use crate::pg::describe_pg;
+use crate::pg::describe_pg;
 
 fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
     let context = context.into();

@@ -27,13 +27,13 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot create the servicedb catalog database: {}", crate::migrate::engine::describe_pg(.0))]
+    #[error("cannot create the servicedb catalog database: {}", crate::pg::describe_pg(.0))]
     Create(tokio_postgres::Error),
     #[error("cannot migrate the servicedb catalog: {0}")]
     Migrate(#[from] crate::migrate::engine::MigrateError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("reading the servicedb catalog: {}", crate::migrate::engine::describe_pg(.0))]
+    #[error("reading the servicedb catalog: {}", crate::pg::describe_pg(.0))]
     Read(#[from] tokio_postgres::Error),
     #[error("reading the catalogs: unexpected answer: {0}")]
     Decode(String),

@@ -8,7 +8,7 @@ use super::desired::DesiredDatabase;
 use super::observe::{observe_database, observe_server};
 use super::plan::{Conflict, check_claims, plan_database, plan_delete, plan_server};
 use super::server::{Server, ServerError};
-use crate::migrate::engine::describe_pg;
+use crate::pg::describe_pg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
