@@ -216,16 +216,6 @@ impl Engine {
         self.state.plan(&self.settings.options)
     }
 
-    /// Fails with every problem found, naming each file.
-    pub fn validate(&self) -> Result<Plan, MigrateError> {
-        let plan = self.info();
-        if plan.problems.is_empty() {
-            Ok(plan)
-        } else {
-            Err(MigrateError::Validation(plan.problems))
-        }
-    }
-
     /// Applies what is pending: validates first, then each migration under Flyway's lock,
     /// re-reading the history each time so concurrent runners never apply anything twice.
     pub async fn apply(
