@@ -1,7 +1,9 @@
 //! Talking to PostgreSQL: connection options (URL, libpq environment, TLS) and quoting.
+pub mod class;
 pub mod connect;
 pub mod ident;
 
+pub use class::{ErrorClass, classify};
 pub use connect::{ConnectError, ConnectOptions, SslMode};
 pub use ident::{Ident, IdentError, quote_literal};
 
