@@ -142,12 +142,32 @@ fn create_admin(server: TestServer) -> Result<TestServer, String> {
             .await
             .map_err(|e| format!("connecting as the superuser: {e}"))?;
         tokio::spawn(connection);
+        check_major(&client).await?;
         client
             .batch_execute(&statement)
             .await
             .map_err(|e| format!("creating role {ADMIN_USER}: {e}"))
     })?;
     Ok(server)
+}
+
+/// CI runs the suites a second time on another major; this makes sure that run really got
+/// the server it asked for, not a fallback to the machine's own binaries.
+async fn check_major(client: &tokio_postgres::Client) -> Result<(), String> {
+    let Ok(expected) = std::env::var("SERVICEDB_TEST_EXPECT_PG_MAJOR") else {
+        return Ok(());
+    };
+    let num: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| format!("reading the server version: {e}"))?
+        .get(0);
+    if (num / 10000).to_string() != expected.trim() {
+        return Err(format!(
+            "SERVICEDB_TEST_EXPECT_PG_MAJOR is {expected} but the test server is {num}"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `future` to completion on a fresh current-thread runtime in its own thread, so
