@@ -18,7 +18,7 @@ use servicedb::provision::execute::reconcile;
 use servicedb::provision::observe::{observe_database, observe_server};
 use servicedb::provision::observed::{ObservedDatabase, ObservedServer};
 use servicedb::provision::plan::{plan_database, plan_server};
-use servicedb::provision::server::{Environment, Server, ServerSpec};
+use servicedb::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec};
 use servicedb::provision::{Claimant, DesiredDatabase, DesiredRole, RolePurpose};
 
 const DATABASES: usize = 200;
@@ -32,6 +32,7 @@ fn desired(prefix: &str, i: usize) -> DesiredDatabase {
         password: Password::generate(),
     };
     DesiredDatabase {
+        installation: "bench".into(),
         claimant: Claimant {
             kind: "ServiceDatabase".into(),
             namespace: "bench".into(),
@@ -129,6 +130,8 @@ fn main() {
             ssl_mode: SslMode::Disable,
             environment: Environment::Production,
             max_databases: None,
+            installation: "bench".into(),
+            database_connections: DEFAULT_DATABASE_CONNECTIONS,
         })
         .await
         .unwrap();
@@ -160,12 +163,21 @@ fn main() {
         let mut parts = [Duration::ZERO; 3];
         for d in &ours {
             let t = Instant::now();
-            observe_server(&server.maintenance, &server.catalog, d)
-                .await
-                .unwrap();
+            let (maintenance, catalog) = (
+                server.maintenance().await.unwrap(),
+                server.catalog().await.unwrap(),
+            );
+            observe_server(&maintenance, &catalog, d).await.unwrap();
             parts[0] += t.elapsed();
             let t = Instant::now();
-            let db = server.connect_to(d.database.as_str()).await.unwrap();
+            let db = server
+                .login(
+                    d.database.as_str(),
+                    d.owner.name.as_str(),
+                    d.owner.password.expose(),
+                )
+                .await
+                .unwrap();
             parts[1] += t.elapsed();
             let t = Instant::now();
             observe_database(&db, d).await.unwrap();
@@ -203,7 +215,7 @@ fn main() {
     );
     for (label, d) in [
         "observe server + catalog",
-        "connect to the database",
+        "log in as the owner (the probe)",
         "observe inside the database",
     ]
     .iter()

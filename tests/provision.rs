@@ -4,98 +4,13 @@
 mod support;
 
 use servicedb::password::Password;
-use servicedb::pg::{ConnectOptions, Ident, SslMode, describe_pg};
+use servicedb::pg::{Ident, describe_pg};
 use servicedb::provision::execute::{ProvisionError, delete, reconcile, reconcile_inside};
-use servicedb::provision::observe::{observe_database, observe_server};
-use servicedb::provision::plan::{plan_database, plan_server};
-use servicedb::provision::server::{Environment, Server, ServerSpec};
-use servicedb::provision::{Access, Claimant, DesiredDatabase, DesiredRole, RolePurpose};
+use servicedb::provision::{Access, RolePurpose};
 use support::postgres::server as pg;
-
-async fn connect_server() -> Server {
-    Server::connect(ServerSpec {
-        name: "test".into(),
-        admin: ConnectOptions::from_url(&pg().admin_url("postgres")).unwrap(),
-        client_host: pg().host().into(),
-        client_port: pg().port(),
-        ssl_mode: SslMode::Disable,
-        environment: Environment::Local,
-        max_databases: None,
-    })
-    .await
-    .unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &Password::generate().expose()[..8].to_lowercase()
-    )
-}
-
-fn role(name: &str, purpose: RolePurpose) -> DesiredRole {
-    DesiredRole {
-        name: Ident::new(name).unwrap(),
-        purpose,
-        connection_limit: 10,
-        password: Password::generate(),
-    }
-}
-
-fn desired(namespace: &str, db: &str) -> DesiredDatabase {
-    DesiredDatabase {
-        claimant: Claimant {
-            kind: "ServiceDatabase".into(),
-            namespace: namespace.into(),
-            name: "orders".into(),
-        },
-        service: "orders".into(),
-        tenant: None,
-        database: Ident::new(db).unwrap(),
-        owner: role(&format!("{db}_owner"), RolePurpose::Owner),
-        app: Some(role(&format!("{db}_app"), RolePurpose::App)),
-        extra: vec![role(
-            &format!("{db}_reporting"),
-            RolePurpose::Extra {
-                name: "reporting".into(),
-                access: Access::Read,
-            },
-        )],
-        schemas: vec![Ident::new("orders").unwrap()],
-        extensions: vec![Ident::new("pgcrypto").unwrap()],
-    }
-}
-
-/// Logs in as a role with its password.
-async fn login(db: &str, role: &DesiredRole) -> Result<tokio_postgres::Client, String> {
-    let url = format!(
-        "postgresql://{}:{}@{}:{}/{db}?sslmode=disable",
-        role.name.as_str(),
-        role.password.expose(),
-        pg().host(),
-        pg().port()
-    );
-    ConnectOptions::from_url(&url)
-        .unwrap()
-        .connect()
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Both plans are empty right after reconciling: the planner and the catalog agree.
-async fn assert_converged(server: &Server, d: &DesiredDatabase) {
-    let observed = observe_server(&server.maintenance, &server.catalog, d)
-        .await
-        .unwrap();
-    let plan = plan_server(d, &observed).unwrap();
-    assert!(plan.is_empty(), "server plan after reconcile: {plan:?}");
-    let db = server.connect_to(d.database.as_str()).await.unwrap();
-    let inside = plan_database(d, &observe_database(&db, d).await.unwrap());
-    assert!(
-        inside.is_empty(),
-        "database plan after reconcile: {inside:?}"
-    );
-}
+use support::provision::{
+    assert_converged, connect_server, database_exists, desired, login, role, unique,
+};
 
 /// Provisioning creates everything, with a non-superuser admin, and planning again finds
 /// nothing to do; a second reconcile executes nothing.
@@ -106,7 +21,7 @@ async fn provisions_and_converges() {
     let first = reconcile(&server, &d).await.unwrap();
     assert!(
         first
-            .executed
+            .executed()
             .iter()
             .any(|s| s.starts_with("CREATE DATABASE"))
     );
@@ -116,7 +31,7 @@ async fn provisions_and_converges() {
     assert!(
         !second.changed(),
         "second pass executed {:?}",
-        second.executed
+        second.executed()
     );
     // The log is shared with concurrent tests: look at lines naming this test's objects.
     let name = d.database.as_str();
@@ -386,59 +301,9 @@ async fn delete_drops_despite_live_connections() {
 
 mod reclaim {
     use super::*;
-    use servicedb::api::{ReclaimPolicy, ServiceDatabase, ServiceDatabaseSpec};
-    use servicedb::service::SecretStore;
+    use servicedb::api::ReclaimPolicy;
     use servicedb::service::reconcile::{Cleanup, cleanup_unit, reconcile_unit};
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    /// Secrets kept in memory, as a test double for the cluster's or dev's store.
-    #[derive(Default)]
-    struct Memory(Mutex<BTreeMap<String, BTreeMap<String, String>>>);
-
-    impl SecretStore for Memory {
-        type Error = std::convert::Infallible;
-        async fn read(
-            &self,
-            _: &str,
-            name: &str,
-        ) -> Result<Option<BTreeMap<String, String>>, Self::Error> {
-            Ok(self.0.lock().unwrap().get(name).cloned())
-        }
-        async fn write(
-            &self,
-            _: &servicedb::service::Layout,
-            name: &str,
-            data: &BTreeMap<String, String>,
-        ) -> Result<(), Self::Error> {
-            self.0
-                .lock()
-                .unwrap()
-                .insert(name.to_string(), data.clone());
-            Ok(())
-        }
-    }
-
-    fn sdb(name: &str, policy: ReclaimPolicy) -> ServiceDatabase {
-        let mut s = ServiceDatabase::new(
-            name,
-            ServiceDatabaseSpec {
-                reclaim_policy: policy,
-                ..Default::default()
-            },
-        );
-        s.metadata.namespace = Some("reclaim".into());
-        s
-    }
-
-    async fn exists(db: &str) -> bool {
-        pg().admin_client("postgres")
-            .await
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
-            .await
-            .unwrap()
-            .is_some()
-    }
+    use support::provision::{Memory, sdb};
 
     /// Retain (the default) keeps the database, its roles and working credentials when the
     /// resource goes; the resource applied again gets the same database back.
@@ -446,16 +311,22 @@ mod reclaim {
     async fn retain_keeps_everything_and_the_same_resource_adopts_it_again() {
         let server = connect_server().await;
         let store = Memory::default();
-        let resource = sdb(&unique("keep").replace('_', "-"), ReclaimPolicy::Retain);
+        let resource = sdb(
+            "reclaim",
+            &unique("keep").replace('_', "-"),
+            ReclaimPolicy::Retain,
+        );
         let first = reconcile_unit(&server, &store, &resource, None, &[])
             .await
             .unwrap();
         let db = first.layout.database.clone();
         assert!(matches!(
-            cleanup_unit(&server, &resource, None).await.unwrap(),
+            cleanup_unit(&server, &resource, None, ReclaimPolicy::Retain)
+                .await
+                .unwrap(),
             Cleanup::Retained
         ));
-        assert!(exists(&db).await);
+        assert!(database_exists(&db).await);
         assert!(
             login(&db, first.desired.app.as_ref().unwrap())
                 .await
@@ -464,7 +335,11 @@ mod reclaim {
         let again = reconcile_unit(&server, &store, &resource, None, &[])
             .await
             .unwrap();
-        assert!(!again.outcome.changed(), "{:?}", again.outcome.executed);
+        assert!(
+            !again.done.outcome.changed(),
+            "{:?}",
+            again.done.outcome.executed()
+        );
     }
 
     /// Delete drops the database and roles when the resource goes, and works even when
@@ -473,18 +348,26 @@ mod reclaim {
     async fn delete_drops_and_is_safe_when_nothing_was_made() {
         let server = connect_server().await;
         let store = Memory::default();
-        let resource = sdb(&unique("drop").replace('_', "-"), ReclaimPolicy::Delete);
+        let resource = sdb(
+            "reclaim",
+            &unique("drop").replace('_', "-"),
+            ReclaimPolicy::Delete,
+        );
         let first = reconcile_unit(&server, &store, &resource, None, &[])
             .await
             .unwrap();
         let db = first.layout.database.clone();
         assert!(
-            matches!(cleanup_unit(&server, &resource, None).await.unwrap(), Cleanup::Dropped(o) if o.changed())
+            matches!(cleanup_unit(&server, &resource, None, ReclaimPolicy::Delete).await.unwrap(), Cleanup::Dropped(o) if o.changed())
         );
-        assert!(!exists(&db).await);
-        let never = sdb(&unique("never").replace('_', "-"), ReclaimPolicy::Delete);
+        assert!(!database_exists(&db).await);
+        let never = sdb(
+            "reclaim",
+            &unique("never").replace('_', "-"),
+            ReclaimPolicy::Delete,
+        );
         assert!(
-            matches!(cleanup_unit(&server, &never, None).await.unwrap(), Cleanup::Dropped(o) if !o.changed())
+            matches!(cleanup_unit(&server, &never, None, ReclaimPolicy::Delete).await.unwrap(), Cleanup::Dropped(o) if !o.changed())
         );
     }
 }

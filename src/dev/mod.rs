@@ -19,7 +19,7 @@ use crate::provision::catalog;
 use crate::provision::execute::{Outcome, reconcile_inside};
 use crate::provision::server::Server;
 use crate::service::migrations::{SEED_HISTORY_TABLE, apply_as_owner, files_from_config_maps};
-use crate::service::reconcile::{UnitError, reconcile_unit};
+use crate::service::reconcile::reconcile_unit;
 use env_store::EnvFileStore;
 use local_server::{LocalError, LocalServer};
 use manifests::{ManifestError, Manifests};
@@ -258,7 +258,7 @@ pub async fn up(
         .await
         {
             Ok(done) => {
-                report.statements += done.outcome.executed.len();
+                report.statements += done.outcome.actions.len();
                 report.secrets_written += done.secrets_written;
                 report.migrations_applied += done.migrations_applied;
                 report.rows.push(done.row);
@@ -343,10 +343,7 @@ async fn up_one(
 
     let unit = reconcile_unit(server, store, sdb, tenant, &[])
         .await
-        .map_err(|e| match e {
-            UnitError::Provision(p) => resource_error(p.to_string()),
-            other => resource_error(other.to_string()),
-        })?;
+        .map_err(|e| resource_error(e.error.to_string()))?;
     let migrate_error = |source| DevError::Migrate {
         file: s.file.clone(),
         resource: match tenant {
@@ -385,7 +382,7 @@ async fn up_one(
         .map_err(migrate_error)?;
         applied += report.applied.len();
     }
-    let mut outcome = unit.outcome;
+    let mut outcome = unit.done.outcome;
     // Schemas the migrations just created get their grants now, not on the next run; with
     // nothing applied, reconcile_unit has already looked inside.
     if applied > 0 {
@@ -406,7 +403,7 @@ async fn up_one(
                 .to_string(),
         },
         outcome,
-        secrets_written: unit.secrets_written.len(),
+        secrets_written: unit.done.secrets_written.len(),
         migrations_applied: applied,
     })
 }
@@ -419,13 +416,14 @@ pub async fn status(state: &Path) -> Result<Option<Vec<Row>>, DevError> {
     if !local.is_running() {
         return Ok(None);
     }
-    let server = Server::connect(servers::local_spec(&local).await?)
+    let installation = servers::installation_id(state)?;
+    let server = Server::connect(servers::local_spec(&local, &installation).await?)
         .await
         .map_err(ServerError::from)?;
     let store = EnvFileStore::new(state.join("secrets"));
     let secrets = store.all();
     let mut rows = Vec::new();
-    for db in catalog::list(&server.catalog)
+    for db in catalog::list(&*server.catalog().await.map_err(ServerError::from)?)
         .await
         .map_err(|e| ServerError::Other(e.to_string()))?
     {

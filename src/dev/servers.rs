@@ -11,7 +11,7 @@ use super::{DevError, DevProgress};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::pg::{ConnectOptions, SslMode};
 use crate::provision::catalog;
-use crate::provision::server::{Environment, Server, ServerSpec};
+use crate::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec};
 use crate::service::placement::{Candidate, place};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,31 @@ pub struct Servers {
     list: Vec<(Server, bool)>,
 }
 
+/// This state directory's installation id, made once: claims of this `dev` are its own, apart
+/// from a cluster's or another checkout's sharing a declared server.
+pub fn installation_id(state: &Path) -> Result<String, LocalError> {
+    let path = state.join("installation-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = format!(
+        "dev-{}",
+        rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 16)
+            .to_lowercase()
+    );
+    std::fs::create_dir_all(state)
+        .and_then(|()| std::fs::write(&path, format!("{id}\n")))
+        .map_err(|source| LocalError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(id)
+}
+
 /// The embedded server as a ServerSpec: `local`, so seed data may run.
-pub async fn local_spec(local: &LocalServer) -> Result<ServerSpec, LocalError> {
+pub async fn local_spec(local: &LocalServer, installation: &str) -> Result<ServerSpec, LocalError> {
     Ok(ServerSpec {
         name: "local".to_string(),
         admin: local.admin().await?,
@@ -42,6 +65,8 @@ pub async fn local_spec(local: &LocalServer) -> Result<ServerSpec, LocalError> {
         ssl_mode: SslMode::Disable,
         environment: Environment::Local,
         max_databases: None,
+        installation: installation.to_string(),
+        database_connections: DEFAULT_DATABASE_CONNECTIONS,
     })
 }
 
@@ -49,6 +74,7 @@ fn declared_spec(
     m: &Manifests,
     server: &DatabaseServer,
     file: &Path,
+    installation: &str,
 ) -> Result<ServerSpec, ServerError> {
     let name = server.metadata.name.clone().unwrap_or_default();
     let err = |message: String| ServerError::Spec {
@@ -117,6 +143,8 @@ fn declared_spec(
             crate::api::Environment::Local => Environment::Local,
         },
         max_databases: spec.max_databases.and_then(|m| u32::try_from(m).ok()),
+        installation: installation.to_string(),
+        database_connections: DEFAULT_DATABASE_CONNECTIONS,
     })
 }
 
@@ -128,17 +156,18 @@ impl Servers {
         progress: &mut dyn DevProgress,
     ) -> Result<Servers, DevError> {
         let mut list = Vec::new();
+        let installation = installation_id(state)?;
         if m.servers.is_empty() {
             progress.step("starting the embedded PostgreSQL");
             let (local, started) = LocalServer::up(state)?;
             notes.extend(started);
-            let server = Server::connect(local_spec(&local).await?)
+            let server = Server::connect(local_spec(&local, &installation).await?)
                 .await
                 .map_err(ServerError::from)?;
             list.push((server, true));
         }
         for s in &m.servers {
-            let spec = declared_spec(m, &s.value, &s.file)?;
+            let spec = declared_spec(m, &s.value, &s.file, &installation)?;
             progress.step(&format!("connecting to DatabaseServer {}", spec.name));
             let server = Server::connect(spec).await.map_err(ServerError::from)?;
             list.push((server, s.value.spec.default || m.servers.len() == 1));
@@ -178,7 +207,7 @@ impl Servers {
         let layout = crate::service::Layout::new(sdb, Some(tenant));
         let mut candidates = Vec::new();
         for (server, _) in &self.list {
-            let list = catalog::list(&server.catalog)
+            let list = catalog::list(&*server.catalog().await.map_err(|e| e.to_string())?)
                 .await
                 .map_err(|e| e.to_string())?;
             candidates.push(Candidate {

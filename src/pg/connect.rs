@@ -11,7 +11,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_postgres::config::{Host, SslMode as WireSslMode};
+use tokio::task::JoinHandle;
+use tokio_postgres::config::{ChannelBinding, Host, SslMode as WireSslMode};
 use tokio_postgres::{Client, Config, NoTls};
 
 /// libpq's `sslmode`; also the `sslMode` of a DatabaseServer, spelled the same way.
@@ -311,26 +312,32 @@ impl ConnectOptions {
 
     /// Opens a connection and drives it on the current runtime.
     pub async fn connect(&self) -> Result<Client, ConnectError> {
-        let wrap = |source| ConnectError::Connect {
-            target: self.describe(),
-            source,
+        Ok(self.connect_driven().await?.0)
+    }
+
+    /// Opens a connection, returning the task that drives it.
+    pub async fn connect_driven(&self) -> Result<(Client, JoinHandle<()>), ConnectError> {
+        let prepared = self.prepare()?;
+        prepared
+            .connect_with(&self.config)
+            .await
+            .map_err(|e| prepared.explain(self, e))
+    }
+
+    /// The TLS setup worked out once, for opening many connections with it (pools, probes).
+    pub fn prepare(&self) -> Result<Prepared, ConnectError> {
+        let tls = match self.ssl_mode {
+            SslMode::Disable => None,
+            _ => Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+                self.tls_config()?,
+            )),
         };
-        let mut config = self.config.clone();
-        if self.ssl_mode == SslMode::Disable {
-            config.ssl_mode(WireSslMode::Disable);
-            let (client, conn) = config.connect(NoTls).await.map_err(wrap)?;
-            spawn_connection(conn);
-            return Ok(client);
-        }
-        config.ssl_mode(if self.ssl_mode == SslMode::Prefer {
-            WireSslMode::Prefer
-        } else {
-            WireSslMode::Require
-        });
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
-        let (client, conn) = config.connect(tls).await.map_err(wrap)?;
-        spawn_connection(conn);
-        Ok(client)
+        Ok(Prepared {
+            tls,
+            ssl_mode: self.ssl_mode,
+            verified: matches!(self.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
+                || self.ca_pem.is_some(),
+        })
     }
 
     fn tls_config(&self) -> Result<rustls::ClientConfig, ConnectError> {
@@ -402,7 +409,69 @@ impl ConnectOptions {
     }
 }
 
-fn spawn_connection<S, T>(conn: tokio_postgres::Connection<S, T>)
+/// Connection settings with TLS prepared: opens connections for any user and database.
+#[derive(Clone)]
+pub struct Prepared {
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    ssl_mode: SslMode,
+    /// The certificate chain is checked, so the server is authenticated.
+    verified: bool,
+}
+
+impl Prepared {
+    /// Connects with `config` (its own sslmode is ignored).
+    ///
+    /// Over TLS whose certificate is not verified (`prefer`, `require`), SCRAM channel binding
+    /// is required: otherwise a man in the middle could present any certificate, ask for
+    /// cleartext authentication and get the password. `verify-ca`/`verify-full` already
+    /// authenticate the server, so there binding is used when offered.
+    pub async fn connect_with(
+        &self,
+        config: &Config,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let mut config = config.clone();
+        let Some(tls) = &self.tls else {
+            config.ssl_mode(WireSslMode::Disable);
+            let (client, conn) = config.connect(NoTls).await?;
+            return Ok((client, spawn_connection(conn)));
+        };
+        config.ssl_mode(WireSslMode::Require);
+        config.channel_binding(if self.verified {
+            ChannelBinding::Prefer
+        } else {
+            ChannelBinding::Require
+        });
+        match config.connect(tls.clone()).await {
+            Ok((client, conn)) => Ok((client, spawn_connection(conn))),
+            // `prefer` falls back to plain text only when the server has no TLS at all.
+            Err(e) if self.ssl_mode == SslMode::Prefer && is_no_tls(&e) => {
+                config.ssl_mode(WireSslMode::Disable);
+                config.channel_binding(ChannelBinding::Prefer);
+                let (client, conn) = config.connect(NoTls).await?;
+                Ok((client, spawn_connection(conn)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The error as a person can act on it.
+    pub fn explain(&self, options: &ConnectOptions, e: tokio_postgres::Error) -> ConnectError {
+        if self.tls.is_some() && !self.verified && is_binding_refused(&e) {
+            return ConnectError::Tls(format!(
+                "{}: the server did not offer SCRAM channel binding over TLS, so its identity \
+                 is unproven and the password was not sent; verify its certificate \
+                 (sslmode verify-full with a CA) or use scram-sha-256 authentication for this user",
+                options.describe()
+            ));
+        }
+        ConnectError::Connect {
+            target: options.describe(),
+            source: e,
+        }
+    }
+}
+
+fn spawn_connection<S, T>(conn: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -411,7 +480,16 @@ where
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection closed");
         }
-    });
+    })
+}
+
+/// tokio-postgres says so in words only.
+fn is_no_tls(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none() && e.to_string().contains("server does not support TLS")
+}
+
+fn is_binding_refused(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none() && e.to_string().contains("channel binding")
 }
 
 /// Certificate checks per sslmode: none (encryption only), chain only, or chain and name.

@@ -57,9 +57,19 @@ impl Objects {
 pub enum Action {
     ClaimDatabase {
         database: Ident,
+        installation: String,
         claimant: Claimant,
         service: String,
         tenant: Option<String>,
+    },
+    /// A claim from before installations were recorded becomes this installation's.
+    RecordInstallation {
+        database: Ident,
+        installation: String,
+    },
+    /// Ties the claim to the database just created, so a replacement is never adopted.
+    RecordDatabaseOid {
+        database: Ident,
     },
     ClaimRole {
         role: Ident,
@@ -178,6 +188,8 @@ impl Action {
         use Action::*;
         match self {
             ClaimDatabase { .. }
+            | RecordInstallation { .. }
+            | RecordDatabaseOid { .. }
             | ClaimRole { .. }
             | RecordFingerprint { .. }
             | ReleaseDatabase { .. } => Target::Catalog,
@@ -214,18 +226,33 @@ impl Action {
         match self {
             ClaimDatabase {
                 database,
+                installation,
                 claimant,
                 service,
                 tenant,
             } => format!(
-                "INSERT INTO servicedb.databases (database_name, resource_kind, resource_namespace, resource_name, service, tenant) \
-                 VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (database_name) DO NOTHING",
+                "INSERT INTO servicedb.databases (database_name, installation_id, resource_kind, resource_namespace, resource_name, service, tenant) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (database_name) DO NOTHING",
                 quote_literal(database.as_str()),
+                quote_literal(installation),
                 quote_literal(&claimant.kind),
                 quote_literal(&claimant.namespace),
                 quote_literal(&claimant.name),
                 quote_literal(service),
                 tenant.as_deref().map_or("NULL".to_string(), quote_literal),
+            ),
+            RecordInstallation {
+                database,
+                installation,
+            } => format!(
+                "UPDATE servicedb.databases SET installation_id = {} WHERE database_name = {} AND installation_id IS NULL",
+                quote_literal(installation),
+                quote_literal(database.as_str())
+            ),
+            RecordDatabaseOid { database } => format!(
+                "UPDATE servicedb.databases SET database_oid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = {0}) \
+                 WHERE database_name = {0}",
+                quote_literal(database.as_str())
             ),
             ClaimRole {
                 role,

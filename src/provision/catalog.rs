@@ -1,13 +1,11 @@
 //! The ownership catalog on each server: a `servicedb` database, created by the admin and
 //! migrated with the engine from the top-level `migrations/` folder.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tokio_postgres::Client;
 
 use super::desired::Claimant;
-use super::observed::RoleClaim;
 use crate::migrate::engine::{Engine, Quiet, Settings};
 use crate::migrate::history::HistoryTable;
 use crate::migrate::placeholders::Placeholders;
@@ -20,10 +18,16 @@ pub const DATABASE: &str = "servicedb";
 pub const SCHEMA: &str = "servicedb";
 
 /// The catalog's migrations, compiled in so the operator image needs no files.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "V1__ownership_catalog.sql",
-    include_str!("../../migrations/V1__ownership_catalog.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__ownership_catalog.sql",
+        include_str!("../../migrations/V1__ownership_catalog.sql"),
+    ),
+    (
+        "V2__claim_identity.sql",
+        include_str!("../../migrations/V2__claim_identity.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -37,6 +41,19 @@ pub enum CatalogError {
     Read(#[from] tokio_postgres::Error),
     #[error("reading the catalogs: unexpected answer: {0}")]
     Decode(String),
+}
+
+impl CatalogError {
+    pub fn class(&self) -> crate::pg::ErrorClass {
+        use crate::migrate::engine::MigrateError;
+        use crate::pg::{ErrorClass, classify};
+        match self {
+            CatalogError::Create(e) | CatalogError::Read(e) => classify(e),
+            CatalogError::Migrate(MigrateError::Db { source, .. }) => classify(source),
+            CatalogError::Migrate(MigrateError::Connect(c)) => c.class(),
+            _ => ErrorClass::Permanent,
+        }
+    }
 }
 
 /// Advisory lock (in the maintenance database) serialising catalog bootstraps: "servicedb"
@@ -117,46 +134,6 @@ pub async fn migrate(catalog: Client) -> Result<Client, CatalogError> {
     let mut engine = Engine::with_client(catalog, settings, files.files, files.warnings).await?;
     engine.apply(&mut Quiet).await?;
     Ok(engine.into_client())
-}
-
-/// Who owns a database name.
-pub async fn claim_of(catalog: &Client, database: &str) -> Result<Option<Claimant>, CatalogError> {
-    let row = catalog
-        .query_opt(
-            "SELECT resource_kind, resource_namespace, resource_name FROM servicedb.databases WHERE database_name = $1",
-            &[&database],
-        )
-        .await?;
-    Ok(row.map(|r| Claimant {
-        kind: r.get(0),
-        namespace: r.get(1),
-        name: r.get(2),
-    }))
-}
-
-/// Catalog rows of the given role names.
-pub async fn role_claims(
-    catalog: &Client,
-    roles: &[&str],
-) -> Result<BTreeMap<String, RoleClaim>, CatalogError> {
-    let rows = catalog
-        .query(
-            "SELECT role_name, database_name, password_fingerprint FROM servicedb.roles WHERE role_name = ANY($1)",
-            &[&roles],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                RoleClaim {
-                    database: r.get(1),
-                    fingerprint: r.get(2),
-                },
-            )
-        })
-        .collect())
 }
 
 /// One managed database, as listed by `dev status` and used for placement.

@@ -73,6 +73,8 @@ pub struct DesiredRole {
 
 #[derive(Debug, Clone)]
 pub struct DesiredDatabase {
+    /// Which servicedb makes the claim: one id per cluster or dev state directory.
+    pub installation: String,
     pub claimant: Claimant,
     /// The ServiceDatabase's name.
     pub service: String,

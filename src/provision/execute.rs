@@ -6,9 +6,11 @@ use super::action::{Action, Target};
 use super::catalog::CatalogError;
 use super::desired::DesiredDatabase;
 use super::observe::{observe_database, observe_server};
+use super::observed::ObservedServer;
 use super::plan::{Conflict, check_claims, plan_database, plan_delete, plan_server};
-use super::server::{Server, ServerError};
-use crate::pg::describe_pg;
+use super::probe::probe_logins;
+use super::server::{DatabaseConnection, Server, ServerError};
+use crate::pg::{ErrorClass, classify, describe_pg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -26,37 +28,93 @@ pub enum ProvisionError {
     Server(#[from] ServerError),
 }
 
-/// What a reconcile changed, statements as displayed (no secrets).
+impl ProvisionError {
+    /// Whether retrying later may help (the controller backs off) or a change is needed.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProvisionError::Conflict(_) => ErrorClass::Permanent,
+            ProvisionError::Statement { source, .. } => classify(source),
+            ProvisionError::Catalog(e) => e.class(),
+            ProvisionError::Server(e) => e.class(),
+        }
+    }
+
+    /// The SQLSTATE the server answered with, if any.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ProvisionError::Statement { source, .. }
+            | ProvisionError::Catalog(CatalogError::Read(source) | CatalogError::Create(source)) => {
+                crate::pg::class::sqlstate(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a reconcile changed, in order: typed, for Events, status and dry runs; shown with
+/// passwords redacted.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    pub executed: Vec<String>,
+    pub actions: Vec<Action>,
 }
 
 impl Outcome {
     pub fn changed(&self) -> bool {
-        !self.executed.is_empty()
+        !self.actions.is_empty()
+    }
+
+    /// The statements as they may be displayed (no secrets).
+    pub fn executed(&self) -> Vec<String> {
+        self.actions.iter().map(ToString::to_string).collect()
     }
 }
 
-/// Makes the server match: claims, roles, database, then everything inside the database.
-/// Passwords must already be in their Secrets: a crash after this never leaves a role whose
-/// password nobody has.
+/// Server-wide state of one database, from pooled admin sessions.
+pub async fn observe(
+    server: &Server,
+    desired: &DesiredDatabase,
+) -> Result<ObservedServer, ProvisionError> {
+    let maintenance = server.maintenance().await?;
+    let catalog = server.catalog().await?;
+    Ok(observe_server(&maintenance, &catalog, desired).await?)
+}
+
+/// Observes, then makes the server match (see [`reconcile_observed`]).
 pub async fn reconcile(
     server: &Server,
     desired: &DesiredDatabase,
 ) -> Result<Outcome, ProvisionError> {
     let mut outcome = Outcome::default();
-    let mut observed = observe_server(&server.maintenance, &server.catalog, desired).await?;
+    let observed = observe(server, desired).await?;
+    reconcile_observed(server, desired, observed, &mut outcome).await?;
+    Ok(outcome)
+}
+
+/// Makes the server match, starting from `observed` (as [`observe`] saw it):
+/// claims, roles, database, then everything inside the database. Passwords must already be
+/// in their Secrets: a crash after this never leaves a role whose password nobody has. What
+/// was done is in `outcome` even when it fails part-way; the next pass finishes the job.
+pub async fn reconcile_observed(
+    server: &Server,
+    desired: &DesiredDatabase,
+    mut observed: ObservedServer,
+    outcome: &mut Outcome,
+) -> Result<(), ProvisionError> {
+    // Whether each role still has its Secret's password is seen by logging in as it; the
+    // owner's session then also looks inside the database.
+    let probes = probe_logins(server, desired, &observed).await;
+    observed.password_rejected = probes.rejected;
     let mut plan = plan_server(desired, &observed)?;
     if !plan.claims.is_empty() {
-        claim(server, desired, &plan.claims, &mut outcome).await?;
+        claim(server, desired, &plan.claims, outcome).await?;
         // Everything else is planned from the state after claiming.
-        observed = observe_server(&server.maintenance, &server.catalog, desired).await?;
+        let rejected = std::mem::take(&mut observed.password_rejected);
+        observed = observe(server, desired).await?;
+        observed.password_rejected = rejected;
         plan = plan_server(desired, &observed)?;
     }
-    run(server, None, &plan.actions, &mut outcome).await?;
-    reconcile_inside(server, desired, &mut outcome).await?;
-    Ok(outcome)
+    run(server, None, &plan.actions, outcome).await?;
+    reconcile_inside_with(server, desired, probes.owner, outcome).await
 }
 
 /// Schemas, extensions and privileges inside the database: also run after migrations, so
@@ -66,42 +124,57 @@ pub async fn reconcile_inside(
     desired: &DesiredDatabase,
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
-    let db = server.connect_to(desired.database.as_str()).await?;
-    let observed = observe_database(&db, desired).await?;
-    run(
-        server,
-        Some(&db),
-        &plan_database(desired, &observed),
-        outcome,
-    )
-    .await
+    reconcile_inside_with(server, desired, None, outcome).await
+}
+
+/// Looks inside on `looker` (the owner's probe session) when there is one, and opens an
+/// admin session only when something must change.
+async fn reconcile_inside_with(
+    server: &Server,
+    desired: &DesiredDatabase,
+    looker: Option<DatabaseConnection>,
+    outcome: &mut Outcome,
+) -> Result<(), ProvisionError> {
+    let looker = match looker {
+        Some(c) => c,
+        None => server.connect_to(desired.database.as_str()).await?,
+    };
+    let observed = observe_database(&looker, desired).await?;
+    let actions = plan_database(desired, &observed);
+    if actions.is_empty() {
+        return Ok(());
+    }
+    drop(looker);
+    let admin = server.connect_to(desired.database.as_str()).await?;
+    run(server, Some(&admin), &actions, outcome).await
 }
 
 /// `reclaimPolicy: Delete`: drops what this resource created, ending live sessions first.
 pub async fn delete(server: &Server, desired: &DesiredDatabase) -> Result<Outcome, ProvisionError> {
     let mut outcome = Outcome::default();
-    let observed = observe_server(&server.maintenance, &server.catalog, desired).await?;
-    run(
-        server,
-        None,
-        &plan_delete(desired, &observed)?,
-        &mut outcome,
-    )
-    .await?;
+    delete_into(server, desired, &mut outcome).await?;
     Ok(outcome)
 }
 
+/// [`delete`], recording into `outcome` what was dropped also when it fails part-way.
+pub async fn delete_into(
+    server: &Server,
+    desired: &DesiredDatabase,
+    outcome: &mut Outcome,
+) -> Result<(), ProvisionError> {
+    let observed = observe(server, desired).await?;
+    run(server, None, &plan_delete(desired, &observed)?, outcome).await
+}
+
 /// Inserts the claims and checks them in one transaction, so two resources racing for one
-/// name cannot both win, and a loser leaves no trace. The transaction gets a connection of
-/// its own: the server's catalog connection is shared by concurrent reconciles, and their
-/// statements would land in each other's transactions.
+/// name cannot both win, and a loser leaves no trace.
 async fn claim(
     server: &Server,
     desired: &DesiredDatabase,
     claims: &[Action],
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
-    let mut own = server.connect_to(super::catalog::DATABASE).await?;
+    let mut own = server.catalog().await?;
     let tx = own
         .transaction()
         .await
@@ -111,17 +184,14 @@ async fn claim(
             .await
             .map_err(|e| statement_error(&action.to_string(), e))?;
     }
-    let mut observed = observe_server(&server.maintenance, tx.client(), desired).await?;
-    // The database was absent (or ours) when planned; only the claims can differ now.
-    observed.database_exists = observed.database_exists && observed.claim.is_some();
+    let maintenance = server.maintenance().await?;
+    let observed = observe_server(&maintenance, tx.client(), desired).await?;
     // On a conflict the transaction is dropped, which rolls the claims back.
     check_claims(desired, &observed)?;
     tx.commit()
         .await
         .map_err(|e| statement_error("COMMIT", e))?;
-    outcome
-        .executed
-        .extend(claims.iter().map(ToString::to_string));
+    outcome.actions.extend(claims.iter().cloned());
     Ok(())
 }
 
@@ -141,17 +211,20 @@ async fn run(
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
     for action in actions {
-        let client = match action.target() {
-            Target::Server => &server.maintenance,
-            Target::Catalog => &server.catalog,
-            Target::Database => database.unwrap_or(&server.maintenance),
-        };
         tracing::info!(statement = %action, server = %server.spec.name, "provisioning");
-        client
-            .batch_execute(&action.sql())
-            .await
-            .map_err(|e| statement_error(&action.to_string(), e))?;
-        outcome.executed.push(action.to_string());
+        let result = match (action.target(), database) {
+            (Target::Database, Some(db)) => db.batch_execute(&action.sql()).await,
+            (Target::Catalog, _) => server.catalog().await?.batch_execute(&action.sql()).await,
+            _ => {
+                server
+                    .maintenance()
+                    .await?
+                    .batch_execute(&action.sql())
+                    .await
+            }
+        };
+        result.map_err(|e| statement_error(&action.to_string(), e))?;
+        outcome.actions.push(action.clone());
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod execute;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod probe;
 pub mod server;
 
 pub use action::Action;

@@ -10,7 +10,9 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::catalog::CatalogError;
 use super::desired::{Access, Claimant, DesiredDatabase};
-use super::observed::{ObservedDatabase, ObservedRole, ObservedServer, RoleClaim, SchemaGrants};
+use super::observed::{
+    Claim, ObservedDatabase, ObservedRole, ObservedServer, RoleClaim, SchemaGrants,
+};
 
 /// One statement, text parameters, one JSON value back.
 async fn json<T: for<'de> Deserialize<'de>>(
@@ -35,7 +37,7 @@ SELECT json_build_object(
               (SELECT c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
                  unnest(s.setconfig) c WHERE s.setrole = r.oid AND d.datname = $2 AND c LIKE 'role=%' LIMIT 1))), '[]')
             FROM pg_roles r WHERE r.rolname = ANY($1)),
-  'database', (SELECT json_build_array(pg_get_userbyid(d.datdba),
+  'database', (SELECT json_build_array(d.oid::int8, pg_get_userbyid(d.datdba),
               d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
               ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                     JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba))
@@ -43,7 +45,8 @@ SELECT json_build_object(
 
 const CATALOG_SQL: &str = "\
 SELECT json_build_object(
-  'claim', (SELECT json_build_array(resource_kind, resource_namespace, resource_name)
+  'claim', (SELECT json_build_array(resource_kind, resource_namespace, resource_name, service,
+              installation_id, database_oid::int8)
             FROM servicedb.databases WHERE database_name = $2),
   'roles', (SELECT coalesce(json_agg(json_build_array(role_name, database_name, password_fingerprint)), '[]')
             FROM servicedb.roles WHERE role_name = ANY($1) OR database_name = $2))::text";
@@ -54,12 +57,15 @@ type RoleRow = (String, bool, i32, bool, Vec<String>, Option<String>);
 #[derive(Deserialize)]
 struct ServerJson {
     roles: Vec<RoleRow>,
-    database: Option<(String, bool, Vec<String>)>,
+    database: Option<(u32, String, bool, Vec<String>)>,
 }
+
+/// kind, namespace, name, service, installation, database oid.
+type ClaimRow = (String, String, String, String, Option<String>, Option<u32>);
 
 #[derive(Deserialize)]
 struct CatalogJson {
-    claim: Option<(String, String, String)>,
+    claim: Option<ClaimRow>,
     roles: Vec<(String, String, Option<String>)>,
 }
 
@@ -86,11 +92,18 @@ pub async fn observe_server(
     let params: [(&(dyn ToSql + Sync), Type); 2] = [(&names, Type::TEXT_ARRAY), (&db, Type::TEXT)];
     let server: ServerJson = json(maintenance, SERVER_SQL, &params).await?;
     let mut observed = ObservedServer {
-        claim: catalog.claim.map(|(kind, namespace, name)| Claimant {
-            kind,
-            namespace,
-            name,
-        }),
+        claim: catalog.claim.map(
+            |(kind, namespace, name, service, installation, oid)| Claim {
+                claimant: Claimant {
+                    kind,
+                    namespace,
+                    name,
+                },
+                service,
+                installation,
+                oid,
+            },
+        ),
         role_claims: catalog
             .roles
             .into_iter()
@@ -118,8 +131,9 @@ pub async fn observe_server(
             },
         );
     }
-    if let Some((owner, public_connect, grantees)) = server.database {
+    if let Some((oid, owner, public_connect, grantees)) = server.database {
         observed.database_exists = true;
+        observed.database_oid = Some(oid);
         observed.database_owner = Some(owner);
         observed.public_connect = public_connect;
         observed.connect_grantees = grantees.into_iter().collect();

@@ -25,13 +25,27 @@ pub struct RoleClaim {
     pub fingerprint: Option<String>,
 }
 
+/// A database's row in the ownership catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub claimant: Claimant,
+    /// The ServiceDatabase: for a tenant's database, which of the tenant's services it serves.
+    pub service: String,
+    /// The installation that made the claim; `None` for claims from before installations
+    /// were recorded.
+    pub installation: Option<String>,
+    /// The oid of the database servicedb created; `None` until it exists.
+    pub oid: Option<u32>,
+}
+
 /// Server-wide state of one database and its roles (seen from the maintenance database and
 /// the ownership catalog).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedServer {
     /// Who the catalog says owns the database name.
-    pub claim: Option<Claimant>,
+    pub claim: Option<Claim>,
     pub database_exists: bool,
+    pub database_oid: Option<u32>,
     pub database_owner: Option<String>,
     /// Whether PUBLIC may connect (the default for a new database).
     pub public_connect: bool,
@@ -42,6 +56,9 @@ pub struct ObservedServer {
     /// Catalog rows for our role names and for every role recorded for this database
     /// (including roles the spec no longer names).
     pub role_claims: BTreeMap<String, RoleClaim>,
+    /// Roles whose Secret password a login probe was refused with (filled by the probes,
+    /// not by the catalog reads).
+    pub password_rejected: BTreeSet<String>,
 }
 
 /// Privileges a role lacks on the existing objects of one schema.

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::action::{Action, Objects};
-use super::desired::{Access, Claimant, DesiredDatabase, DesiredRole};
+use super::desired::{Access, DesiredDatabase, DesiredRole};
 use super::observed::{ObservedDatabase, ObservedServer};
 use crate::pg::Ident;
 
@@ -12,12 +12,25 @@ use crate::pg::Ident;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {
     #[error("database {database:?} belongs to {owner}; choose another spec.databaseName")]
-    DatabaseClaimed { database: String, owner: Claimant },
+    DatabaseClaimed { database: String, owner: String },
+    #[error(
+        "database {database:?} belongs to another servicedb installation ({installation}) sharing this server; \
+         choose another spec.databaseName"
+    )]
+    DatabaseOfOtherInstallation {
+        database: String,
+        installation: String,
+    },
     #[error(
         "database {database:?} already exists and was not created by servicedb; choose another spec.databaseName \
          (servicedb never takes over a database it did not create)"
     )]
     DatabaseUnmanaged { database: String },
+    #[error(
+        "database {database:?} was dropped and created again outside servicedb (its oid changed), so servicedb \
+         will not adopt or drop it; rename or drop that database, then servicedb creates its own again"
+    )]
+    DatabaseReplaced { database: String },
     #[error("role {role:?} belongs to database {database:?}")]
     RoleClaimed { role: String, database: String },
     #[error("role {role:?} already exists and was not created by servicedb")]
@@ -38,22 +51,64 @@ impl ServerPlan {
     }
 }
 
+/// Checks the database's claim: absent (and no database of that name), or this resource's,
+/// made by this installation, for the database it created.
+fn check_database_claim(
+    desired: &DesiredDatabase,
+    observed: &ObservedServer,
+) -> Result<(), Conflict> {
+    let database = || desired.database.as_str().to_string();
+    let Some(claim) = &observed.claim else {
+        if observed.database_exists {
+            return Err(Conflict::DatabaseUnmanaged {
+                database: database(),
+            });
+        }
+        return Ok(());
+    };
+    if claim.claimant != desired.claimant || claim.service != desired.service {
+        let owner = match &claim.claimant {
+            c if c.kind == "Tenant" => format!("{c} (ServiceDatabase {})", claim.service),
+            c => c.to_string(),
+        };
+        return Err(Conflict::DatabaseClaimed {
+            database: database(),
+            owner,
+        });
+    }
+    if let Some(other) = claim
+        .installation
+        .as_deref()
+        .filter(|i| *i != desired.installation)
+    {
+        return Err(Conflict::DatabaseOfOtherInstallation {
+            database: database(),
+            installation: other.to_string(),
+        });
+    }
+    if observed.database_exists {
+        match claim.oid {
+            Some(oid) if observed.database_oid != Some(oid) => {
+                return Err(Conflict::DatabaseReplaced {
+                    database: database(),
+                });
+            }
+            // Claimed but its oid not yet recorded (a crash right after CREATE DATABASE): ours
+            // only if our owner role owns it, which nobody else can arrange without superuser.
+            None if observed.database_owner.as_deref() != Some(desired.owner.name.as_str()) => {
+                return Err(Conflict::DatabaseUnmanaged {
+                    database: database(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks ownership: the database and every role must be unclaimed-and-absent or ours.
 pub fn check_claims(desired: &DesiredDatabase, observed: &ObservedServer) -> Result<(), Conflict> {
-    match &observed.claim {
-        Some(owner) if owner != &desired.claimant => {
-            return Err(Conflict::DatabaseClaimed {
-                database: desired.database.as_str().to_string(),
-                owner: owner.clone(),
-            });
-        }
-        None if observed.database_exists => {
-            return Err(Conflict::DatabaseUnmanaged {
-                database: desired.database.as_str().to_string(),
-            });
-        }
-        _ => {}
-    }
+    check_database_claim(desired, observed)?;
     for role in desired.roles() {
         let name = role.name.as_str();
         match observed.role_claims.get(name) {
@@ -82,13 +137,19 @@ pub fn plan_server(
     check_claims(desired, observed)?;
     let mut plan = ServerPlan::default();
     let db = &desired.database;
-    if observed.claim.is_none() {
-        plan.claims.push(Action::ClaimDatabase {
+    match &observed.claim {
+        None => plan.claims.push(Action::ClaimDatabase {
             database: db.clone(),
+            installation: desired.installation.clone(),
             claimant: desired.claimant.clone(),
             service: desired.service.clone(),
             tenant: desired.tenant.clone(),
-        });
+        }),
+        Some(c) if c.installation.is_none() => plan.claims.push(Action::RecordInstallation {
+            database: db.clone(),
+            installation: desired.installation.clone(),
+        }),
+        Some(_) => {}
     }
     for role in desired.roles() {
         if !observed.role_claims.contains_key(role.name.as_str()) {
@@ -125,7 +186,16 @@ pub fn plan_server(
             database: db.clone(),
             owner: desired.owner.name.clone(),
         });
-    } else if observed.database_owner.as_deref() != Some(desired.owner.name.as_str()) {
+    }
+    let oid_recorded = observed.claim.as_ref().and_then(|c| c.oid);
+    if !observed.database_exists || oid_recorded.is_none() {
+        a.push(Action::RecordDatabaseOid {
+            database: db.clone(),
+        });
+    }
+    if observed.database_exists
+        && observed.database_owner.as_deref() != Some(desired.owner.name.as_str())
+    {
         a.push(Action::SetDatabaseOwner {
             database: db.clone(),
             owner: desired.owner.name.clone(),
@@ -221,7 +291,9 @@ fn plan_role(a: &mut Vec<Action>, role: &DesiredRole, observed: &ObservedServer)
                 .role_claims
                 .get(name.as_str())
                 .and_then(|c| c.fingerprint.as_deref());
-            if recorded != Some(fingerprint.as_str()) {
+            if recorded != Some(fingerprint.as_str())
+                || observed.password_rejected.contains(name.as_str())
+            {
                 a.push(Action::SetPassword {
                     role: name.clone(),
                     password: role.password.clone(),
@@ -384,18 +456,18 @@ pub fn plan_delete(
     observed: &ObservedServer,
 ) -> Result<Vec<Action>, Conflict> {
     let mut a = Vec::new();
-    match &observed.claim {
-        Some(owner) if owner != &desired.claimant => {
-            return Err(Conflict::DatabaseClaimed {
-                database: desired.database.as_str().to_string(),
-                owner: owner.clone(),
-            });
-        }
-        // Never claimed: nothing of ours to drop (an unmanaged database of that name stays).
-        None => {}
-        Some(_) => {
+    // Never claimed: nothing of ours to drop (an unmanaged database of that name stays).
+    if observed.claim.is_some() {
+        // Another resource's or installation's claim is a conflict; a database that is no
+        // longer the one we created is left alone, while our roles and claim still go.
+        let database_is_ours = match check_database_claim(desired, observed) {
+            Ok(()) => observed.database_exists,
+            Err(Conflict::DatabaseReplaced { .. } | Conflict::DatabaseUnmanaged { .. }) => false,
+            Err(other) => return Err(other),
+        };
+        {
             let db = &desired.database;
-            if observed.database_exists {
+            if database_is_ours {
                 if observed.public_connect {
                     a.push(Action::RevokeConnectFromPublic {
                         database: db.clone(),
@@ -445,8 +517,8 @@ pub fn plan_delete(
 mod tests {
     use super::*;
     use crate::password::Password;
-    use crate::provision::desired::RolePurpose;
-    use crate::provision::observed::{ObservedRole, RoleClaim, SchemaGrants};
+    use crate::provision::desired::{Claimant, RolePurpose};
+    use crate::provision::observed::{Claim, ObservedRole, RoleClaim, SchemaGrants};
 
     fn id(s: &str) -> Ident {
         Ident::new(s).unwrap()
@@ -469,8 +541,18 @@ mod tests {
         }
     }
 
+    fn claim(ns: &str) -> Claim {
+        Claim {
+            claimant: claimant(ns),
+            service: "orders".into(),
+            installation: Some("here".into()),
+            oid: Some(4242),
+        }
+    }
+
     fn desired() -> DesiredDatabase {
         DesiredDatabase {
+            installation: "here".into(),
             claimant: claimant("shop"),
             service: "orders".into(),
             tenant: None,
@@ -492,8 +574,9 @@ mod tests {
     /// The server state right after `plan_server` of `desired()` ran.
     fn provisioned(d: &DesiredDatabase) -> ObservedServer {
         let mut o = ObservedServer {
-            claim: Some(d.claimant.clone()),
+            claim: Some(claim("shop")),
             database_exists: true,
+            database_oid: Some(4242),
             database_owner: Some(d.owner.name.as_str().into()),
             public_connect: false,
             ..Default::default()
@@ -553,6 +636,7 @@ mod tests {
         assert_eq!(
             &s[create_db + 1..],
             [
+                "UPDATE servicedb.databases SET database_oid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = 'shop_orders') WHERE database_name = 'shop_orders'",
                 "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM PUBLIC",
                 "GRANT CONNECT, TEMPORARY ON DATABASE \"shop_orders\" TO \"shop_orders_app\"",
                 "GRANT CONNECT, TEMPORARY ON DATABASE \"shop_orders\" TO \"shop_orders_reporting\"",
@@ -643,7 +727,7 @@ mod tests {
     fn conflicts_change_nothing() {
         let d = desired();
         let mut o = ObservedServer {
-            claim: Some(claimant("other")),
+            claim: Some(claim("other")),
             database_exists: true,
             ..Default::default()
         };
@@ -665,10 +749,101 @@ mod tests {
             Err(Conflict::RoleUnmanaged { .. })
         ));
         let other = ObservedServer {
-            claim: Some(claimant("other")),
+            claim: Some(claim("other")),
             ..Default::default()
         };
         assert!(plan_delete(&d, &other).is_err());
+    }
+
+    /// Two PerTenant services of one tenant that name the same databaseName must not share
+    /// the tenant's database: the claim names the service too.
+    #[test]
+    fn a_tenant_database_of_another_service_is_a_conflict() {
+        let mut d = desired();
+        d.claimant.kind = "Tenant".into();
+        let mut o = provisioned(&d);
+        o.claim.as_mut().unwrap().claimant = d.claimant.clone();
+        o.claim.as_mut().unwrap().service = "billing".into();
+        let err = plan_server(&d, &o).unwrap_err();
+        assert!(matches!(err, Conflict::DatabaseClaimed { .. }), "{err}");
+        assert!(
+            err.to_string().contains("(ServiceDatabase billing)"),
+            "{err}"
+        );
+        assert!(
+            plan_delete(&d, &o).is_err(),
+            "and Delete drops nothing of it"
+        );
+    }
+
+    /// A claim made by another installation (another cluster sharing the server) is never
+    /// taken over; a claim from before installations were recorded becomes ours.
+    #[test]
+    fn claims_of_other_installations_conflict_and_old_claims_are_adopted() {
+        let d = desired();
+        let mut o = provisioned(&d);
+        o.claim.as_mut().unwrap().installation = Some("elsewhere".into());
+        let err = plan_server(&d, &o).unwrap_err();
+        assert!(
+            matches!(err, Conflict::DatabaseOfOtherInstallation { ref installation, .. } if installation == "elsewhere"),
+            "{err}"
+        );
+        assert!(plan_delete(&d, &o).is_err());
+        o.claim.as_mut().unwrap().installation = None;
+        let plan = plan_server(&d, &o).unwrap();
+        assert_eq!(
+            shown(&plan.claims),
+            [
+                "UPDATE servicedb.databases SET installation_id = 'here' WHERE database_name = 'shop_orders' AND installation_id IS NULL"
+            ]
+        );
+    }
+
+    /// A database dropped and created again by someone else (another oid) is neither adopted
+    /// nor dropped; one dropped by hand is created again and its new oid recorded.
+    #[test]
+    fn a_replaced_database_is_not_adopted_and_a_dropped_one_comes_back() {
+        let d = desired();
+        let mut o = provisioned(&d);
+        o.database_oid = Some(9999);
+        assert!(matches!(
+            plan_server(&d, &o),
+            Err(Conflict::DatabaseReplaced { .. })
+        ));
+        let delete = shown(&plan_delete(&d, &o).unwrap());
+        assert!(
+            !delete.iter().any(|x| x.contains("DROP DATABASE")),
+            "{delete:?}"
+        );
+        assert!(
+            delete.iter().any(|x| x.starts_with("DROP ROLE")),
+            "{delete:?}"
+        );
+        o.database_exists = false;
+        o.database_oid = None;
+        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        let create = s
+            .iter()
+            .position(|x| x.starts_with("CREATE DATABASE"))
+            .unwrap();
+        assert!(s[create + 1].starts_with("UPDATE servicedb.databases SET database_oid"));
+    }
+
+    /// Claimed but the oid never recorded (a crash right after CREATE DATABASE): ours when our
+    /// owner role owns it, someone else's otherwise.
+    #[test]
+    fn an_unrecorded_oid_is_recorded_only_for_a_database_our_owner_owns() {
+        let d = desired();
+        let mut o = provisioned(&d);
+        o.claim.as_mut().unwrap().oid = None;
+        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].starts_with("UPDATE servicedb.databases SET database_oid"));
+        o.database_owner = Some("mallory".into());
+        assert!(matches!(
+            plan_server(&d, &o),
+            Err(Conflict::DatabaseUnmanaged { .. })
+        ));
     }
 
     #[test]

@@ -1,12 +1,28 @@
-//! A server the operator provisions on, as the core sees it: admin connections to the
-//! maintenance database and the ownership catalog, and how apps reach it.
+//! A server the operator provisions on, as the core sees it: pooled admin connections to the
+//! maintenance database and the ownership catalog, bounded connections to each database, and
+//! how apps reach it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 
 use super::catalog::{self, CatalogError};
-use crate::pg::{ConnectError, ConnectOptions, SslMode};
+use crate::pg::connect::Prepared;
+use crate::pg::{ConnectError, ConnectOptions, ErrorClass, SslMode};
 
-/// What the server's `environment` allows.
+/// Oldest PostgreSQL servicedb provisions on: from 15 on, PUBLIC cannot create in `public`,
+/// which the no-DDL promise for app roles rests on (a non-superuser admin cannot change it on
+/// older servers).
+pub const MIN_SERVER_VERSION_NUM: i32 = 150_000;
+
+/// Connections to one server's databases (probe logins, looking inside, grants) that may be
+/// open at once, in `dev up` and in the controller alike.
+pub const DEFAULT_DATABASE_CONNECTIONS: usize = 8;
+
+/// What the environment allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Production,
@@ -27,7 +43,18 @@ pub struct ServerSpec {
     pub ssl_mode: SslMode,
     pub environment: Environment,
     pub max_databases: Option<u32>,
+    /// Which servicedb this is (one id per cluster or dev state directory), recorded in every
+    /// claim so two installations sharing the server never both own a database.
+    pub installation: String,
+    /// Bound on connections to individual databases open at once (the admin pools add at
+    /// most [`ADMIN_POOL_SIZE`] + [`CATALOG_POOL_SIZE`]).
+    pub database_connections: usize,
 }
+
+/// Admin sessions on the maintenance database kept for reuse.
+pub const ADMIN_POOL_SIZE: usize = 4;
+/// Admin sessions on the catalog database (claims run in their own transactions).
+pub const CATALOG_POOL_SIZE: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -41,18 +68,96 @@ pub enum ServerError {
         server: String,
         source: CatalogError,
     },
+    #[error(
+        "server {server}: PostgreSQL {version} is older than 15, the oldest servicedb supports \
+         (on older servers every role may create objects in the public schema, and a \
+         non-superuser admin cannot prevent it); upgrade the server"
+    )]
+    TooOld { server: String, version: String },
+    #[error("server {server}: no admin connection became free within {waited:?}")]
+    Busy { server: String, waited: Duration },
 }
 
-/// Connected admin sessions on one server.
+impl ServerError {
+    /// Whether retrying later may help.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ServerError::Connect { source, .. } => source.class(),
+            ServerError::Catalog { source, .. } => source.class(),
+            ServerError::TooOld { .. } => ErrorClass::Permanent,
+            ServerError::Busy { .. } => ErrorClass::Transient,
+        }
+    }
+}
+
+/// Pooled admin sessions on one server.
 pub struct Server {
     pub spec: ServerSpec,
-    pub maintenance: Client,
-    pub catalog: Client,
+    maintenance: Pool,
+    catalog: Pool,
+    databases: Arc<Semaphore>,
+    prepared: Prepared,
     pub version: String,
 }
 
+/// How long a caller waits for a pooled admin session before giving up (transient).
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// A connection to one database, counted against the server's bound while it lives.
+pub struct DatabaseConnection {
+    client: Client,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for DatabaseConnection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for DatabaseConnection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Opens pooled connections with servicedb's own TLS handling (every sslmode, channel binding).
+struct Connector(Prepared);
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let pg_config = pg_config.clone();
+        Box::pin(async move { self.0.connect_with(&pg_config).await })
+    }
+}
+
+fn pool(options: &ConnectOptions, prepared: &Prepared, size: usize) -> Pool {
+    let manager = Manager::from_connect(
+        options.config.clone(),
+        Connector(prepared.clone()),
+        ManagerConfig {
+            // Only a closed connection is replaced: no extra query on every checkout.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .build()
+        .expect("a pool with a runtime and a size always builds")
+}
+
 impl Server {
-    /// Connects as the admin, creating and migrating the ownership catalog when needed.
+    /// Connects as the admin, checks the server's version, and creates and migrates the
+    /// ownership catalog when needed. A dropped connection later is replaced by the pools.
     pub async fn connect(spec: ServerSpec) -> Result<Server, ServerError> {
         let connect_err = |source| ServerError::Connect {
             server: spec.name.clone(),
@@ -62,41 +167,111 @@ impl Server {
             server: spec.name.clone(),
             source,
         };
-        let maintenance = spec.admin.connect().await.map_err(connect_err)?;
-        catalog::ensure_database(&maintenance)
+        // The first session is opened directly, so its error says what went wrong.
+        let first = spec.admin.connect().await.map_err(connect_err)?;
+        let row = first
+            .query_one(
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+                &[],
+            )
+            .await
+            .map_err(|e| catalog_err(CatalogError::Read(e)))?;
+        let (version, num): (String, i32) = (row.get(0), row.get(1));
+        if num < MIN_SERVER_VERSION_NUM {
+            return Err(ServerError::TooOld {
+                server: spec.name.clone(),
+                version,
+            });
+        }
+        catalog::ensure_database(&first)
             .await
             .map_err(catalog_err)?;
-        let catalog_client = spec
-            .options_for(catalog::DATABASE)
-            .connect()
-            .await
-            .map_err(connect_err)?;
-        let catalog = catalog::migrate(catalog_client)
+        let catalog_options = spec.options_for(catalog::DATABASE);
+        let catalog_client = catalog_options.connect().await.map_err(connect_err)?;
+        catalog::migrate(catalog_client)
             .await
             .map_err(catalog_err)?;
-        let version = maintenance
-            .query_one("SHOW server_version", &[])
-            .await
-            .map(|r| r.get::<_, String>(0))
-            .unwrap_or_default();
+        let prepared = spec.admin.prepare().map_err(connect_err)?;
         Ok(Server {
-            spec,
-            maintenance,
-            catalog,
+            maintenance: pool(&spec.admin, &prepared, ADMIN_POOL_SIZE),
+            catalog: pool(&catalog_options, &prepared, CATALOG_POOL_SIZE),
+            prepared,
+            databases: Arc::new(Semaphore::new(spec.database_connections.max(1))),
             version,
+            spec,
         })
     }
 
-    /// An admin connection to one of the server's databases.
-    pub async fn connect_to(&self, database: &str) -> Result<Client, ServerError> {
-        self.spec
-            .options_for(database)
-            .connect()
+    fn pool_error(&self, e: deadpool_postgres::PoolError) -> ServerError {
+        match e {
+            deadpool_postgres::PoolError::Backend(source) => ServerError::Connect {
+                server: self.spec.name.clone(),
+                source: ConnectError::Connect {
+                    target: self.spec.admin.describe(),
+                    source,
+                },
+            },
+            _ => ServerError::Busy {
+                server: self.spec.name.clone(),
+                waited: POOL_WAIT,
+            },
+        }
+    }
+
+    /// A pooled admin session on the maintenance database.
+    pub async fn maintenance(&self) -> Result<Object, ServerError> {
+        self.maintenance.get().await.map_err(|e| self.pool_error(e))
+    }
+
+    /// A pooled admin session on the ownership catalog.
+    pub async fn catalog(&self) -> Result<Object, ServerError> {
+        self.catalog.get().await.map_err(|e| self.pool_error(e))
+    }
+
+    /// Waits for a free slot under the per-database bound.
+    pub async fn database_slot(&self) -> OwnedSemaphorePermit {
+        self.databases
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// An admin connection to one of the server's databases, within the bound.
+    pub async fn connect_to(&self, database: &str) -> Result<DatabaseConnection, ServerError> {
+        let options = self.spec.options_for(database);
+        self.open(&options)
             .await
             .map_err(|source| ServerError::Connect {
                 server: self.spec.name.clone(),
                 source,
             })
+    }
+
+    /// A connection as `user` with `password` to `database`, within the bound: a login probe
+    /// (SCRAM, so the password never crosses the wire).
+    pub async fn login(
+        &self,
+        database: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<DatabaseConnection, ConnectError> {
+        let mut options = self.spec.options_for(database);
+        options.config.user(user).password(password);
+        self.open(&options).await
+    }
+
+    async fn open(&self, options: &ConnectOptions) -> Result<DatabaseConnection, ConnectError> {
+        let permit = self.database_slot().await;
+        let (client, _task) = self
+            .prepared
+            .connect_with(&options.config)
+            .await
+            .map_err(|e| self.prepared.explain(options, e))?;
+        Ok(DatabaseConnection {
+            client,
+            _permit: permit,
+        })
     }
 }
 

@@ -8,7 +8,10 @@ use crate::api::ReclaimPolicy;
 use crate::api::ServiceDatabase;
 use crate::password::Password;
 use crate::pg::{Ident, IdentError};
-use crate::provision::execute::{Outcome, ProvisionError, delete, reconcile};
+use crate::provision::execute::{
+    Outcome, ProvisionError, delete_into, observe, reconcile_observed,
+};
+use crate::provision::plan::check_claims;
 use crate::provision::server::{Environment, Server};
 use crate::provision::{DesiredDatabase, DesiredRole};
 
@@ -33,13 +36,50 @@ pub enum UnitError {
     SeedRefused { server: String, environment: String },
 }
 
+/// What reconciling one database did, also when it stopped part-way.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// Statements executed, in order.
+    pub outcome: Outcome,
+    /// Secrets written (names), before any statement that sets their passwords.
+    pub secrets_written: Vec<String>,
+}
+
+/// A unit that failed, with what it did before the failure: the next pass finishes it or
+/// reports the same error.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct UnitFailure {
+    pub error: UnitError,
+    pub done: Done,
+}
+
+impl<E: Into<UnitError>> From<E> for UnitFailure {
+    fn from(e: E) -> Self {
+        UnitFailure {
+            error: e.into(),
+            done: Done::default(),
+        }
+    }
+}
+
+impl UnitError {
+    /// Whether retrying later may help.
+    pub fn class(&self) -> crate::pg::ErrorClass {
+        match self {
+            UnitError::Provision(p) => p.class(),
+            UnitError::Store { .. } => crate::pg::ErrorClass::Transient,
+            _ => crate::pg::ErrorClass::Permanent,
+        }
+    }
+}
+
 /// What reconciling one database did.
 #[derive(Debug)]
 pub struct UnitResult {
     pub layout: Layout,
     pub desired: DesiredDatabase,
-    pub outcome: Outcome,
-    pub secrets_written: Vec<String>,
+    pub done: Done,
 }
 
 /// Refuses seed data anywhere but a `local` server, before anything is touched.
@@ -59,16 +99,22 @@ pub fn check_seed(sdb: &ServiceDatabase, server: &Server) -> Result<(), UnitErro
     Ok(())
 }
 
-/// Secrets (read, decide passwords, write what changed), then the database and roles.
+/// Claims checked first (a Conflict writes nothing at all, no Secret either), then Secrets
+/// (read, decide passwords, write what changed), then the database and roles.
 pub async fn reconcile_unit<S: SecretStore>(
     server: &Server,
     store: &S,
     sdb: &ServiceDatabase,
     tenant: Option<&str>,
     rotate: &[String],
-) -> Result<UnitResult, UnitError> {
+) -> Result<UnitResult, UnitFailure> {
     check_seed(sdb, server)?;
     let layout = Layout::new(sdb, tenant);
+    // Names are all the claim check needs; passwords come from the Secrets below.
+    let names = desired_database(&layout, &BTreeMap::new(), &server.spec.installation)?;
+    let observed = observe(server, &names).await.map_err(UnitError::from)?;
+    check_claims(&names, &observed).map_err(ProvisionError::from)?;
+
     let endpoint = ClientEndpoint {
         host: server.spec.client_host.clone(),
         port: server.spec.client_port,
@@ -98,21 +144,27 @@ pub async fn reconcile_unit<S: SecretStore>(
     let credentials = plan_credentials(&layout, &endpoint, &template, &existing, rotate)?;
     // Written before any role gets the password: a crash in between leaves a Secret whose
     // password the next pass sets, never a role whose password nobody has.
-    let mut secrets_written = Vec::new();
+    let mut done = Done::default();
     for (name, data) in &credentials.writes {
-        store
-            .write(&layout, name, data)
-            .await
-            .map_err(|e| store_error(name, e))?;
-        secrets_written.push(name.clone());
+        if let Err(e) = store.write(&layout, name, data).await {
+            return Err(UnitFailure {
+                error: store_error(name, e),
+                done,
+            });
+        }
+        done.secrets_written.push(name.clone());
     }
-    let desired = desired_database(&layout, &credentials.passwords)?;
-    let outcome = reconcile(server, &desired).await?;
+    let desired = desired_database(&layout, &credentials.passwords, &server.spec.installation)?;
+    if let Err(e) = reconcile_observed(server, &desired, observed, &mut done.outcome).await {
+        return Err(UnitFailure {
+            error: e.into(),
+            done,
+        });
+    }
     Ok(UnitResult {
         layout,
         desired,
-        outcome,
-        secrets_written,
+        done,
     })
 }
 
@@ -120,6 +172,7 @@ pub async fn reconcile_unit<S: SecretStore>(
 pub fn desired_database(
     layout: &Layout,
     passwords: &BTreeMap<String, Password>,
+    installation: &str,
 ) -> Result<DesiredDatabase, IdentError> {
     let role = |r: &RoleLayout| -> Result<DesiredRole, IdentError> {
         Ok(DesiredRole {
@@ -133,6 +186,7 @@ pub fn desired_database(
         })
     };
     Ok(DesiredDatabase {
+        installation: installation.to_string(),
         claimant: layout.claimant.clone(),
         service: layout.service.clone(),
         tenant: layout.tenant.clone(),
@@ -164,18 +218,27 @@ pub enum Cleanup {
     Dropped(Outcome),
 }
 
-/// Applies the resource's reclaim policy for one database. Works even if provisioning never
-/// ran or never finished (then there is nothing of ours to drop).
+/// Applies a reclaim policy to one database: the ServiceDatabase's for a Shared one, the
+/// Tenant's for a tenant's database. Works even if provisioning never ran or never finished
+/// (then there is nothing of ours to drop).
 pub async fn cleanup_unit(
     server: &Server,
     sdb: &ServiceDatabase,
     tenant: Option<&str>,
-) -> Result<Cleanup, UnitError> {
-    if sdb.spec.reclaim_policy != ReclaimPolicy::Delete {
+    policy: ReclaimPolicy,
+) -> Result<Cleanup, UnitFailure> {
+    if policy != ReclaimPolicy::Delete {
         return Ok(Cleanup::Retained);
     }
     let layout = Layout::new(sdb, tenant);
     // Passwords are irrelevant to dropping; the names are what matter.
-    let desired = desired_database(&layout, &BTreeMap::new())?;
-    Ok(Cleanup::Dropped(delete(server, &desired).await?))
+    let desired = desired_database(&layout, &BTreeMap::new(), &server.spec.installation)?;
+    let mut done = Done::default();
+    match delete_into(server, &desired, &mut done.outcome).await {
+        Ok(()) => Ok(Cleanup::Dropped(done.outcome)),
+        Err(e) => Err(UnitFailure {
+            error: e.into(),
+            done,
+        }),
+    }
 }

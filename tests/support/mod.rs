@@ -2,3 +2,4 @@
 
 pub mod kube;
 pub mod postgres;
+pub mod provision;
