@@ -1,0 +1,184 @@
+//! Ownership claims against a real PostgreSQL: who may own a database, and what a resource
+//! that may not gets (a Conflict, and nothing written: no role, no grant, no Secret).
+
+mod support;
+
+use servicedb::api::{ReclaimPolicy, ServiceDatabase, Tenancy};
+use servicedb::provision::Conflict;
+use servicedb::provision::execute::{ProvisionError, delete, reconcile};
+use servicedb::provision::server::Server;
+use servicedb::service::reconcile::{Cleanup, UnitError, cleanup_unit, reconcile_unit};
+use support::postgres::server as pg;
+use support::provision::{
+    Memory, connect_server, database_exists, desired, login, sdb, spec, unique,
+};
+
+fn conflict(e: &UnitError) -> &Conflict {
+    match e {
+        UnitError::Provision(ProvisionError::Conflict(c)) => c,
+        other => panic!("expected a Conflict, got {other}"),
+    }
+}
+
+fn per_tenant(namespace: &str, name: &str, database_name: &str) -> ServiceDatabase {
+    let mut s = sdb(namespace, name, ReclaimPolicy::Delete);
+    s.spec.tenancy = Tenancy::PerTenant;
+    s.spec.database_name = Some(database_name.into());
+    s
+}
+
+/// Two PerTenant services of one namespace naming the same databaseName would share each
+/// tenant's database, roles and history: the second gets a Conflict, writes no Secret, and
+/// cleaning it up drops nothing of the first.
+#[tokio::test]
+async fn tenant_databases_of_two_services_never_share_a_database() {
+    let server = connect_server().await;
+    let ns = unique("tn").replace('_', "-");
+    let shared_name = unique("x");
+    let (a, b) = (
+        per_tenant(&ns, "a", &shared_name),
+        per_tenant(&ns, "b", &shared_name),
+    );
+    let store_a = Memory::default();
+    let first = reconcile_unit(&server, &store_a, &a, Some("t1"), &[])
+        .await
+        .unwrap();
+    let store_b = Memory::default();
+    let failed = reconcile_unit(&server, &store_b, &b, Some("t1"), &[])
+        .await
+        .unwrap_err();
+    let c = conflict(&failed.error);
+    assert!(
+        c.to_string().contains("(ServiceDatabase a)"),
+        "the message names the service that owns it: {c}"
+    );
+    assert!(store_b.names().is_empty(), "no Secret written on Conflict");
+    assert!(failed.done.outcome.actions.is_empty());
+    // Deleting the loser leaves the winner's database alone.
+    assert!(
+        cleanup_unit(&server, &b, Some("t1"), ReclaimPolicy::Delete)
+            .await
+            .is_err()
+    );
+    assert!(database_exists(&first.layout.database).await);
+    assert!(
+        login(
+            &first.layout.database,
+            first.desired.app.as_ref().unwrap()
+        )
+        .await
+        .is_ok()
+    );
+}
+
+/// A resource whose database belongs to another resource writes no Secret at all, so fixing
+/// its name later works at once (before, the Secrets it wrote blocked the rename).
+#[tokio::test]
+async fn a_conflict_writes_no_secret_and_a_rename_then_just_works() {
+    let server = connect_server().await;
+    let name = unique("taken");
+    let mut owner = sdb("team-a", "orders", ReclaimPolicy::Retain);
+    owner.spec.database_name = Some(name.clone());
+    reconcile_unit(&server, &Memory::default(), &owner, None, &[])
+        .await
+        .unwrap();
+    let mut other = sdb("team-b", "orders", ReclaimPolicy::Retain);
+    other.spec.database_name = Some(name.clone());
+    let store = Memory::default();
+    let failed = reconcile_unit(&server, &store, &other, None, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        conflict(&failed.error),
+        Conflict::DatabaseClaimed { .. }
+    ));
+    assert!(store.names().is_empty(), "{:?}", store.names());
+    other.spec.database_name = Some(format!("{name}_b"));
+    let fixed = reconcile_unit(&server, &store, &other, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(fixed.done.secrets_written.len(), 2);
+}
+
+/// Two installations (two clusters, or a cluster and a laptop) sharing a server: the one that
+/// did not create a database never owns it, not even for the same namespace and name.
+#[tokio::test]
+async fn another_installation_never_owns_or_drops_a_database() {
+    let ours = connect_server().await;
+    let theirs = Server::connect(spec("another-cluster")).await.unwrap();
+    let d = desired("shop", &unique("inst"));
+    reconcile(&ours, &d).await.unwrap();
+    let mut same_resource = d.clone();
+    same_resource.installation = "another-cluster".into();
+    let err = reconcile(&theirs, &same_resource).await.unwrap_err();
+    assert!(
+        matches!(&err, ProvisionError::Conflict(Conflict::DatabaseOfOtherInstallation { installation, .. }) if installation == "tests"),
+        "{err}"
+    );
+    assert!(delete(&theirs, &same_resource).await.is_err());
+    assert!(database_exists(d.database.as_str()).await);
+    assert!(!reconcile(&ours, &d).await.unwrap().changed());
+}
+
+/// A database dropped and created again by someone else under the same name is not adopted
+/// (and a Delete leaves it); one dropped by hand with nothing in its place comes back.
+#[tokio::test]
+async fn a_replaced_database_is_never_adopted_and_a_dropped_one_comes_back() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("oid"));
+    let db = d.database.as_str();
+    reconcile(&server, &d).await.unwrap();
+    let su = pg().superuser_client("postgres").await;
+    su.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+    // Dropped by hand: the next pass creates it again and it works.
+    let outcome = reconcile(&server, &d).await.unwrap();
+    assert!(
+        outcome
+            .executed()
+            .iter()
+            .any(|s| s.starts_with("CREATE DATABASE"))
+    );
+    assert!(login(db, d.app.as_ref().unwrap()).await.is_ok());
+    // Replaced by someone else's database of the same name: refused, and never dropped.
+    for statement in [
+        format!("DROP DATABASE {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        su.batch_execute(&statement).await.unwrap();
+    }
+    let err = reconcile(&server, &d).await.unwrap_err();
+    assert!(
+        matches!(err, ProvisionError::Conflict(Conflict::DatabaseReplaced { .. })),
+        "{err}"
+    );
+    let dropped = delete(&server, &d).await.unwrap();
+    assert!(
+        !dropped
+            .executed()
+            .iter()
+            .any(|s| s.contains("DROP DATABASE")),
+        "{:?}",
+        dropped.executed()
+    );
+    assert!(database_exists(db).await, "someone else's database stays");
+}
+
+/// A tenant's database follows the Tenant's reclaim policy, not only the service's.
+#[tokio::test]
+async fn a_tenant_database_follows_the_policy_it_is_given() {
+    let server = connect_server().await;
+    let ns = unique("rp").replace('_', "-");
+    let mut service = per_tenant(&ns, "app", &unique("rp"));
+    service.spec.reclaim_policy = ReclaimPolicy::Retain;
+    let unit = reconcile_unit(&server, &Memory::default(), &service, Some("gym"), &[])
+        .await
+        .unwrap();
+    // The service says Retain; the Tenant says Delete.
+    let cleanup = cleanup_unit(&server, &service, Some("gym"), ReclaimPolicy::Delete)
+        .await
+        .unwrap();
+    assert!(matches!(cleanup, Cleanup::Dropped(o) if o.changed()));
+    assert!(!database_exists(&unit.layout.database).await);
+}
