@@ -62,12 +62,9 @@ async fn tenant_databases_of_two_services_never_share_a_database() {
     );
     assert!(database_exists(&first.layout.database).await);
     assert!(
-        login(
-            &first.layout.database,
-            first.desired.app.as_ref().unwrap()
-        )
-        .await
-        .is_ok()
+        login(&first.layout.database, first.desired.app.as_ref().unwrap())
+            .await
+            .is_ok()
     );
 }
 
@@ -150,7 +147,10 @@ async fn a_replaced_database_is_never_adopted_and_a_dropped_one_comes_back() {
     }
     let err = reconcile(&server, &d).await.unwrap_err();
     assert!(
-        matches!(err, ProvisionError::Conflict(Conflict::DatabaseReplaced { .. })),
+        matches!(
+            err,
+            ProvisionError::Conflict(Conflict::DatabaseReplaced { .. })
+        ),
         "{err}"
     );
     let dropped = delete(&server, &d).await.unwrap();

@@ -112,6 +112,28 @@ pub enum Action {
         role: Ident,
         member: Option<Ident>,
     },
+    /// Ends `member`'s membership in `role`: granted outside the spec.
+    RevokeRole {
+        role: Ident,
+        member: Ident,
+    },
+    /// CREATE on the database lets a role make schemas: never for apps. `None` is PUBLIC.
+    RevokeCreateOnDatabase {
+        database: Ident,
+        role: Option<Ident>,
+    },
+    /// CREATE on a schema is DDL: only the owner. `None` is PUBLIC.
+    RevokeCreateOnSchema {
+        schema: Ident,
+        role: Option<Ident>,
+    },
+    /// Privileges beyond the role's access (TRUNCATE, TRIGGER, writes for a read role).
+    RevokeOnAll {
+        objects: Objects,
+        privileges: Vec<String>,
+        schema: Ident,
+        role: Ident,
+    },
     CreateDatabase {
         database: Ident,
         owner: Ident,
@@ -194,6 +216,8 @@ impl Action {
             | RecordFingerprint { .. }
             | ReleaseDatabase { .. } => Target::Catalog,
             CreateSchema { .. }
+            | RevokeCreateOnSchema { .. }
+            | RevokeOnAll { .. }
             | SetSchemaOwner { .. }
             | CreateExtension { .. }
             | GrantUsageOnSchema { .. }
@@ -307,6 +331,24 @@ impl Action {
                 Some(m) => format!("GRANT {role} TO {m}"),
                 None => format!("GRANT {role} TO CURRENT_USER"),
             },
+            RevokeRole { role, member } => format!("REVOKE {role} FROM {member}"),
+            RevokeCreateOnDatabase { database, role } => format!(
+                "REVOKE CREATE ON DATABASE {database} FROM {}",
+                grantee(role)
+            ),
+            RevokeCreateOnSchema { schema, role } => {
+                format!("REVOKE CREATE ON SCHEMA {schema} FROM {}", grantee(role))
+            }
+            RevokeOnAll {
+                objects,
+                privileges,
+                schema,
+                role,
+            } => format!(
+                "REVOKE {} ON ALL {} IN SCHEMA {schema} FROM {role}",
+                privileges.join(", "),
+                objects.all_keyword()
+            ),
             CreateDatabase { database, owner } => {
                 format!("CREATE DATABASE {database} OWNER {owner}")
             }
@@ -369,6 +411,12 @@ impl Action {
             ),
         }
     }
+}
+
+/// A role, or PUBLIC.
+fn grantee(role: &Option<Ident>) -> String {
+    role.as_ref()
+        .map_or_else(|| "PUBLIC".to_string(), ToString::to_string)
 }
 
 impl fmt::Display for Action {

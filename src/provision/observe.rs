@@ -40,7 +40,9 @@ SELECT json_build_object(
   'database', (SELECT json_build_array(d.oid::int8, pg_get_userbyid(d.datdba),
               d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
               ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
-                    JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba))
+                    JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba),
+              ARRAY(SELECT DISTINCT coalesce(r.rolname::text, 'PUBLIC') FROM aclexplode(d.datacl) a
+                    LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CREATE' AND a.grantee <> d.datdba))
             FROM pg_database d WHERE d.datname = $2))::text";
 
 const CATALOG_SQL: &str = "\
@@ -54,10 +56,13 @@ SELECT json_build_object(
 /// name, can login, connection limit, admin may use it, member of, `role=` setting here.
 type RoleRow = (String, bool, i32, bool, Vec<String>, Option<String>);
 
+/// oid, owner, PUBLIC may connect, CONNECT grantees, CREATE grantees.
+type DatabaseRow = (u32, String, bool, Vec<String>, Vec<String>);
+
 #[derive(Deserialize)]
 struct ServerJson {
     roles: Vec<RoleRow>,
-    database: Option<(u32, String, bool, Vec<String>)>,
+    database: Option<DatabaseRow>,
 }
 
 /// kind, namespace, name, service, installation, database oid.
@@ -131,7 +136,8 @@ pub async fn observe_server(
             },
         );
     }
-    if let Some((oid, owner, public_connect, grantees)) = server.database {
+    if let Some((oid, owner, public_connect, grantees, creators)) = server.database {
+        observed.database_creators = creators.into_iter().collect();
         observed.database_exists = true;
         observed.database_oid = Some(oid);
         observed.database_owner = Some(owner);
@@ -145,7 +151,8 @@ pub async fn observe_server(
 // evaluate the conditions of a WHERE in any order.
 const DATABASE_SQL: &str = "\
 WITH schemas AS (
-  SELECT n.oid, n.nspname::text AS name, pg_get_userbyid(n.nspowner)::text AS owner FROM pg_namespace n
+  SELECT n.oid, n.nspname::text AS name, pg_get_userbyid(n.nspowner)::text AS owner, n.nspowner AS owner_oid,
+    n.nspacl AS acl FROM pg_namespace n
   WHERE n.nspname = ANY($2) OR n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
 ), grantees AS (
   SELECT g AS role, false AS write FROM unnest($3::text[]) g
@@ -171,6 +178,20 @@ SELECT json_build_object(
     WHERE n.nspname = 'public' AND c.relname = ANY($5) AND c.relkind = 'r'
       AND (has_table_privilege(g.role, c.oid, 'INSERT') OR has_table_privilege(g.role, c.oid, 'UPDATE')
         OR has_table_privilege(g.role, c.oid, 'DELETE') OR has_table_privilege(g.role, c.oid, 'TRUNCATE'))),
+  'schema_creators', (SELECT coalesce(json_agg(json_build_array(s.name, coalesce(r.rolname::text, 'PUBLIC'))), '[]')
+    FROM schemas s CROSS JOIN LATERAL aclexplode(s.acl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+    WHERE a.privilege_type = 'CREATE' AND a.grantee <> s.owner_oid
+      AND (a.grantee = 0 OR r.rolname IN (SELECT role FROM grantees))),
+  'excess', (SELECT coalesce(json_agg(DISTINCT jsonb_build_array(g.role, s.name,
+      CASE WHEN c.relkind = 'S' THEN 'S' ELSE 'r' END, a.privilege_type)), '[]')
+    FROM grantees g JOIN pg_roles gr ON gr.rolname = g.role CROSS JOIN schemas s
+    JOIN pg_class c ON c.relnamespace = s.oid CROSS JOIN LATERAL aclexplode(c.relacl) a
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND a.grantee = gr.oid
+      AND a.privilege_type <> ALL (CASE
+        WHEN c.relkind = 'S' AND g.write THEN ARRAY['USAGE', 'SELECT']
+        WHEN c.relkind = 'S' THEN ARRAY['SELECT']
+        WHEN g.write THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']
+        ELSE ARRAY['SELECT'] END)),
   'defaults', (SELECT coalesce(json_agg(json_build_array(n.nspname, d.defaclobjtype::text, a.privilege_type,
       coalesce(r.rolname::text, 'PUBLIC'))), '[]')
     FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
@@ -184,6 +205,8 @@ struct DatabaseJson {
     grants: Vec<(String, String, bool, bool, bool, bool)>,
     defaults: Vec<(String, String, String, String)>,
     history_writers: Vec<(String, String)>,
+    schema_creators: Vec<(String, String)>,
+    excess: Vec<(String, String, String, String)>,
 }
 
 /// Schemas, extensions, privileges and default privileges, connected to the database itself.
@@ -247,5 +270,18 @@ pub async fn observe_database(
             })
             .collect(),
         history_writers: found.history_writers.into_iter().collect(),
+        schema_creators: found.schema_creators.into_iter().collect(),
+        excess_privileges: found
+            .excess
+            .into_iter()
+            .map(|(role, schema, objtype, privilege)| {
+                (
+                    role,
+                    schema,
+                    objtype.chars().next().unwrap_or(' '),
+                    privilege,
+                )
+            })
+            .collect(),
     })
 }

@@ -51,6 +51,8 @@ pub struct ObservedServer {
     pub public_connect: bool,
     /// Roles granted CONNECT explicitly.
     pub connect_grantees: BTreeSet<String>,
+    /// Who besides the owner may CREATE (schemas) in the database: role names, or `PUBLIC`.
+    pub database_creators: BTreeSet<String>,
     /// Our roles that exist, by name.
     pub roles: BTreeMap<String, ObservedRole>,
     /// Catalog rows for our role names and for every role recorded for this database
@@ -82,4 +84,9 @@ pub struct ObservedDatabase {
     pub default_privileges: BTreeSet<(String, char, String, String)>,
     /// (role, table): grantees that can change a migration history table.
     pub history_writers: BTreeSet<(String, String)>,
+    /// (schema, grantee or `PUBLIC`): CREATE on a managed schema for PUBLIC or a grantee.
+    pub schema_creators: BTreeSet<(String, String)>,
+    /// (role, schema, `r` tables or `S` sequences, privilege): granted beyond what the role's
+    /// access allows (TRUNCATE, TRIGGER, writes for a read role...).
+    pub excess_privileges: BTreeSet<(String, String, char, String)>,
 }

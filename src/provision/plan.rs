@@ -228,6 +228,22 @@ pub fn plan_server(
             });
         }
     }
+    revoke_extra_memberships(a, desired, observed);
+    // CREATE on the database would let a role make schemas: the owner's alone.
+    let ours = |name: &str| desired.roles().any(|r| r.name.as_str() == name);
+    for creator in &observed.database_creators {
+        let role = match creator.as_str() {
+            "PUBLIC" => None,
+            name if ours(name) && name != desired.owner.name.as_str() => {
+                Ident::new(name.to_string()).ok()
+            }
+            _ => continue,
+        };
+        a.push(Action::RevokeCreateOnDatabase {
+            database: db.clone(),
+            role,
+        });
+    }
     // Roles the spec no longer names are disabled, not dropped: they may own objects, and
     // naming them again brings them back.
     for role in retired_roles(desired, observed) {
@@ -246,6 +262,32 @@ pub fn plan_server(
         }
     }
     Ok(plan)
+}
+
+/// Memberships the spec does not grant (`GRANT owner TO app` by hand would give the app
+/// DDL): only owner-access roles are members, of the owner, and nobody else of anything.
+fn revoke_extra_memberships(
+    a: &mut Vec<Action>,
+    desired: &DesiredDatabase,
+    observed: &ObservedServer,
+) {
+    for role in desired.roles() {
+        let Some(existing) = observed.roles.get(role.name.as_str()) else {
+            continue;
+        };
+        let allowed = (role.purpose.access() == Access::Owner && role.name != desired.owner.name)
+            .then_some(desired.owner.name.as_str());
+        for group in &existing.member_of {
+            if Some(group.as_str()) != allowed
+                && let Ok(group) = Ident::new(group.clone())
+            {
+                a.push(Action::RevokeRole {
+                    role: group,
+                    member: role.name.clone(),
+                });
+            }
+        }
+    }
 }
 
 /// Existing roles the catalog records for this database that the spec no longer names.
@@ -440,6 +482,7 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
             }
         }
     }
+    revoke_extra_privileges(&mut a, observed);
     // After any GRANT ON ALL TABLES, which would include them.
     for (role, table) in &observed.history_writers {
         if let (Ok(role), Ok(table)) = (Ident::new(role.clone()), Ident::new(table.clone())) {
@@ -447,6 +490,61 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
         }
     }
     a
+}
+
+/// Privilege names as `aclexplode` gives them; anything else is never put into SQL.
+const PRIVILEGES: [&str; 9] = [
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "MAINTAIN",
+    "USAGE",
+];
+
+/// What the spec does not grant, granted by hand: CREATE on managed schemas (for PUBLIC or
+/// our roles) and table or sequence privileges beyond a role's access.
+fn revoke_extra_privileges(a: &mut Vec<Action>, observed: &ObservedDatabase) {
+    for (schema, grantee) in &observed.schema_creators {
+        let role = match grantee.as_str() {
+            "PUBLIC" => None,
+            name => match Ident::new(name.to_string()) {
+                Ok(role) => Some(role),
+                Err(_) => continue,
+            },
+        };
+        if let Ok(schema) = Ident::new(schema.clone()) {
+            a.push(Action::RevokeCreateOnSchema { schema, role });
+        }
+    }
+    let mut grouped: std::collections::BTreeMap<(&str, &str, char), Vec<String>> =
+        Default::default();
+    for (role, schema, objtype, privilege) in &observed.excess_privileges {
+        if PRIVILEGES.contains(&privilege.as_str()) {
+            grouped
+                .entry((role, schema, *objtype))
+                .or_default()
+                .push(privilege.clone());
+        }
+    }
+    for ((role, schema, objtype), privileges) in grouped {
+        let objects = if objtype == 'S' {
+            Objects::Sequences
+        } else {
+            Objects::Tables
+        };
+        if let (Ok(role), Ok(schema)) = (Ident::new(role), Ident::new(schema)) {
+            a.push(Action::RevokeOnAll {
+                objects,
+                privileges,
+                schema,
+                role,
+            });
+        }
+    }
 }
 
 /// `reclaimPolicy: Delete`: only what this resource created, and only if the catalog says it

@@ -176,13 +176,8 @@ impl Server {
             )
             .await
             .map_err(|e| catalog_err(CatalogError::Read(e)))?;
-        let (version, num): (String, i32) = (row.get(0), row.get(1));
-        if num < MIN_SERVER_VERSION_NUM {
-            return Err(ServerError::TooOld {
-                server: spec.name.clone(),
-                version,
-            });
-        }
+        let version: String = row.get(0);
+        check_version(&spec.name, &version, row.get(1))?;
         catalog::ensure_database(&first)
             .await
             .map_err(catalog_err)?;
@@ -275,11 +270,35 @@ impl Server {
     }
 }
 
+/// Refuses servers older than 15 rather than provisioning with weaker isolation.
+fn check_version(server: &str, version: &str, num: i32) -> Result<(), ServerError> {
+    if num < MIN_SERVER_VERSION_NUM {
+        return Err(ServerError::TooOld {
+            server: server.to_string(),
+            version: version.to_string(),
+        });
+    }
+    Ok(())
+}
+
 impl ServerSpec {
     /// The admin's connection options with another database name.
     pub fn options_for(&self, database: &str) -> ConnectOptions {
         let mut options = self.admin.clone();
         options.config.dbname(database);
         options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn servers_older_than_15_are_refused_with_the_reason() {
+        let err = super::check_version("main", "14.12", 140_012).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("PostgreSQL 14.12 is older than 15"), "{msg}");
+        assert!(msg.contains("public schema"), "{msg}");
+        assert!(super::check_version("main", "15.0", 150_000).is_ok());
+        assert!(super::check_version("main", "18.4", 180_004).is_ok());
     }
 }

@@ -1,0 +1,207 @@
+//! Drift judged from the server itself, and connections: a password changed by hand, grants
+//! and memberships nobody asked for, a bounded number of connections, dropped sessions.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use servicedb::pg::describe_pg;
+use servicedb::provision::execute::reconcile;
+use servicedb::provision::server::DEFAULT_DATABASE_CONNECTIONS;
+use support::postgres::server as pg;
+use support::provision::{assert_converged, connect_server, desired, login, unique};
+
+/// A password changed by hand with ALTER ROLE stops the Secret from logging in; the next
+/// pass notices by logging in (SCRAM) and sets the Secret's password again.
+#[tokio::test]
+async fn a_password_changed_by_hand_is_set_back() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("pw"));
+    reconcile(&server, &d).await.unwrap();
+    let app = d.app.as_ref().unwrap();
+    pg().superuser_client("postgres")
+        .await
+        .batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD 'changed-by-hand'; ALTER ROLE {} PASSWORD 'also-changed'",
+            app.name, d.owner.name
+        ))
+        .await
+        .unwrap();
+    assert!(login(d.database.as_str(), app).await.is_err());
+    let outcome = reconcile(&server, &d).await.unwrap();
+    let shown = outcome.executed();
+    for role in [&app.name, &d.owner.name] {
+        assert!(
+            shown.contains(&format!("ALTER ROLE {role} PASSWORD '<redacted>'")),
+            "{shown:?}"
+        );
+    }
+    assert!(login(d.database.as_str(), app).await.is_ok());
+    assert!(login(d.database.as_str(), &d.owner).await.is_ok());
+    assert!(!reconcile(&server, &d).await.unwrap().changed());
+}
+
+/// Grants and memberships the spec does not give, made by hand, are revoked: the app gets
+/// back to data only (no DDL through the owner role, no CREATE anywhere, no TRUNCATE), and
+/// the read role to reading.
+#[tokio::test]
+async fn grants_nobody_asked_for_are_revoked() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("extra"));
+    reconcile(&server, &d).await.unwrap();
+    let db = d.database.as_str();
+    let (app, reader) = (d.app.as_ref().unwrap(), &d.extra[0]);
+    login(db, &d.owner)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE orders.items (id int); CREATE SEQUENCE orders.s;")
+        .await
+        .unwrap();
+    reconcile(&server, &d).await.unwrap();
+    // As someone holding the admin credentials might do by hand.
+    let admin = pg().admin_client(db).await;
+    admin
+        .batch_execute(&format!(
+            "GRANT {owner} TO {app}; \
+             GRANT CREATE ON DATABASE {db} TO {app}; \
+             GRANT CREATE ON SCHEMA public TO PUBLIC; \
+             GRANT CREATE ON SCHEMA orders TO {app}; \
+             GRANT TRUNCATE, TRIGGER ON orders.items TO {app}; \
+             GRANT INSERT, DELETE ON orders.items TO {reader}; \
+             GRANT UPDATE ON SEQUENCE orders.s TO {reader};",
+            owner = d.owner.name,
+            app = app.name,
+            reader = reader.name,
+            db = d.database,
+        ))
+        .await
+        .unwrap();
+    let app_session = login(db, app).await.unwrap();
+    app_session
+        .batch_execute("CREATE TABLE public.sneaky (id int); DROP TABLE public.sneaky;")
+        .await
+        .expect("the hand-made grants give the app DDL before the repair");
+    drop(app_session);
+
+    let outcome = reconcile(&server, &d).await.unwrap();
+    assert!(outcome.changed());
+    let app_session = login(db, app).await.unwrap();
+    for ddl in [
+        "CREATE TABLE public.evil (id int)",
+        "CREATE TABLE orders.evil (id int)",
+        "CREATE SCHEMA evil",
+        "TRUNCATE orders.items",
+        "DROP TABLE orders.items",
+    ] {
+        let err = describe_pg(&app_session.batch_execute(ddl).await.expect_err(ddl));
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{ddl}: {err}"
+        );
+    }
+    let set_role = format!("SET ROLE {}", d.owner.name);
+    assert!(
+        app_session.batch_execute(&set_role).await.is_err(),
+        "the app is no longer a member of the owner role"
+    );
+    app_session
+        .batch_execute("INSERT INTO orders.items VALUES (1); DELETE FROM orders.items;")
+        .await
+        .expect("data access stays");
+    let reader_session = login(db, reader).await.unwrap();
+    for write in [
+        "INSERT INTO orders.items VALUES (2)",
+        "DELETE FROM orders.items",
+        "SELECT setval('orders.s', 5)",
+    ] {
+        assert!(
+            reader_session.batch_execute(write).await.is_err(),
+            "{write}"
+        );
+    }
+    assert_converged(&server, &d).await;
+}
+
+/// A resync of many databases at once never opens more connections to them than the
+/// server's bound, however many reconciles run concurrently.
+#[tokio::test]
+async fn many_databases_at_once_stay_within_the_connection_bound() {
+    let server = Arc::new(connect_server().await);
+    let prefix = unique("bound");
+    let all: Vec<_> = (0..16)
+        .map(|i| desired("bound", &format!("{prefix}_{i}")))
+        .collect();
+    for d in &all {
+        reconcile(&server, d).await.unwrap();
+    }
+    let names: Vec<String> = all.iter().map(|d| d.database.as_str().into()).collect();
+    let (stop, peak) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicI64::new(0)),
+    );
+    let sampler = {
+        let (stop, peak, names) = (stop.clone(), peak.clone(), names.clone());
+        tokio::spawn(async move {
+            let su = pg().superuser_client("postgres").await;
+            while !stop.load(Ordering::Relaxed) {
+                let n: i64 = su
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)",
+                        &[&names],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                peak.fetch_max(n, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // Every database at once, twice: more demand than the bound.
+    for _ in 0..2 {
+        let passes = all.iter().map(|d| {
+            let server = server.clone();
+            async move { reconcile(&server, d).await }
+        });
+        for result in futures::future::join_all(passes).await {
+            assert!(!result.unwrap().changed());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(peak > 0, "the sampler saw the probes");
+    assert!(
+        peak <= DEFAULT_DATABASE_CONNECTIONS as i64,
+        "{peak} connections to the databases at once; the bound is {DEFAULT_DATABASE_CONNECTIONS}"
+    );
+}
+
+/// The server's admin sessions dropped under it (a failover, an idle timeout) are replaced:
+/// the next pass works instead of the server being broken for the process's life.
+#[tokio::test]
+async fn dropped_admin_sessions_are_replaced() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("reconnect"));
+    reconcile(&server, &d).await.unwrap();
+    let killed: i64 = pg()
+        .superuser_client("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE usename = 'servicedb_admin' AND datname IN ('postgres', 'servicedb') \
+             AND application_name = 'servicedb') t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed > 0, "the pools held sessions to kill");
+    // The pool notices a closed session on checkout once its connection task has seen the
+    // termination; give it that moment, then every later pass must work.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!reconcile(&server, &d).await.unwrap().changed());
+    assert_converged(&server, &d).await;
+}
