@@ -295,7 +295,7 @@ spec:
     )
     .unwrap();
     assert_eq!(server.spec.port, 5432);
-    assert_eq!(server.spec.ssl_mode, SslMode::VerifyFull);
+    assert_eq!(server.spec.ssl_mode, Some(SslMode::VerifyFull));
     assert_eq!(server.spec.environment, Environment::Production);
     assert!(!server.spec.default);
     assert_eq!(server.spec.ca_secret_ref.as_ref().unwrap().key, "ca.crt");
@@ -357,7 +357,8 @@ fn enums_and_defaults_in_schema() {
         enum_of(&s["sslMode"]),
         ["disable", "prefer", "require", "verify-ca", "verify-full"]
     );
-    assert_eq!(s["sslMode"]["default"], "prefer");
+    // No schema default: unset means verify-full when a CA is given.
+    assert!(s["sslMode"].get("default").is_none(), "{}", s["sslMode"]);
     assert_eq!(s["port"]["default"], 5432);
     assert_eq!(
         enum_of(&s["environment"]),

@@ -92,9 +92,12 @@ pub struct DatabaseServerSpec {
     pub client_port: Option<i32>,
 
     /// TLS mode, with libpq's meaning, used by servicedb and written into the Secrets
-    /// (`PGSSLMODE`, `sslmode=` in URIs). Default: prefer.
-    #[serde(default)]
-    pub ssl_mode: SslMode,
+    /// (`PGSSLMODE`, `sslmode=` in URIs). Default: `verify-full` for servicedb's own
+    /// connections when `caSecretRef` is given (`prefer` in the Secrets, whose apps may not
+    /// have the CA), else `prefer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "SslMode")]
+    pub ssl_mode: Option<SslMode>,
 
     /// Secret holding the CA certificate that signs the server's certificate, for
     /// `verify-ca` and `verify-full`. Default: the system's trusted roots.
@@ -205,7 +208,7 @@ impl Default for DatabaseServerSpec {
             port: DEFAULT_PORT,
             client_host: None,
             client_port: None,
-            ssl_mode: SslMode::default(),
+            ssl_mode: None,
             ca_secret_ref: None,
             admin_secret_ref: SecretRef::default(),
             default: false,
@@ -221,6 +224,21 @@ impl DatabaseServerSpec {
         self.client_host.as_deref().unwrap_or(&self.host)
     }
 
+    /// The sslmode of servicedb's own (admin) connections: a CA given means its certificate
+    /// is checked, host name included, unless `sslMode` says otherwise.
+    pub fn admin_ssl_mode(&self) -> SslMode {
+        match (self.ssl_mode, &self.ca_secret_ref) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => SslMode::VerifyFull,
+            (None, None) => SslMode::Prefer,
+        }
+    }
+
+    /// The sslmode written into service Secrets.
+    pub fn client_ssl_mode(&self) -> SslMode {
+        self.ssl_mode.unwrap_or_default()
+    }
+
     /// Port for service Secrets: `clientPort`, else `port`.
     pub fn effective_client_port(&self) -> i32 {
         self.client_port.unwrap_or(self.port)
@@ -233,4 +251,28 @@ fn default_port() -> i32 {
 
 fn default_ca_key() -> String {
     DEFAULT_CA_KEY.to_string()
+}
+
+#[cfg(test)]
+mod ssl_mode_tests {
+    use super::*;
+
+    /// A CA given without an sslMode means servicedb checks the server's certificate and
+    /// name; Secrets keep `prefer`, since the apps may not have the CA. An explicit sslMode
+    /// always wins.
+    #[test]
+    fn a_ca_means_verify_full_unless_said_otherwise() {
+        let mut spec = DatabaseServerSpec::default();
+        assert_eq!(spec.admin_ssl_mode(), SslMode::Prefer);
+        spec.ca_secret_ref = Some(SecretKeyRef {
+            namespace: "ops".into(),
+            name: "pg-ca".into(),
+            key: "ca.crt".into(),
+        });
+        assert_eq!(spec.admin_ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(spec.client_ssl_mode(), SslMode::Prefer);
+        spec.ssl_mode = Some(SslMode::VerifyCa);
+        assert_eq!(spec.admin_ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(spec.client_ssl_mode(), SslMode::VerifyCa);
+    }
 }

@@ -125,18 +125,17 @@ fn declared_spec(
         ),
         None => None,
     };
-    let ssl_mode = spec.ssl_mode;
     Ok(ServerSpec {
         name: name.clone(),
         admin: ConnectOptions {
             config,
-            ssl_mode,
+            ssl_mode: spec.admin_ssl_mode(),
             ca_pem,
             system_roots: false,
         },
         client_host: spec.effective_client_host().to_string(),
         client_port: u16::try_from(spec.effective_client_port()).unwrap_or(5432),
-        ssl_mode,
+        ssl_mode: spec.client_ssl_mode(),
         environment: match spec.environment {
             crate::api::Environment::Production => Environment::Production,
             crate::api::Environment::Staging => Environment::Staging,

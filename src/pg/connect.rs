@@ -485,11 +485,11 @@ where
 
 /// tokio-postgres says so in words only.
 fn is_no_tls(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error().is_none() && e.to_string().contains("server does not support TLS")
+    e.as_db_error().is_none() && super::describe_pg(e).contains("server does not support TLS")
 }
 
 fn is_binding_refused(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error().is_none() && e.to_string().contains("channel binding")
+    e.as_db_error().is_none() && super::describe_pg(e).contains("channel binding")
 }
 
 /// Certificate checks per sslmode: none (encryption only), chain only, or chain and name.
