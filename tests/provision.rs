@@ -480,3 +480,28 @@ mod review_fixes {
             .unwrap();
     }
 }
+
+/// What the docs promise about the app role outside its tables: temporary tables yes (on
+/// purpose), nothing in `public`; PostgreSQL's own `postgres` database is reachable (servicedb's
+/// admin cannot close it) but holds nothing it may change; the ownership catalog is closed.
+#[tokio::test]
+async fn app_role_scratch_space_and_the_databases_it_can_reach() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("temp"));
+    reconcile(&server, &d).await.unwrap();
+    let app = d.app.as_ref().unwrap();
+    let own = login(d.database.as_str(), app).await.unwrap();
+    own.batch_execute("CREATE TEMP TABLE scratch (id int); INSERT INTO scratch VALUES (1)")
+        .await
+        .expect("temporary tables are allowed");
+    let maintenance = login("postgres", app).await.expect("PostgreSQL's default");
+    let err = describe_pg(
+        &maintenance
+            .batch_execute("CREATE TABLE public.t (id int)")
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.contains("permission denied"), "{err}");
+    let err = login("servicedb", app).await.unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+}
