@@ -205,3 +205,34 @@ async fn dropped_admin_sessions_are_replaced() {
     assert!(!reconcile(&server, &d).await.unwrap().changed());
     assert_converged(&server, &d).await;
 }
+
+/// With a bound smaller than a database's roles and more reconciles than slots, passes still
+/// finish: no reconcile holds a slot while waiting for another.
+#[tokio::test]
+async fn a_tight_bound_never_deadlocks_concurrent_passes() {
+    let mut spec = support::provision::spec(support::provision::INSTALLATION);
+    spec.database_connections = 2;
+    let server = Arc::new(
+        servicedb::provision::server::Server::connect(spec)
+            .await
+            .unwrap(),
+    );
+    let prefix = unique("tight");
+    let all: Vec<_> = (0..3)
+        .map(|i| desired("tight", &format!("{prefix}_{i}")))
+        .collect();
+    for d in &all {
+        reconcile(&server, d).await.unwrap();
+    }
+    let passes = all.iter().flat_map(|d| {
+        let server = server.clone();
+        (0..3).map(move |_| {
+            let server = server.clone();
+            async move { reconcile(&server, d).await }
+        })
+    });
+    let results = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(passes))
+        .await
+        .expect("concurrent passes finished");
+    assert!(results.into_iter().all(|r| !r.unwrap().changed()));
+}

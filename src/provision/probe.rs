@@ -54,24 +54,35 @@ pub async fn probe_logins(
 ) -> Probes {
     let roles = roles_to_probe(desired, observed);
     let database = desired.database.as_str();
-    let results = join_all(
-        roles
-            .iter()
-            .map(|r| server.login(database, r.name.as_str(), r.password.expose())),
-    )
-    .await;
     let mut probes = Probes::default();
-    for (role, result) in roles.into_iter().zip(results) {
-        match result {
-            Ok(session) if role.name == desired.owner.name => probes.owner = Some(session),
-            Ok(_) => {}
-            Err(e) if e.sqlstate() == Some(INVALID_PASSWORD) => {
-                tracing::warn!(role = %role.name, server = %server.spec.name,
-                    "the role no longer has its Secret's password; setting it again");
-                probes.rejected.insert(role.name.as_str().to_string());
-            }
-            Err(e) => {
-                tracing::debug!(role = %role.name, error = %e, "login probe inconclusive")
+    // The owner's session is kept only when all probes fit in one batch: later batches
+    // would wait for slots while it holds one.
+    let keep_owner = roles.len() <= server.bound();
+    for batch in roles.chunks(server.bound()) {
+        // All slots of a batch are taken at once: holding the owner's session while waiting
+        // for the app's could otherwise deadlock reconciles that each hold one.
+        let mut slots = server.database_slots(batch.len()).await;
+        let logins: Vec<_> = batch
+            .iter()
+            .map(|r| {
+                let slot = slots.split(1).expect("one slot per role in the batch");
+                server.login_within(slot, database, r.name.as_str(), r.password.expose())
+            })
+            .collect();
+        for (role, result) in batch.iter().zip(join_all(logins).await) {
+            match result {
+                Ok(session) if keep_owner && role.name == desired.owner.name => {
+                    probes.owner = Some(session)
+                }
+                Ok(_) => {}
+                Err(e) if e.sqlstate() == Some(INVALID_PASSWORD) => {
+                    tracing::warn!(role = %role.name, server = %server.spec.name,
+                        "the role no longer has its Secret's password; setting it again");
+                    probes.rejected.insert(role.name.as_str().to_string());
+                }
+                Err(e) => {
+                    tracing::debug!(role = %role.name, error = %e, "login probe inconclusive")
+                }
             }
         }
     }

@@ -225,11 +225,24 @@ impl Server {
 
     /// Waits for a free slot under the per-database bound.
     pub async fn database_slot(&self) -> OwnedSemaphorePermit {
+        self.database_slots(1).await
+    }
+
+    /// Waits for `n` slots at once (at most the bound), so a caller that needs several
+    /// connections together never holds some while waiting for the rest: no deadlock
+    /// between concurrent reconciles. Split the permit to hand one to each connection.
+    pub async fn database_slots(&self, n: usize) -> OwnedSemaphorePermit {
+        let n = n.clamp(1, self.bound());
         self.databases
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(u32::try_from(n).unwrap_or(1))
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// How many connections to databases may be open at once.
+    pub fn bound(&self) -> usize {
+        self.spec.database_connections.max(1)
     }
 
     /// An admin connection to one of the server's databases, within the bound.
@@ -251,13 +264,33 @@ impl Server {
         user: &str,
         password: &str,
     ) -> Result<DatabaseConnection, ConnectError> {
+        let permit = self.database_slot().await;
+        self.login_within(permit, database, user, password).await
+    }
+
+    /// [`Server::login`] in a slot the caller already holds.
+    pub async fn login_within(
+        &self,
+        permit: OwnedSemaphorePermit,
+        database: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<DatabaseConnection, ConnectError> {
         let mut options = self.spec.options_for(database);
         options.config.user(user).password(password);
-        self.open(&options).await
+        self.open_within(permit, &options).await
     }
 
     async fn open(&self, options: &ConnectOptions) -> Result<DatabaseConnection, ConnectError> {
         let permit = self.database_slot().await;
+        self.open_within(permit, options).await
+    }
+
+    async fn open_within(
+        &self,
+        permit: OwnedSemaphorePermit,
+        options: &ConnectOptions,
+    ) -> Result<DatabaseConnection, ConnectError> {
         let (client, _task) = self
             .prepared
             .connect_with(&options.config)
