@@ -145,6 +145,27 @@ pub struct ManagedDatabase {
     pub tenant: Option<String>,
 }
 
+/// How many databases the catalog records (placement and `databaseCount`: one cheap query,
+/// never the whole list).
+pub async fn count(catalog: &Client) -> Result<u32, CatalogError> {
+    let n: i64 = catalog
+        .query_one("SELECT count(*) FROM servicedb.databases", &[])
+        .await?
+        .get(0);
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Whether the catalog records `database`.
+pub async fn holds(catalog: &Client, database: &str) -> Result<bool, CatalogError> {
+    Ok(catalog
+        .query_opt(
+            "SELECT 1 FROM servicedb.databases WHERE database_name = $1",
+            &[&database],
+        )
+        .await?
+        .is_some())
+}
+
 pub async fn list(catalog: &Client) -> Result<Vec<ManagedDatabase>, CatalogError> {
     let rows = catalog
         .query(
