@@ -2,8 +2,12 @@
 //! declared) PostgreSQL provisioned and migrated, Secrets as `.env` files.
 pub mod env_store;
 pub mod local_server;
+pub mod lock;
 pub mod manifests;
+pub mod prune;
+pub mod record;
 pub mod servers;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,17 +17,17 @@ use crate::api::validation::{
 };
 use crate::api::{ServiceDatabase, Tenancy};
 use crate::migrate::engine::{MigrateError, Progress};
-use crate::migrate::plan::current_version;
 use crate::migrate::version::Version;
-use crate::provision::catalog;
 use crate::provision::execute::{Outcome, reconcile_inside};
-use crate::provision::server::Server;
 use crate::service::migrations::{SEED_HISTORY_TABLE, apply_as_owner, files_from_config_maps};
 use crate::service::reconcile::{UnitError, reconcile_unit};
 use env_store::EnvFileStore;
 use local_server::{LocalError, LocalServer};
+use lock::LockError;
 use manifests::{ManifestError, Manifests};
+use record::{Record, UnitRecord};
 use servers::{ServerError, Servers};
+pub use status::{ServerLine, Status, status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
@@ -33,6 +37,15 @@ pub enum DevError {
     Local(#[from] LocalError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Record(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Names the manifest file and the resource.
     #[error("{file}: {resource}: {message}")]
     Resource {
@@ -59,13 +72,14 @@ pub struct Row {
     pub server: String,
     pub database: String,
     pub version: String,
-    pub secret_file: String,
+    /// Every Secret file of the database: the app's first, then the migrator's and the
+    /// extra roles'.
+    pub secret_files: Vec<String>,
 }
 
 /// What `dev up` did.
 #[derive(Debug, Default)]
 pub struct UpReport {
-    pub notes: Vec<String>,
     pub rows: Vec<Row>,
     /// Resources that failed, with the reason; the others were still reconciled.
     pub errors: Vec<String>,
@@ -75,12 +89,24 @@ pub struct UpReport {
     pub migrations_applied: usize,
 }
 
-/// Where `dev` keeps its state: `.servicedb` unless told otherwise.
+/// Where `dev` keeps its state: `--state-dir`, else `SERVICEDB_DEV_DIR`, else the nearest
+/// `.servicedb` directory in the current directory or above (as git finds `.git`), else a new
+/// `.servicedb` here.
 pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
-    explicit
+    if let Some(p) = explicit
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("SERVICEDB_DEV_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(".servicedb"))
+    {
+        return p;
+    }
+    let here = PathBuf::from(".servicedb");
+    let Ok(cwd) = std::env::current_dir() else {
+        return here;
+    };
+    cwd.ancestors()
+        .map(|d| d.join(".servicedb"))
+        .find(|d| d.is_dir())
+        .unwrap_or(here)
 }
 
 /// What validation found: every error with its file and field, and which resources are
@@ -176,23 +202,34 @@ fn describe(sdb: &ServiceDatabase) -> String {
     )
 }
 
-/// `dev up`: reconcile every resource in the manifests.
+/// `dev up`: reconcile every resource in the manifests; with `prune`, apply the reclaim
+/// policy of what earlier runs set up and the manifests no longer declare.
 pub async fn up(
     paths: &[PathBuf],
     state: &Path,
+    prune: bool,
     progress: &mut dyn DevProgress,
 ) -> Result<UpReport, DevError> {
     let manifests = manifests::load(paths)?;
-    let mut report = UpReport {
-        notes: manifests.warnings.clone(),
-        ..Default::default()
-    };
+    for w in &manifests.warnings {
+        progress.note(w);
+    }
+    let mut report = UpReport::default();
     let invalid = validate(&manifests);
-    report.errors = invalid.errors.clone();
-    if invalid.servers {
+    report.errors = manifests.errors.clone();
+    report.errors.extend(invalid.errors.clone());
+    // Placement depends on every DatabaseServer: one refused stops everything.
+    if invalid.servers
+        || manifests
+            .rejected
+            .iter()
+            .any(|(k, _, _)| k == "DatabaseServer")
+    {
         return Ok(report);
     }
-    let servers = Servers::connect(&manifests, state, &mut report.notes, progress).await?;
+    let _lock = lock::lock(state, "up", &mut |m| progress.note(&m)).await?;
+    let old = Record::load(state).map_err(DevError::Record)?;
+    let servers = Servers::connect(&manifests, state, progress).await?;
     let store = EnvFileStore::new(state.join("secrets"));
 
     // Shared services, then each tenant's databases.
@@ -232,6 +269,12 @@ pub async fn up(
                     "{}: Tenant {ns}/{tname}: spec.services[{i}]: {service:?} is a Shared ServiceDatabase; tenants use PerTenant ones",
                     t.file.display()
                 )),
+                None if manifests.is_rejected("ServiceDatabase", &ns, service) => {
+                    report.errors.push(format!(
+                        "{}: Tenant {ns}/{tname}: spec.services[{i}]: ServiceDatabase {ns}/{service} is invalid (see above); this tenant's database for it is left alone",
+                        t.file.display()
+                    ))
+                }
                 None => report.errors.push(format!(
                     "{}: Tenant {ns}/{tname}: spec.services[{i}]: no ServiceDatabase {service:?} in namespace {ns}",
                     t.file.display()
@@ -240,6 +283,8 @@ pub async fn up(
         }
     }
 
+    progress.units(units.len());
+    let mut done_units = Vec::new();
     for (s, tenant, pin) in units {
         let resource = match &tenant {
             Some(t) => format!("{} (tenant {t})", describe(&s.value)),
@@ -262,13 +307,38 @@ pub async fn up(
                 report.secrets_written += done.secrets_written;
                 report.migrations_applied += done.migrations_applied;
                 report.rows.push(done.row);
+                done_units.push(done.record);
             }
             Err(e) => report.errors.push(match e {
                 DevError::Resource { .. } | DevError::Migrate { .. } => e.to_string(),
                 other => format!("{}: {resource}: {other}", s.file.display()),
             }),
         }
+        progress.unit_done();
     }
+
+    let mut record = Record {
+        manifests: paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect(),
+        servers: servers::declared(&manifests),
+        units: record::merge(&old, &manifests, done_units),
+    };
+    if prune {
+        prune::prune(&mut record, &servers, &store, progress, &mut report.errors).await;
+    } else {
+        for u in record.orphans() {
+            progress.note(&format!(
+                "{} (database {} on {}) is no longer in the manifests; `servicedb dev up --prune` applies its reclaimPolicy ({})",
+                u.describe(),
+                u.database,
+                u.server,
+                u.reclaim_policy()
+            ));
+        }
+    }
+    record.save(state).map_err(DevError::Record)?;
     Ok(report)
 }
 
@@ -277,6 +347,7 @@ type ConfigMapData = (String, BTreeMap<String, String>);
 
 struct UnitDone {
     row: Row,
+    record: UnitRecord,
     outcome: Outcome,
     secrets_written: usize,
     migrations_applied: usize,
@@ -393,6 +464,10 @@ async fn up_one(
             .await
             .map_err(|e| resource_error(e.to_string()))?;
     }
+    // The app's Secret first: the one a service loads.
+    let app = unit.layout.app_secret().name.clone();
+    let mut secrets: Vec<String> = unit.layout.secrets.iter().map(|s| s.name.clone()).collect();
+    secrets.sort_by_key(|s| *s != app);
     Ok(UnitDone {
         row: Row {
             service: format!("{ns}/{}", unit.layout.service),
@@ -400,10 +475,20 @@ async fn up_one(
             server: server.spec.name.clone(),
             database: unit.layout.database.clone(),
             version: version.unwrap_or_else(|| "-".to_string()),
-            secret_file: store
-                .path(&ns, &unit.layout.app_secret().name)
-                .display()
-                .to_string(),
+            secret_files: secrets
+                .iter()
+                .map(|name| store.path(&ns, name).display().to_string())
+                .collect(),
+        },
+        record: UnitRecord {
+            namespace: ns.clone(),
+            service: unit.layout.service.clone(),
+            tenant: tenant.map(str::to_string),
+            server: server.spec.name.clone(),
+            database: unit.layout.database.clone(),
+            secrets,
+            orphaned: false,
+            resource: sdb.clone(),
         },
         outcome,
         secrets_written: unit.secrets_written.len(),
@@ -411,78 +496,54 @@ async fn up_one(
     })
 }
 
-/// `dev status`: the managed databases, read from the server.
-pub async fn status(state: &Path) -> Result<Option<Vec<Row>>, DevError> {
-    let Some(local) = LocalServer::load(state)? else {
-        return Ok(None);
-    };
-    if !local.is_running() {
-        return Ok(None);
-    }
-    let server = Server::connect(servers::local_spec(&local).await?)
-        .await
-        .map_err(ServerError::from)?;
-    let store = EnvFileStore::new(state.join("secrets"));
-    let secrets = store.all();
-    let mut rows = Vec::new();
-    for db in catalog::list(&server.catalog)
-        .await
-        .map_err(|e| ServerError::Other(e.to_string()))?
-    {
-        let version = match server.connect_to(&db.database).await {
-            Ok(client) => read_version(&client).await,
-            Err(_) => "?".to_string(),
-        };
-        // The app's Secret: the one for this database whose user is not the owner.
-        let owner = crate::naming::owner_role(&db.database);
-        let secret_file = secrets
-            .iter()
-            .find(|(ns, _, keys)| {
-                ns == &db.claimant.namespace
-                    && keys.get("PGDATABASE") == Some(&db.database)
-                    && keys.get("PGUSER") != Some(&owner)
-            })
-            .or_else(|| {
-                secrets
-                    .iter()
-                    .find(|(_, _, k)| k.get("PGDATABASE") == Some(&db.database))
-            })
-            .map(|(ns, name, _)| store.path(ns, name).display().to_string())
-            .unwrap_or_default();
-        rows.push(Row {
-            service: format!("{}/{}", db.claimant.namespace, db.service),
-            tenant: db.tenant.clone().unwrap_or_default(),
-            server: server.spec.name.clone(),
-            database: db.database.clone(),
-            version,
-            secret_file,
-        });
-    }
-    Ok(Some(rows))
-}
-
-async fn read_version(client: &tokio_postgres::Client) -> String {
-    let table = crate::migrate::history::HistoryTable {
-        schema: "public".to_string(),
-        table: "flyway_schema_history".to_string(),
-    };
-    match table.exists(client).await {
-        Ok(true) => match table.rows_after(client, -1).await {
-            Ok(rows) => current_version(&rows).map_or("-".to_string(), |v| v.to_string()),
-            Err(_) => "?".to_string(),
-        },
-        _ => "-".to_string(),
-    }
-}
-
 /// `dev down`: stop the embedded server, keeping its data.
-pub fn down(state: &Path) -> Result<bool, DevError> {
+pub async fn down(state: &Path, progress: &mut dyn DevProgress) -> Result<bool, DevError> {
+    if !state.is_dir() {
+        return Ok(false);
+    }
+    let _lock = lock::lock(state, "down", &mut |m| progress.note(&m)).await?;
     Ok(LocalServer::down(state)?)
 }
 
-/// How `dev` reports progress: a spinner on a terminal, lines otherwise.
+/// `dev reset`: stop the embedded server and delete the state directory (and the data
+/// directory, when it lives outside it). Returns what was removed.
+pub async fn reset(state: &Path, progress: &mut dyn DevProgress) -> Result<Vec<PathBuf>, DevError> {
+    if !state.is_dir() {
+        return Ok(Vec::new());
+    }
+    let _held = lock::lock(state, "reset", &mut |m| progress.note(&m)).await?;
+    let local = LocalServer::load(state)?;
+    LocalServer::down(state)?;
+    let mut removed = Vec::new();
+    if let Some(outside) = local.as_ref().and_then(|l| l.outside_data(state)) {
+        remove_tree(&outside)?;
+        removed.push(outside);
+    }
+    remove_tree(state)?;
+    removed.push(state.to_path_buf());
+    Ok(removed)
+}
+
+fn remove_tree(path: &Path) -> Result<(), DevError> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DevError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// How `dev` reports progress, as it happens: a spinner or bar on a terminal, lines otherwise.
 pub trait DevProgress {
+    /// What is being done now (replaced by the next step on a terminal).
     fn step(&mut self, message: &str);
+    /// Something the user should see and keep (a server started, a fallback taken).
+    fn note(&mut self, message: &str);
+    /// How many databases are about to be reconciled.
+    fn units(&mut self, _total: usize) {}
+    /// One of them is done.
+    fn unit_done(&mut self) {}
 }
 
 /// Migration progress as steps of a `DevProgress`.

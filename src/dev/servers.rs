@@ -7,6 +7,7 @@ use tokio_postgres::Config;
 
 use super::local_server::{LocalError, LocalServer};
 use super::manifests::Manifests;
+use super::record::DeclaredServer;
 use super::{DevError, DevProgress};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::pg::{ConnectOptions, SslMode};
@@ -45,7 +46,7 @@ pub async fn local_spec(local: &LocalServer) -> Result<ServerSpec, LocalError> {
     })
 }
 
-fn declared_spec(
+pub fn declared_spec(
     m: &Manifests,
     server: &DatabaseServer,
     file: &Path,
@@ -120,18 +121,55 @@ fn declared_spec(
     })
 }
 
+/// The manifests' DatabaseServers as `dev status` shows them: admin URL without password,
+/// and where the password is.
+pub fn declared(m: &Manifests) -> Vec<DeclaredServer> {
+    m.servers
+        .iter()
+        .map(|s| {
+            let spec = &s.value.spec;
+            let r = &spec.admin_secret_ref;
+            let secret = m.secrets.get(&(r.namespace.clone(), r.name.clone()));
+            let user = secret
+                .and_then(|s| s.value.get("username"))
+                .map(|u| {
+                    percent_encoding::utf8_percent_encode(u, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                })
+                .unwrap_or_else(|| "?".to_string());
+            let host = if spec.host.contains(':') {
+                format!("[{}]", spec.host)
+            } else {
+                spec.host.clone()
+            };
+            DeclaredServer {
+                name: s.value.metadata.name.clone().unwrap_or_default(),
+                file: s.file.clone(),
+                admin_url: format!(
+                    "postgresql://{user}@{host}:{}/postgres?sslmode={}",
+                    spec.port,
+                    spec.ssl_mode.as_str()
+                ),
+                password_from: format!(
+                    "key \"password\" of Secret {}/{} in {}",
+                    r.namespace,
+                    r.name,
+                    secret.map_or_else(|| "?".to_string(), |s| s.file.display().to_string())
+                ),
+            }
+        })
+        .collect()
+}
+
 impl Servers {
     pub async fn connect(
         m: &Manifests,
         state: &Path,
-        notes: &mut Vec<String>,
         progress: &mut dyn DevProgress,
     ) -> Result<Servers, DevError> {
         let mut list = Vec::new();
         if m.servers.is_empty() {
-            progress.step("starting the embedded PostgreSQL");
-            let (local, started) = LocalServer::up(state)?;
-            notes.extend(started);
+            let local = LocalServer::up(state, &mut |n| progress.note(&n))?;
             let server = Server::connect(local_spec(&local).await?)
                 .await
                 .map_err(ServerError::from)?;
@@ -144,6 +182,14 @@ impl Servers {
             list.push((server, s.value.spec.default || m.servers.len() == 1));
         }
         Ok(Servers { list })
+    }
+
+    /// The server of this name, for pruning a resource recorded there.
+    pub fn named(&self, name: &str) -> Option<&Server> {
+        self.list
+            .iter()
+            .map(|(s, _)| s)
+            .find(|s| s.spec.name == name)
     }
 
     /// The server for a Shared service, or the placement of a tenant's database.
