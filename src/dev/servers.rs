@@ -121,6 +121,13 @@ pub fn declared_spec(
     })
 }
 
+/// RFC 3986 unreserved characters stay in a URL's user name; the rest is encoded.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The manifests' DatabaseServers as `dev status` shows them: admin URL without password,
 /// and where the password is.
 pub fn declared(m: &Manifests) -> Vec<DeclaredServer> {
@@ -132,10 +139,7 @@ pub fn declared(m: &Manifests) -> Vec<DeclaredServer> {
             let secret = m.secrets.get(&(r.namespace.clone(), r.name.clone()));
             let user = secret
                 .and_then(|s| s.value.get("username"))
-                .map(|u| {
-                    percent_encoding::utf8_percent_encode(u, percent_encoding::NON_ALPHANUMERIC)
-                        .to_string()
-                })
+                .map(|u| percent_encoding::utf8_percent_encode(u, USERINFO).to_string())
                 .unwrap_or_else(|| "?".to_string());
             let host = if spec.host.contains(':') {
                 format!("[{}]", spec.host)

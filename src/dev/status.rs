@@ -114,9 +114,9 @@ async fn rows_of(server: &Server, store: &EnvFileStore) -> Result<Vec<Row>, DevE
             Ok(client) => read_version(&client).await,
             Err(_) => "?".to_string(),
         };
-        // The app's Secret (whose user is not the owner) first, then the others.
+        // The app's Secret (the shortest name whose user is not the owner) first.
         let owner = crate::naming::owner_role(&db.database);
-        let mut files: Vec<(bool, String)> = secrets
+        let mut files: Vec<(bool, usize, String)> = secrets
             .iter()
             .filter(|(ns, _, keys)| {
                 ns == &db.claimant.namespace && keys.get("PGDATABASE") == Some(&db.database)
@@ -124,6 +124,7 @@ async fn rows_of(server: &Server, store: &EnvFileStore) -> Result<Vec<Row>, DevE
             .map(|(ns, name, keys)| {
                 (
                     keys.get("PGUSER") == Some(&owner),
+                    name.len(),
                     store.path(ns, name).display().to_string(),
                 )
             })
@@ -135,7 +136,7 @@ async fn rows_of(server: &Server, store: &EnvFileStore) -> Result<Vec<Row>, DevE
             server: server.spec.name.clone(),
             database: db.database.clone(),
             version,
-            secret_files: files.into_iter().map(|(_, f)| f).collect(),
+            secret_files: files.into_iter().map(|(_, _, f)| f).collect(),
         });
     }
     Ok(rows)
