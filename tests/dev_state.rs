@@ -181,3 +181,39 @@ async fn state_directory_lifecycle() {
     let status = text(&run(p, &["dev", "status"]).stdout);
     assert!(status.contains("Nothing set up"), "{status}");
 }
+
+/// On a terminal, many databases get a bar counting them (run under `script`, which gives the
+/// command a pseudo-terminal); without one, plain lines.
+#[test]
+fn a_terminal_gets_a_progress_bar_for_many_databases() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("note: skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let fitbuddy = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fitbuddy");
+    let typescript = state.path().join("typescript");
+    let command = format!(
+        "{} dev up -f {} >/dev/null",
+        env!("CARGO_BIN_EXE_servicedb"),
+        fitbuddy.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command])
+        .arg(&typescript)
+        .env("SERVICEDB_DEV_DIR", state.path().join(".servicedb"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    // reset, not down: as root the data lives under /var/tmp, which reset removes too.
+    run(
+        state.path(),
+        &["dev", "--state-dir", ".servicedb", "reset", "--yes"],
+    );
+    assert!(out.status.success(), "{seen}");
+    // Four databases: the management one and three tenants'.
+    assert!(seen.contains(" 0/4 reconciling"), "{seen}");
+    assert!(seen.contains(" 3/4 reconciling"), "{seen}");
+}

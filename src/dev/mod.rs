@@ -8,26 +8,22 @@ pub mod prune;
 pub mod record;
 pub mod servers;
 pub mod status;
+mod unit;
+mod validate;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::api::validation::{
-    validate_database_server, validate_service_database, validate_tenant,
-};
 use crate::api::{ServiceDatabase, Tenancy};
-use crate::migrate::engine::{MigrateError, Progress};
-use crate::migrate::version::Version;
-use crate::provision::execute::{Outcome, reconcile_inside};
-use crate::service::migrations::{SEED_HISTORY_TABLE, apply_as_owner, files_from_config_maps};
-use crate::service::reconcile::{UnitError, reconcile_unit};
+use crate::migrate::engine::MigrateError;
 use env_store::EnvFileStore;
 use local_server::{LocalError, LocalServer};
 use lock::LockError;
-use manifests::{ManifestError, Manifests};
-use record::{Record, UnitRecord};
+use manifests::ManifestError;
+use record::Record;
 use servers::{ServerError, Servers};
 pub use status::{ServerLine, Status, status};
+use unit::up_one;
+use validate::{describe, validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
@@ -107,99 +103,6 @@ pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
         .map(|d| d.join(".servicedb"))
         .find(|d| d.is_dir())
         .unwrap_or(here)
-}
-
-/// What validation found: every error with its file and field, and which resources are
-/// invalid (they are not touched; the others go ahead).
-#[derive(Default)]
-struct Invalid {
-    errors: Vec<String>,
-    /// An invalid DatabaseServer stops everything: placement depends on all of them.
-    servers: bool,
-    /// (kind, namespace, name) of invalid ServiceDatabases and Tenants.
-    resources: Vec<(&'static str, String, String)>,
-}
-
-impl Invalid {
-    fn contains(
-        &self,
-        kind: &str,
-        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    ) -> bool {
-        self.resources.iter().any(|(k, ns, name)| {
-            *k == kind
-                && Some(ns.as_str()) == meta.namespace.as_deref()
-                && Some(name.as_str()) == meta.name.as_deref()
-        })
-    }
-}
-
-fn validate(m: &Manifests) -> Invalid {
-    let mut invalid = Invalid::default();
-    let mut report = |file: &Path, what: String, errs: Vec<crate::api::FieldError>| {
-        for e in errs {
-            invalid
-                .errors
-                .push(format!("{}: {what}: {e}", file.display()));
-        }
-    };
-    let mut servers = false;
-    for s in &m.servers {
-        if let Err(e) = validate_database_server(&s.value) {
-            servers = true;
-            report(
-                &s.file,
-                resource_name("DatabaseServer", None, &s.value.metadata.name),
-                e,
-            );
-        }
-    }
-    let mut resources = Vec::new();
-    let key = |kind, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        (
-            kind,
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        )
-    };
-    for s in &m.services {
-        if let Err(e) = validate_service_database(&s.value) {
-            resources.push(key("ServiceDatabase", &s.value.metadata));
-            report(&s.file, describe(&s.value), e);
-        }
-    }
-    for t in &m.tenants {
-        if let Err(e) = validate_tenant(&t.value) {
-            resources.push(key("Tenant", &t.value.metadata));
-            report(
-                &t.file,
-                resource_name(
-                    "Tenant",
-                    t.value.metadata.namespace.as_deref(),
-                    &t.value.metadata.name,
-                ),
-                e,
-            );
-        }
-    }
-    invalid.servers = servers;
-    invalid.resources = resources;
-    invalid
-}
-
-fn resource_name(kind: &str, ns: Option<&str>, name: &Option<String>) -> String {
-    match ns {
-        Some(ns) => format!("{kind} {ns}/{}", name.as_deref().unwrap_or("")),
-        None => format!("{kind} {}", name.as_deref().unwrap_or("")),
-    }
-}
-
-fn describe(sdb: &ServiceDatabase) -> String {
-    resource_name(
-        "ServiceDatabase",
-        sdb.metadata.namespace.as_deref(),
-        &sdb.metadata.name,
-    )
 }
 
 /// `dev up`: reconcile every resource in the manifests; with `prune`, apply the reclaim
@@ -342,160 +245,6 @@ pub async fn up(
     Ok(report)
 }
 
-/// A ConfigMap's name and data.
-type ConfigMapData = (String, BTreeMap<String, String>);
-
-struct UnitDone {
-    row: Row,
-    record: UnitRecord,
-    outcome: Outcome,
-    secrets_written: usize,
-    migrations_applied: usize,
-}
-
-async fn up_one(
-    manifests: &Manifests,
-    servers: &Servers,
-    store: &EnvFileStore,
-    s: &manifests::Sourced<ServiceDatabase>,
-    tenant: Option<&str>,
-    pin: Option<&str>,
-    progress: &mut dyn DevProgress,
-) -> Result<UnitDone, DevError> {
-    let sdb = &s.value;
-    let resource = describe(sdb);
-    let resource_error = |message: String| DevError::Resource {
-        file: s.file.clone(),
-        resource: resource.clone(),
-        message,
-    };
-    let server = servers
-        .for_unit(sdb, tenant, pin)
-        .await
-        .map_err(|e| resource_error(e.to_string()))?;
-    let ns = sdb.metadata.namespace.clone().unwrap_or_default();
-    let migrations = sdb.spec.migrations.clone().unwrap_or_default();
-    let config_maps = |names: &[String], field: &str| -> Result<Vec<ConfigMapData>, DevError> {
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                manifests
-                    .config_maps
-                    .get(&(ns.clone(), name.clone()))
-                    .map(|cm| (name.clone(), cm.value.clone()))
-                    .ok_or_else(|| {
-                        resource_error(format!(
-                            "{field}[{i}]: no ConfigMap {ns}/{name} in the manifests"
-                        ))
-                    })
-            })
-            .collect()
-    };
-    let schema_cms = config_maps(&migrations.config_maps, "spec.migrations.configMaps")?;
-    let seed_cms = config_maps(
-        &migrations
-            .seed
-            .as_ref()
-            .map(|s| s.config_maps.clone())
-            .unwrap_or_default(),
-        "spec.migrations.seed.configMaps",
-    )?;
-    let files = files_from_config_maps(&schema_cms)
-        .map_err(|e| resource_error(format!("spec.migrations.configMaps: {e}")))?;
-    let seeds = files_from_config_maps(&seed_cms)
-        .map_err(|e| resource_error(format!("spec.migrations.seed.configMaps: {e}")))?;
-    let target = migrations
-        .target_version
-        .as_deref()
-        .map(Version::parse)
-        .transpose()
-        .map_err(|e| resource_error(format!("spec.migrations.targetVersion: {e}")))?;
-
-    let unit = reconcile_unit(server, store, sdb, tenant, &[])
-        .await
-        .map_err(|e| match e {
-            UnitError::Provision(p) => resource_error(p.to_string()),
-            other => resource_error(other.to_string()),
-        })?;
-    let migrate_error = |source| DevError::Migrate {
-        file: s.file.clone(),
-        resource: match tenant {
-            Some(t) => format!("{resource} (tenant {t})"),
-            None => resource.clone(),
-        },
-        database: unit.layout.database.clone(),
-        source: Box::new(source),
-    };
-    let mut applied = 0;
-    let mut version = None;
-    if !files.files.is_empty() {
-        let report = apply_as_owner(
-            server,
-            &unit.desired,
-            files,
-            "flyway_schema_history",
-            target,
-            &mut MigrationSteps(&mut *progress),
-        )
-        .await
-        .map_err(migrate_error)?;
-        applied += report.applied.len();
-        version = report.current;
-    }
-    if !seeds.files.is_empty() {
-        let report = apply_as_owner(
-            server,
-            &unit.desired,
-            seeds,
-            SEED_HISTORY_TABLE,
-            None,
-            &mut MigrationSteps(&mut *progress),
-        )
-        .await
-        .map_err(migrate_error)?;
-        applied += report.applied.len();
-    }
-    let mut outcome = unit.outcome;
-    // Schemas the migrations just created get their grants now, not on the next run; with
-    // nothing applied, reconcile_unit has already looked inside.
-    if applied > 0 {
-        reconcile_inside(server, &unit.desired, &mut outcome)
-            .await
-            .map_err(|e| resource_error(e.to_string()))?;
-    }
-    // The app's Secret first: the one a service loads.
-    let app = unit.layout.app_secret().name.clone();
-    let mut secrets: Vec<String> = unit.layout.secrets.iter().map(|s| s.name.clone()).collect();
-    secrets.sort_by_key(|s| *s != app);
-    Ok(UnitDone {
-        row: Row {
-            service: format!("{ns}/{}", unit.layout.service),
-            tenant: tenant.unwrap_or("").to_string(),
-            server: server.spec.name.clone(),
-            database: unit.layout.database.clone(),
-            version: version.unwrap_or_else(|| "-".to_string()),
-            secret_files: secrets
-                .iter()
-                .map(|name| store.path(&ns, name).display().to_string())
-                .collect(),
-        },
-        record: UnitRecord {
-            namespace: ns.clone(),
-            service: unit.layout.service.clone(),
-            tenant: tenant.map(str::to_string),
-            server: server.spec.name.clone(),
-            database: unit.layout.database.clone(),
-            secrets,
-            orphaned: false,
-            resource: sdb.clone(),
-        },
-        outcome,
-        secrets_written: unit.secrets_written.len(),
-        migrations_applied: applied,
-    })
-}
-
 /// `dev down`: stop the embedded server, keeping its data.
 pub async fn down(state: &Path, progress: &mut dyn DevProgress) -> Result<bool, DevError> {
     if !state.is_dir() {
@@ -544,14 +293,4 @@ pub trait DevProgress {
     fn units(&mut self, _total: usize) {}
     /// One of them is done.
     fn unit_done(&mut self) {}
-}
-
-/// Migration progress as steps of a `DevProgress`.
-struct MigrationSteps<'a>(&'a mut dyn DevProgress);
-
-impl Progress for MigrationSteps<'_> {
-    fn applied(&mut self, file: &crate::migrate::source::MigrationFile, millis: i32) {
-        self.0
-            .step(&format!("  applied {} in {millis} ms", file.script));
-    }
 }
