@@ -150,3 +150,61 @@ pub fn merge(old: &Record, m: &Manifests, done: Vec<UnitRecord>) -> Vec<UnitReco
     });
     units
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(service: &str, tenant: Option<&str>) -> UnitRecord {
+        UnitRecord {
+            namespace: "shop".into(),
+            service: service.into(),
+            tenant: tenant.map(str::to_string),
+            server: "local".into(),
+            database: format!("shop_{service}"),
+            secrets: vec![format!("{service}-db")],
+            orphaned: false,
+            resource: ServiceDatabase::new(service, Default::default()),
+        }
+    }
+
+    /// Gone from the manifests: orphaned. Refused by the schema, or a tenant still listing the
+    /// service: declared, however broken.
+    #[test]
+    fn only_what_the_manifests_no_longer_declare_is_orphaned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("m.yaml"),
+            "apiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabase\nmetadata: {name: kept, namespace: shop}\nspec: {}\n---\n\
+             apiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabase\nmetadata: {name: broken, namespace: shop}\nspec: {tenancy: Sometimes}\n---\n\
+             apiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabase\nmetadata: {name: app, namespace: shop}\nspec: {tenancy: PerTenant}\n---\n\
+             apiVersion: servicedb.io/v1alpha1\nkind: Tenant\nmetadata: {name: t1, namespace: shop}\nspec: {services: [app]}\n",
+        )
+        .unwrap();
+        let m = super::super::manifests::load(&[dir.path().to_path_buf()]).unwrap();
+        let old = Record {
+            units: vec![
+                unit("kept", None),
+                unit("broken", None),
+                unit("gone", None),
+                unit("app", Some("t1")),
+                unit("app", Some("t2")),
+            ],
+            ..Default::default()
+        };
+        let merged = merge(&old, &m, vec![unit("kept", None)]);
+        let orphaned: Vec<String> = merged
+            .iter()
+            .filter(|u| u.orphaned)
+            .map(UnitRecord::describe)
+            .collect();
+        assert_eq!(
+            orphaned,
+            [
+                "ServiceDatabase shop/app (tenant t2)",
+                "ServiceDatabase shop/gone"
+            ]
+        );
+        assert_eq!(merged.len(), 5);
+    }
+}
