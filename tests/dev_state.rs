@@ -217,3 +217,53 @@ fn a_terminal_gets_a_progress_bar_for_many_databases() {
     assert!(seen.contains(" 0/4 reconciling"), "{seen}");
     assert!(seen.contains(" 3/4 reconciling"), "{seen}");
 }
+
+/// `dev reset` on a terminal asks; only "yes" deletes. (`script` gives it a terminal and
+/// passes our stdin through.)
+#[test]
+fn reset_asks_on_a_terminal_and_only_yes_deletes() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("note: skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let project = tempfile::tempdir().unwrap();
+    let state = project.path().join(".servicedb");
+    std::fs::create_dir_all(state.join("secrets/shop")).unwrap();
+    std::fs::write(state.join("secrets/shop/orders-db.env"), "PGUSER=x\n").unwrap();
+    let reset = |answer: &str| {
+        let typescript = project.path().join("typescript");
+        let mut child = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} dev reset", env!("CARGO_BIN_EXE_servicedb")),
+            ])
+            .arg(&typescript)
+            .current_dir(project.path())
+            .env_remove("SERVICEDB_DEV_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        let status = child.wait().unwrap();
+        let seen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+        (status, seen)
+    };
+    let (status, seen) = reset("no");
+    assert!(seen.contains("Type yes to go on"), "{seen}");
+    assert!(
+        seen.contains("not confirmed; nothing was deleted"),
+        "{seen}"
+    );
+    assert!(!status.success());
+    assert!(state.join("secrets/shop/orders-db.env").exists());
+    let (status, seen) = reset("yes");
+    assert!(status.success(), "{seen}");
+    assert!(!state.exists(), "{seen}");
+}

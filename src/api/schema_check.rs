@@ -142,6 +142,33 @@ fn check_metadata(meta: &Value, errors: &mut Vec<SchemaError>) {
             errors.push(unknown(&join("metadata", key)));
         }
     }
+    let fail = |errors: &mut Vec<SchemaError>, field: String, what: &str| {
+        errors.push(SchemaError {
+            path: format!("metadata.{field}"),
+            message: format!("must be {what}"),
+        })
+    };
+    for key in ["name", "namespace", "generateName"] {
+        if map.get(key).is_some_and(|v| !v.is_string()) {
+            fail(errors, key.to_string(), "a string");
+        }
+    }
+    for key in ["labels", "annotations"] {
+        match map.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    if !v.is_string() {
+                        fail(errors, format!("{key}.{k}"), "a string");
+                    }
+                }
+            }
+            Some(_) => fail(errors, key.to_string(), "a map of strings"),
+        }
+    }
+    if map.get("name").is_some_and(|v| !v.is_string()) {
+        return;
+    }
     if !map.get("name").is_some_and(Value::is_string) {
         errors.push(SchemaError {
             path: "metadata.name".to_string(),

@@ -160,3 +160,20 @@ fn the_crds_use_no_keyword_the_checker_ignores() {
         );
     }
 }
+
+#[test]
+fn metadata_is_checked_as_object_meta() {
+    let errs = errors_of(json!({
+        "apiVersion": "servicedb.io/v1alpha1",
+        "kind": "Tenant",
+        "metadata": { "name": "t", "namespace": "shop", "labels": { "tier": 1 }, "annotations": "x" },
+        "spec": { "services": ["app"] },
+    }));
+    assert_eq!(
+        errs,
+        [
+            "metadata.labels.tier: must be a string",
+            "metadata.annotations: must be a map of strings"
+        ]
+    );
+}
