@@ -204,6 +204,13 @@ impl Steps {
     }
 }
 
+/// A spinner left behind (an early return, `down`, `reset`) is cleared, not left drawn.
+impl Drop for Steps {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 impl DevProgress for Steps {
     fn step(&mut self, message: &str) {
         match &self.bar {
