@@ -119,7 +119,15 @@ impl SecretStore for EnvFileStore {
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, Self::Error> {
-        self.load(namespace, name)
+        let data = self.load(namespace, name)?;
+        // A `.env` file alone was written by an older version, in a form shells choke on
+        // (`jdbc-uri=...`): both files are written anew, the keys unchanged.
+        if let Some(keys) = &data
+            && !self.json_path(namespace, name).exists()
+        {
+            self.write_files(namespace, name, keys)?;
+        }
+        Ok(data)
     }
 
     /// JSON first: it is what is read back and decides passwords, so it must never lag
@@ -131,11 +139,53 @@ impl SecretStore for EnvFileStore {
         name: &str,
         data: &BTreeMap<String, String>,
     ) -> Result<(), Self::Error> {
-        let env = self.path(&layout.namespace, name);
+        self.write_files(&layout.namespace, name, data)
+    }
+}
+
+impl EnvFileStore {
+    fn write_files(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> std::io::Result<()> {
+        let env = self.path(namespace, name);
         private_dir(&self.root)?;
         private_dir(env.parent().unwrap_or(&self.root))?;
         let json = serde_json::to_string_pretty(data).map_err(std::io::Error::other)?;
-        write_private(&self.json_path(&layout.namespace, name), &json)?;
+        write_private(&self.json_path(namespace, name), &json)?;
         write_private(&env, &to_env_file(data, &format!("{name}.json")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_legacy_env_file_is_rewritten_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EnvFileStore::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+        let legacy = "PGUSER=u\njdbc-uri=jdbc:postgresql://h:5432/d?user=u&password=p\npgpass='h:5432:d:u:p\n'\n";
+        std::fs::write(store.path("shop", "orders-db"), legacy).unwrap();
+        let keys = store.read("shop", "orders-db").await.unwrap().unwrap();
+        assert_eq!(
+            keys["jdbc-uri"],
+            "jdbc:postgresql://h:5432/d?user=u&password=p"
+        );
+        assert_eq!(keys["pgpass"], "h:5432:d:u:p\n");
+        let json: BTreeMap<String, String> = serde_json::from_str(
+            &std::fs::read_to_string(store.json_path("shop", "orders-db")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json, keys);
+        let env = std::fs::read_to_string(store.path("shop", "orders-db")).unwrap();
+        assert!(
+            env.contains("\nJDBC_URI='jdbc:postgresql://h:5432/d?user=u&password=p'\n"),
+            "{env}"
+        );
+        assert!(!env.contains("\njdbc-uri="), "{env}");
     }
 }
