@@ -114,8 +114,11 @@ async fn state_directory_lifecycle() {
         "{stdout}"
     );
     assert!(!sub.join(".servicedb").exists());
-    // The admin connection works as shown.
+    // The admin connection works as shown, and server.json names the user too.
     admin(p).await.unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&server_json).unwrap()).unwrap();
+    assert_eq!(saved["adminUser"], "servicedb_admin");
 
     // Two resources leave the manifests: reported as orphaned, nothing dropped yet.
     std::fs::remove_file(manifests.join("gone.yaml")).unwrap();

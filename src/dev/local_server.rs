@@ -26,7 +26,14 @@ pub struct LocalServer {
     pub socket_dir: PathBuf,
     pub log_file: PathBuf,
     superuser_password: String,
+    /// The admin's name beside its password, for whoever reads this file to connect.
+    #[serde(default = "admin_name")]
+    admin_user: String,
     admin_password: String,
+}
+
+fn admin_name() -> String {
+    ADMIN.to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +113,7 @@ impl LocalServer {
                     socket_dir: base.join("run"),
                     log_file: base.join("postgres.log"),
                     superuser_password: Password::generate().expose().to_string(),
+                    admin_user: admin_name(),
                     admin_password: Password::generate().expose().to_string(),
                 }
             }
