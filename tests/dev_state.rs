@@ -105,12 +105,12 @@ async fn state_directory_lifecycle() {
         stdout.contains("local (running): postgresql://servicedb_admin@127.0.0.1:"),
         "{stdout}"
     );
-    let server_json = std::fs::canonicalize(p.join(".servicedb/server.json")).unwrap();
+    let server_json = p.join(".servicedb/server.json");
     assert!(
         stdout.contains(&format!(
             "password: \"adminPassword\" in {}",
             server_json.display()
-        )) || stdout.contains("\"adminPassword\" in "),
+        )),
         "{stdout}"
     );
     assert!(!sub.join(".servicedb").exists());
