@@ -128,38 +128,122 @@ pub fn fill(key: &str, text: &str, info: &ConnectionInfo) -> Result<String, Temp
     })
 }
 
-/// `KEY=value` lines, as `servicedb dev` writes `.env` files; values are single-quoted when
-/// they hold anything a shell or dotenv parser would treat specially.
-pub fn to_env_file(keys: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
+/// Whether a shell (`set -a; . FILE`), docker compose `env_file` and python-dotenv all take
+/// this as a variable name.
+pub fn is_env_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The name a key that is not a variable name gets in `.env` files: `jdbc-uri` becomes
+/// `JDBC_URI`.
+pub fn env_alias(key: &str) -> String {
+    let alias: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if alias.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{alias}")
+    } else {
+        alias
+    }
+}
+
+/// A value written so that bash, docker compose and python-dotenv all read it back exactly:
+/// bare when it holds only safe characters, else single-quoted, else double-quoted; `None`
+/// when no form is read alike by all three (a newline, a backslash, or both kinds of quote
+/// with `$`/`` ` ``).
+fn env_value(v: &str) -> Option<String> {
+    if v.contains('\n') || v.contains('\r') || v.contains('\\') {
+        return None;
+    }
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/:@%+,".contains(c))
+    {
+        return Some(v.to_string());
+    }
+    if !v.contains('\'') {
+        return Some(format!("'{v}'"));
+    }
+    if !v.contains(['"', '$', '`']) {
+        return Some(format!("\"{v}\""));
+    }
+    None
+}
+
+/// A Secret as a `.env` file that `set -a; . FILE; set +a` (also under `set -e`), docker
+/// compose `env_file` and python-dotenv all load without error and read alike. Keys that are
+/// not variable names appear under their `env_alias` (unless a key of that name exists); a
+/// value no form carries alike for all three (multi-line `pgpass`) is left out. Both are
+/// listed in a comment; the exact Secret is beside it as JSON (`json_name`).
+pub fn to_env_file(keys: &BTreeMap<String, String>, json_name: &str) -> String {
+    let mut out =
+        format!("# Written by servicedb dev. Every key exactly as in the cluster: {json_name}\n");
+    let mut lines = Vec::new();
+    let mut notes = Vec::new();
     for (k, v) in keys {
-        let plain = v
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._/:@%+,".contains(c));
-        if plain {
-            out.push_str(&format!("{k}={v}\n"));
+        let name = if is_env_name(k) {
+            k.clone()
         } else {
-            out.push_str(&format!("{k}='{}'\n", v.replace('\'', "'\\''")));
+            let alias = env_alias(k);
+            if keys.contains_key(&alias) || alias.is_empty() {
+                notes.push(format!("# {k}: not a variable name, and {alias} is taken"));
+                continue;
+            }
+            notes.push(format!("# {k}: as {alias}"));
+            alias
+        };
+        match env_value(v) {
+            Some(value) => lines.push(format!("{name}={value}")),
+            None => notes.push(format!(
+                "# {k}: left out (a newline, backslash or mix of quotes that not every .env reader takes alike)"
+            )),
         }
+    }
+    for n in notes {
+        out.push_str(&n);
+        out.push('\n');
+    }
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
     }
     out
 }
 
-/// Reads what `to_env_file` wrote: `KEY=value` lines, values possibly single-quoted (shell
-/// style, `'\''` for a quote, newlines allowed inside).
+/// Reads `KEY=value` lines as `to_env_file` writes them (and as older versions did): `#`
+/// comments, values bare, single-quoted (shell style, `'\''` for a quote, newlines allowed
+/// inside) or double-quoted.
 pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::new();
     let mut rest = text;
     while !rest.is_empty() {
         let line_end = rest.find('\n').unwrap_or(rest.len());
-        let Some(eq) = rest[..line_end].find('=') else {
+        let Some(eq) = rest[..line_end]
+            .find('=')
+            .filter(|_| !rest.starts_with('#'))
+        else {
             rest = rest.get(line_end + 1..).unwrap_or("");
             continue;
         };
         let key = rest[..eq].trim().to_string();
         let after = &rest[eq + 1..];
+        let double = after
+            .strip_prefix('"')
+            .and_then(|q| q.find('"').map(|end| (q[..end].to_string(), end + 2)));
         let (value, consumed) = match after.strip_prefix('\'') {
             Some(quoted) => read_quoted(quoted),
+            None if double.is_some() => double.unwrap_or_default(),
             None => {
                 let end = after.find('\n').unwrap_or(after.len());
                 (after[..end].to_string(), end)
@@ -258,26 +342,59 @@ mod tests {
     }
 
     #[test]
-    fn env_file_round_trips_awkward_values() {
+    fn env_file_round_trips_what_every_reader_takes_alike() {
         let mut keys = BTreeMap::new();
         for (k, v) in [
-            ("A", "password: 'x'\nhost: h"),
             ("B", "it's"),
             ("C", "'"),
-            ("D", "line\n"),
             ("E", "a=b&c?d"),
             ("F", ""),
+            ("G", "a b $HOME"),
         ] {
             keys.insert(k.to_string(), v.to_string());
         }
-        assert_eq!(parse_env_file(&to_env_file(&keys)), keys);
+        assert_eq!(parse_env_file(&to_env_file(&keys, "x.json")), keys);
     }
 
     #[test]
-    fn env_file_round_trips() {
-        let keys = render(&info("we'ird $pw"), &BTreeMap::new()).unwrap();
-        let text = to_env_file(&keys);
-        assert_eq!(parse_env_file(&text), keys);
+    fn env_file_aliases_non_names_and_leaves_out_what_readers_disagree_on() {
+        let keys = render(&info("pw"), &BTreeMap::new()).unwrap();
+        let text = to_env_file(&keys, "orders-db.json");
+        let back = parse_env_file(&text);
+        assert_eq!(back["JDBC_URI"], keys["jdbc-uri"]);
+        assert!(!back.contains_key("jdbc-uri"));
+        assert!(!back.contains_key("pgpass"), "multi-line: {text}");
+        assert!(text.contains("# jdbc-uri: as JDBC_URI\n"), "{text}");
+        assert!(text.contains("# pgpass: left out"), "{text}");
+        assert!(text.starts_with(
+            "# Written by servicedb dev. Every key exactly as in the cluster: orders-db.json\n"
+        ));
+        // Everything else is there as it is.
+        for (k, v) in &keys {
+            if k != "jdbc-uri" && k != "pgpass" {
+                assert_eq!(&back[k], v, "{k}");
+            }
+        }
+        // A template key already named like the alias wins; the original is listed.
+        let mut t = keys.clone();
+        t.insert("JDBC_URI".into(), "mine".into());
+        let back = parse_env_file(&to_env_file(&t, "x.json"));
+        assert_eq!(back["JDBC_URI"], "mine");
+        for bad in ["a\nb", "back\\slash", "both'\"$"] {
+            let one = BTreeMap::from([("K".to_string(), bad.to_string())]);
+            assert!(
+                !parse_env_file(&to_env_file(&one, "x.json")).contains_key("K"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_names_and_aliases() {
+        assert!(is_env_name("PGHOST") && is_env_name("_x1") && is_env_name("user"));
+        assert!(!is_env_name("jdbc-uri") && !is_env_name("1A") && !is_env_name(""));
+        assert_eq!(env_alias("jdbc-uri"), "JDBC_URI");
+        assert_eq!(env_alias("1.x"), "_1_X");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod crd;
 pub mod database_server;
+pub mod schema_check;
 pub mod service_database;
 pub mod template;
 pub mod tenant;

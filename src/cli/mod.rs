@@ -1,6 +1,7 @@
 //! The `servicedb` command line.
 mod dev;
 mod migrate;
+pub(crate) mod output;
 mod table;
 mod wait;
 
@@ -16,7 +17,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "A PostgreSQL database, roles, Secret and Flyway-compatible migrations for every service and tenant"
 )]
 pub struct Cli {
-    /// Log format on stderr.
+    /// How errors, notes and logs are written on stderr: text lines, or one JSON object per
+    /// line (timestamp, level, message).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SERVICEDB_LOG_FORMAT")]
     pub log_format: LogFormat,
     #[command(subcommand)]
@@ -56,13 +58,29 @@ pub enum Command {
 pub enum MigrateAction {
     /// Validate, then apply every pending migration (up to --target).
     Apply(MigrateArgs),
-    /// Show every migration and its state.
+    /// Show every migration and its state; changes nothing.
+    #[command(
+        mut_arg("target", |a| a.help("Show versions above this one as \"Above Target\" instead of pending")),
+        mut_arg("out_of_order", |a| a.help("Show a pending version older than the latest applied one as pending, not ignored")),
+        mut_arg("json", |a| a.help("Print the migrations, the current version and any problems as JSON on stdout")),
+    )]
     Info(MigrateArgs),
-    /// Check applied migrations against the files: changed, missing, failed, out of order.
+    /// Check applied migrations against the files: changed, missing, failed, out of order;
+    /// changes nothing.
+    #[command(
+        mut_arg("target", |a| a.help("Check as `apply --target` would: versions above it are not expected to be applied")),
+        mut_arg("out_of_order", |a| a.help("Accept a pending version older than the latest applied one, as `apply --out-of-order` would")),
+        mut_arg("json", |a| a.help("Print {valid, problems} as JSON on stdout")),
+    )]
     Validate(MigrateArgs),
     /// Take over a database without history: record a version as already applied.
     Baseline(BaselineArgs),
     /// Remove failed rows, realign checksums and descriptions, mark missing files deleted.
+    #[command(
+        mut_arg("target", |a| a.help("Ignored by repair (accepted so the same flags work for every command)")),
+        mut_arg("out_of_order", |a| a.help("Ignored by repair (accepted so the same flags work for every command)")),
+        mut_arg("json", |a| a.help("Print what was repaired as JSON on stdout")),
+    )]
     Repair(MigrateArgs),
 }
 
@@ -75,11 +93,23 @@ pub enum DevAction {
         /// ConfigMap (migrations) and Secret (admin credentials) documents.
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
+        /// Apply the reclaimPolicy of resources no longer in the manifests: Delete drops their
+        /// database, roles and Secret files; Retain keeps them and says so.
+        #[arg(long)]
+        prune: bool,
     },
-    /// Show databases, versions and Secret files.
+    /// Show the servers (with the admin connection), databases, versions, Secret files and
+    /// resources no longer in the manifests.
     Status,
     /// Stop the embedded PostgreSQL, keeping its data.
     Down,
+    /// Stop the embedded PostgreSQL and delete the state directory: its data, Secret files and
+    /// records. Databases on declared DatabaseServers are not touched.
+    Reset {
+        /// Do not ask for confirmation (needed without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// How to reach the database and where its history lives.
@@ -105,13 +135,13 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Apply versioned migrations up to and including this version.
-    #[arg(long)]
+    #[arg(long, value_parser = version_arg)]
     pub target: Option<String>,
     /// Apply a pending version even when it is older than the latest applied one.
     #[arg(long)]
     pub out_of_order: bool,
     /// A placeholder value, NAME=VALUE, for ${NAME} in scripts (repeatable).
-    #[arg(long = "placeholder", value_name = "NAME=VALUE")]
+    #[arg(long = "placeholder", value_name = "NAME=VALUE", value_parser = placeholder_arg)]
     pub placeholders: Vec<String>,
     /// Leave ${...} in scripts as written.
     #[arg(long)]
@@ -125,11 +155,14 @@ pub struct MigrateArgs {
 pub struct BaselineArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// The version the database is already at.
-    #[arg(long, default_value = "1")]
+    /// The version the database is already at: migrations up to it are recorded as applied
+    /// without running, later ones will be applied.
+    #[arg(long, default_value = "1", value_parser = version_arg)]
     pub baseline_version: String,
+    /// The description of the baseline row in the history table.
     #[arg(long, default_value = "<< Flyway Baseline >>")]
     pub baseline_description: String,
+    /// Print the baselined version as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
@@ -137,7 +170,7 @@ pub struct BaselineArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WaitArgs {
     /// The schema version to wait for.
-    #[arg(long)]
+    #[arg(long, value_parser = version_arg)]
     pub version: String,
     /// Give up after this long (e.g. 90s, 10m, 1h).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
@@ -146,10 +179,25 @@ pub struct WaitArgs {
     pub connection: ConnectionArgs,
 }
 
+/// `--version`, `--target`, `--baseline-version`: checked while parsing, so a malformed
+/// value is a usage error (exit 2) like any other bad flag.
+fn version_arg(s: &str) -> Result<String, String> {
+    crate::migrate::version::Version::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn placeholder_arg(s: &str) -> Result<String, String> {
+    crate::migrate::placeholders::Placeholders::new(&[s.to_string()])
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// Parses arguments, runs the command and returns the process exit code: 0 done, 1 failed,
 /// 2 bad usage or not built yet.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::install(cli.log_format);
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -157,12 +205,10 @@ pub fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli));
+    output::finish(code)
 }
 
 async fn run(cli: Cli) -> ExitCode {
@@ -171,7 +217,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Wait(args) => wait::run(args).await,
         Command::Run => not_implemented("run"),
         Command::Crd => {
-            print!("{}", crate::api::crd::crd_yaml());
+            output::print(&crate::api::crd::crd_yaml());
             ExitCode::SUCCESS
         }
         Command::Dev { action, state_dir } => dev::run(action, state_dir).await,
@@ -184,8 +230,13 @@ fn not_implemented(what: &str) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
+    // JSON logs carry servicedb's own notes (info) too; text mode keeps stderr to warnings.
+    let default = match format {
+        LogFormat::Json => "warn,servicedb=info",
+        LogFormat::Text => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -197,6 +248,6 @@ fn init_logging(format: LogFormat) {
 
 /// Prints an error the way every command does.
 fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
+    output::error(e);
     ExitCode::FAILURE
 }

@@ -7,8 +7,7 @@ use super::{WaitArgs, fail};
 use crate::migrate::history::HistoryTable;
 use crate::migrate::plan::current_version;
 use crate::migrate::version::Version;
-use crate::pg::ConnectOptions;
-use crate::pg::describe_pg;
+use crate::pg::{ConnectOptions, ErrorClass, classify, describe_pg};
 
 /// What one look at the database showed.
 enum Seen {
@@ -42,6 +41,9 @@ pub async fn run(args: WaitArgs) -> ExitCode {
                     client = Some(c);
                     seen
                 }
+                Err(e) if e.class() == ErrorClass::Permanent => {
+                    Seen::Failed(permanent(&e, e.sqlstate()))
+                }
                 Err(e) => Seen::Behind(e.to_string()),
             },
         };
@@ -51,7 +53,7 @@ pub async fn run(args: WaitArgs) -> ExitCode {
         match seen {
             Seen::Reached(at) => {
                 let at = at.map_or_else(|| wanted.to_string(), |v| v.to_string());
-                println!("Schema at version {at} (waited for {wanted})");
+                super::output::print(&format!("Schema at version {at} (waited for {wanted})"));
                 return ExitCode::SUCCESS;
             }
             Seen::Failed(why) => return fail(why),
@@ -75,11 +77,11 @@ async fn look(client: &tokio_postgres::Client, table: &HistoryTable, wanted: &Ve
     match table.exists(client).await {
         Ok(true) => {}
         Ok(false) => return Seen::Behind(format!("no {} table yet", table.qualified())),
-        Err(e) => return Seen::Behind(describe_pg(&e)),
+        Err(e) => return seen_error(&e),
     }
     let rows = match table.rows_after(client, -1).await {
         Ok(rows) => rows,
-        Err(e) => return Seen::Behind(describe_pg(&e)),
+        Err(e) => return seen_error(&e),
     };
     if let Some(failed) = rows.iter().find(|r| !r.success) {
         return Seen::Failed(format!(
@@ -91,5 +93,22 @@ async fn look(client: &tokio_postgres::Client, table: &HistoryTable, wanted: &Ve
         Some(v) if &v >= wanted => Seen::Reached(Some(v)),
         Some(v) => Seen::Behind(format!("the schema is at version {v}")),
         None => Seen::Behind("no migration applied yet".to_string()),
+    }
+}
+
+/// Waiting cannot fix a wrong password, a missing database or a missing grant: say so at once.
+fn permanent(e: &dyn std::fmt::Display, sqlstate: Option<&str>) -> String {
+    let code = sqlstate
+        .map(|c| format!(" (SQLSTATE {c})"))
+        .unwrap_or_default();
+    format!("{e}{code}; waiting will not change this, so servicedb wait gives up at once")
+}
+
+fn seen_error(e: &tokio_postgres::Error) -> Seen {
+    match classify(e) {
+        ErrorClass::Permanent => {
+            Seen::Failed(permanent(&describe_pg(e), crate::pg::class::sqlstate(e)))
+        }
+        ErrorClass::Transient => Seen::Behind(describe_pg(e)),
     }
 }

@@ -26,7 +26,14 @@ pub struct LocalServer {
     pub socket_dir: PathBuf,
     pub log_file: PathBuf,
     superuser_password: String,
+    /// The admin's name beside its password, for whoever reads this file to connect.
+    #[serde(default = "admin_name")]
+    admin_user: String,
     admin_password: String,
+}
+
+fn admin_name() -> String {
+    ADMIN.to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,28 +98,28 @@ impl LocalServer {
         f.write_all(text.as_bytes()).map_err(io(&path))
     }
 
-    /// Starts (initialising on first use) the server; returns it and notes for the user.
-    pub fn up(state: &Path) -> Result<(LocalServer, Vec<String>), LocalError> {
-        let mut notes = Vec::new();
+    /// Starts (initialising on first use) the server, telling `note` each step as it begins.
+    pub fn up(state: &Path, note: &mut dyn FnMut(String)) -> Result<LocalServer, LocalError> {
         std::fs::create_dir_all(state).map_err(io(state))?;
         let state = std::path::absolute(state).map_err(io(state))?;
         let bins = PgBinaries::locate()?;
         let mut server = match Self::load(&state)? {
             Some(s) => s,
             None => {
-                let base = data_home(&state, &mut notes)?;
+                let base = data_home(&state, note)?;
                 LocalServer {
                     port: free_port()?,
                     data_dir: base.join("pgdata"),
                     socket_dir: base.join("run"),
                     log_file: base.join("postgres.log"),
                     superuser_password: Password::generate().expose().to_string(),
+                    admin_user: admin_name(),
                     admin_password: Password::generate().expose().to_string(),
                 }
             }
         };
         if !is_initialized(&server.data_dir) {
-            notes.push(format!(
+            note(format!(
                 "initialising PostgreSQL in {}",
                 server.data_dir.display()
             ));
@@ -128,16 +135,36 @@ impl LocalServer {
                 // Another program took the port since last time: Secrets follow the new one.
                 server.port = free_port()?;
             }
+            note(format!(
+                "starting the embedded PostgreSQL on 127.0.0.1:{}",
+                server.port
+            ));
             start_detached(
                 &bins,
                 &server.data_dir,
                 &server.settings(),
                 &server.log_file,
             )?;
-            notes.push(format!("PostgreSQL listening on 127.0.0.1:{}", server.port));
+            note(format!("PostgreSQL listening on 127.0.0.1:{}", server.port));
         }
         server.save(&state)?;
-        Ok((server, notes))
+        Ok(server)
+    }
+
+    /// The admin's connection URL without its password.
+    pub fn admin_url(&self) -> String {
+        format!(
+            "postgresql://{ADMIN}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Where the cluster's files live when that is outside the state directory (the
+    /// /var/tmp fallback), so `dev reset` removes them too.
+    pub fn outside_data(&self, state: &Path) -> Option<PathBuf> {
+        let base = self.data_dir.parent()?;
+        let state = std::path::absolute(state).ok()?;
+        (!base.starts_with(&state)).then(|| base.to_path_buf())
     }
 
     fn settings(&self) -> ServerSettings {
@@ -201,7 +228,7 @@ impl LocalServer {
 /// Where the cluster lives: under the state directory, unless (as root) the `postgres` user
 /// cannot reach it, e.g. a checkout under /root; then under /var/tmp, named after the state
 /// directory so each project keeps its own.
-fn data_home(state: &Path, notes: &mut Vec<String>) -> Result<PathBuf, LocalError> {
+fn data_home(state: &Path, note: &mut dyn FnMut(String)) -> Result<PathBuf, LocalError> {
     let account = ServerAccount::detect()?;
     let local = state.join("postgres");
     match account.check_reachable(&local) {
@@ -210,7 +237,7 @@ fn data_home(state: &Path, notes: &mut Vec<String>) -> Result<PathBuf, LocalErro
             let tag = crate::naming::short_hash(&state.display().to_string());
             let fallback = PathBuf::from("/var/tmp").join(format!("servicedb-{tag}"));
             account.check_reachable(&fallback)?;
-            notes.push(format!(
+            note(format!(
                 "{e}; keeping the PostgreSQL data in {} instead",
                 fallback.display()
             ));

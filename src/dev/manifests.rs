@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
 
+use crate::api::schema_check::{check_object, schema_for};
 use crate::api::{DatabaseServer, ServiceDatabase, Tenant};
 
 /// A resource and the file it came from.
@@ -25,6 +26,20 @@ pub struct Manifests {
     pub config_maps: BTreeMap<(String, String), Sourced<BTreeMap<String, String>>>,
     pub secrets: BTreeMap<(String, String), Sourced<BTreeMap<String, String>>>,
     pub warnings: Vec<String>,
+    /// Documents refused as the API server would refuse them (schema, unknown kind), each
+    /// naming file, resource and field; the others are still read.
+    pub errors: Vec<String>,
+    /// (kind, namespace, name) of resources refused above: declared, but not usable.
+    pub rejected: Vec<(String, String, String)>,
+}
+
+impl Manifests {
+    /// Whether a resource of this kind and name was in the manifests but refused.
+    pub fn is_rejected(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        self.rejected
+            .iter()
+            .any(|(k, ns, n)| k == kind && ns == namespace && n == name)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +67,10 @@ pub enum ManifestError {
         "no manifests given: pass -f FILE_OR_DIRECTORY (e.g. servicedb dev up -f examples/shop)"
     )]
     Nothing,
+    #[error(
+        "nothing found in {paths}: no DatabaseServer, ServiceDatabase or Tenant in {files} YAML file(s) (.yaml/.yml, searched recursively)"
+    )]
+    Empty { paths: String, files: usize },
 }
 
 const DEFAULT_NAMESPACE: &str = "default";
@@ -62,14 +81,30 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
         return Err(ManifestError::Nothing);
     }
     let mut out = Manifests::default();
+    let mut files = 0;
     for path in paths {
         for file in yaml_files(path)? {
+            files += 1;
             let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Io {
                 path: file.clone(),
                 source,
             })?;
             read_documents(&file, &text, &mut out)?;
         }
+    }
+    if out.servers.is_empty()
+        && out.services.is_empty()
+        && out.tenants.is_empty()
+        && out.errors.is_empty()
+    {
+        return Err(ManifestError::Empty {
+            paths: paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            files,
+        });
     }
     Ok(out)
 }
@@ -129,36 +164,11 @@ fn read_documents(file: &Path, text: &str, out: &mut Manifests) -> Result<(), Ma
             let what = what.to_string();
             move |e: serde_yaml::Error| parse(format!("{what}: {e}"))
         };
+        if head.api_version.split('/').next() == Some(crate::api::GROUP) {
+            read_servicedb(file, index, &head, value, out);
+            continue;
+        }
         match (head.api_version.as_str(), head.kind.as_str()) {
-            ("servicedb.io/v1alpha1", "DatabaseServer") => {
-                let v: DatabaseServer =
-                    serde_yaml::from_value(value).map_err(typed("DatabaseServer"))?;
-                out.servers.push(Sourced {
-                    file: file.to_path_buf(),
-                    value: v,
-                });
-            }
-            ("servicedb.io/v1alpha1", "ServiceDatabase") => {
-                let mut v: ServiceDatabase =
-                    serde_yaml::from_value(value).map_err(typed("ServiceDatabase"))?;
-                v.metadata
-                    .namespace
-                    .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
-                out.services.push(Sourced {
-                    file: file.to_path_buf(),
-                    value: v,
-                });
-            }
-            ("servicedb.io/v1alpha1", "Tenant") => {
-                let mut v: Tenant = serde_yaml::from_value(value).map_err(typed("Tenant"))?;
-                v.metadata
-                    .namespace
-                    .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
-                out.tenants.push(Sourced {
-                    file: file.to_path_buf(),
-                    value: v,
-                });
-            }
             ("v1", "ConfigMap") => {
                 let v: ConfigMap = serde_yaml::from_value(value).map_err(typed("ConfigMap"))?;
                 let key = key_of(&v.metadata);
@@ -184,6 +194,81 @@ fn read_documents(file: &Path, text: &str, out: &mut Manifests) -> Result<(), Ma
         }
     }
     Ok(())
+}
+
+/// A servicedb.io document, checked against its CRD's schema as the API server would; a
+/// refused one is recorded in `out.errors` and `out.rejected`, never half-read.
+fn read_servicedb(
+    file: &Path,
+    index: usize,
+    head: &Head,
+    value: serde_yaml::Value,
+    out: &mut Manifests,
+) {
+    let at = |what: String| format!("{}: {what}", file.display());
+    let schema = match schema_for(&head.api_version, &head.kind) {
+        Ok(s) => s,
+        Err(e) => {
+            out.errors.push(at(format!("document {index}: {e}")));
+            return;
+        }
+    };
+    let mut json = match serde_json::to_value(&value) {
+        Ok(j) => j,
+        Err(e) => {
+            out.errors.push(at(format!("document {index}: {e}")));
+            return;
+        }
+    };
+    let kind = head.kind.as_str();
+    let cluster_scoped = kind == "DatabaseServer";
+    let name = json["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let namespace = match json["metadata"]["namespace"].as_str() {
+        _ if cluster_scoped => String::new(),
+        Some(ns) => ns.to_string(),
+        None => DEFAULT_NAMESPACE.to_string(),
+    };
+    let resource = if cluster_scoped {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
+    };
+    let mut errors: Vec<String> = check_object(&schema, &mut json)
+        .iter()
+        .map(|e| at(format!("{resource}: {e}")))
+        .collect();
+    if errors.is_empty() {
+        let typed = match kind {
+            "DatabaseServer" => serde_json::from_value(json).map(|v| {
+                out.servers.push(Sourced {
+                    file: file.to_path_buf(),
+                    value: v,
+                })
+            }),
+            "ServiceDatabase" => serde_json::from_value(json).map(|mut v: ServiceDatabase| {
+                v.metadata.namespace = Some(namespace.clone());
+                out.services.push(Sourced {
+                    file: file.to_path_buf(),
+                    value: v,
+                })
+            }),
+            _ => serde_json::from_value(json).map(|mut v: Tenant| {
+                v.metadata.namespace = Some(namespace.clone());
+                out.tenants.push(Sourced {
+                    file: file.to_path_buf(),
+                    value: v,
+                })
+            }),
+        };
+        // The schema comes from these types, so this is a bug guard, not a user error path.
+        if let Err(e) = typed {
+            errors.push(at(format!("{resource}: {e}")));
+        }
+    }
+    if !errors.is_empty() {
+        out.errors.extend(errors);
+        out.rejected.push((kind.to_string(), namespace, name));
+    }
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
@@ -276,11 +361,40 @@ metadata: { name: x }
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabase\nmetadata: {name: x}\nspec: {tenancy: Sometimes}\n",
         )
         .unwrap();
-        let err = load(&[f]).unwrap_err().to_string();
+        let m = load(&[f]).unwrap();
+        assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
+        let err = &m.errors[0];
         assert!(
-            err.contains("bad.yaml: document 2: ServiceDatabase"),
+            err.ends_with(r#"bad.yaml: ServiceDatabase default/x: spec.tenancy: unsupported value "Sometimes": supported values: "Shared", "PerTenant""#),
             "{err}"
         );
-        assert!(err.contains("Sometimes"), "{err}");
+        assert!(m.services.is_empty());
+        assert!(m.is_rejected("ServiceDatabase", "default", "x"));
+    }
+
+    #[test]
+    fn unknown_servicedb_kinds_are_errors_and_empty_input_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("typo.yaml");
+        std::fs::write(
+            &f,
+            "apiVersion: servicedb.io/v1alpha1\nkind: ServiceDatabse\nmetadata: {name: x}\n---\napiVersion: servicedb.io/v1beta9\nkind: ServiceDatabase\nmetadata: {name: y}\nspec: {}\n",
+        )
+        .unwrap();
+        let m = load(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(m.errors.len(), 2, "{:?}", m.errors);
+        assert!(
+            m.errors[0].contains("typo.yaml: document 1: kind \"ServiceDatabse\" does not exist")
+        );
+        assert!(m.errors[1].contains(
+            "typo.yaml: document 2: ServiceDatabase is not served as servicedb.io/v1beta9"
+        ));
+        let empty = tempfile::tempdir().unwrap();
+        let err = load(&[empty.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(err.starts_with("nothing found in "), "{err}");
+        assert!(
+            err.ends_with("in 0 YAML file(s) (.yaml/.yml, searched recursively)"),
+            "{err}"
+        );
     }
 }

@@ -1,17 +1,24 @@
 //! The servers `dev up` provisions on: the embedded one, or the DatabaseServers in the
 //! manifests (admin credentials from their Secrets there).
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Mutex;
+
+use rand::distr::{Alphanumeric, SampleString};
 
 use tokio_postgres::Config;
 
 use super::local_server::{LocalError, LocalServer};
 use super::manifests::Manifests;
+use super::record::DeclaredServer;
 use super::{DevError, DevProgress};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::pg::{ConnectOptions, SslMode};
 use crate::provision::catalog;
-use crate::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec};
+use crate::provision::server::{
+    DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec,
+};
 use crate::service::placement::{Candidate, place};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +35,20 @@ pub enum ServerError {
     Other(String),
 }
 
+/// The servers of one `dev up`, with the databases each holds: read once at connect and kept
+/// up to date as tenants are placed, so placement never lists a catalog per tenant.
 pub struct Servers {
-    list: Vec<(Server, bool)>,
+    list: Vec<Entry>,
 }
 
-/// This state directory's installation id, made once: claims of this `dev` are its own, apart
-/// from a cluster's or another checkout's sharing a declared server.
+struct Entry {
+    server: Server,
+    default: bool,
+    databases: Mutex<BTreeSet<String>>,
+}
+
+/// This state directory's installation id, made once: the claims of this `dev` are its own,
+/// apart from a cluster's or another checkout's sharing a declared server.
 pub fn installation_id(state: &Path) -> Result<String, LocalError> {
     let path = state.join("installation-id");
     if let Ok(id) = std::fs::read_to_string(&path)
@@ -43,7 +58,8 @@ pub fn installation_id(state: &Path) -> Result<String, LocalError> {
     }
     let id = format!(
         "dev-{}",
-        rand::distr::SampleString::sample_string(&rand::distr::Alphanumeric, &mut rand::rng(), 16)
+        Alphanumeric
+            .sample_string(&mut rand::rng(), 16)
             .to_lowercase()
     );
     std::fs::create_dir_all(state)
@@ -70,7 +86,7 @@ pub async fn local_spec(local: &LocalServer, installation: &str) -> Result<Serve
     })
 }
 
-fn declared_spec(
+pub fn declared_spec(
     m: &Manifests,
     server: &DatabaseServer,
     file: &Path,
@@ -147,31 +163,81 @@ fn declared_spec(
     })
 }
 
+/// RFC 3986 unreserved characters stay in a URL's user name; the rest is encoded.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The manifests' DatabaseServers as `dev status` shows them: admin URL without password,
+/// and where the password is.
+pub fn declared(m: &Manifests) -> Vec<DeclaredServer> {
+    m.servers
+        .iter()
+        .map(|s| {
+            let spec = &s.value.spec;
+            let r = &spec.admin_secret_ref;
+            let secret = m.secrets.get(&(r.namespace.clone(), r.name.clone()));
+            let user = secret
+                .and_then(|s| s.value.get("username"))
+                .map(|u| percent_encoding::utf8_percent_encode(u, USERINFO).to_string())
+                .unwrap_or_else(|| "?".to_string());
+            let host = if spec.host.contains(':') {
+                format!("[{}]", spec.host)
+            } else {
+                spec.host.clone()
+            };
+            DeclaredServer {
+                name: s.value.metadata.name.clone().unwrap_or_default(),
+                file: s.file.clone(),
+                admin_url: format!(
+                    "postgresql://{user}@{host}:{}/postgres?sslmode={}",
+                    spec.port,
+                    spec.admin_ssl_mode().as_str()
+                ),
+                password_from: format!(
+                    "key \"password\" of Secret {}/{} in {}",
+                    r.namespace,
+                    r.name,
+                    secret.map_or_else(|| "?".to_string(), |s| s.file.display().to_string())
+                ),
+            }
+        })
+        .collect()
+}
+
 impl Servers {
     pub async fn connect(
         m: &Manifests,
         state: &Path,
-        notes: &mut Vec<String>,
         progress: &mut dyn DevProgress,
     ) -> Result<Servers, DevError> {
         let mut list = Vec::new();
         let installation = installation_id(state)?;
         if m.servers.is_empty() {
-            progress.step("starting the embedded PostgreSQL");
-            let (local, started) = LocalServer::up(state)?;
-            notes.extend(started);
+            let local = LocalServer::up(state, &mut |n| progress.note(&n))?;
             let server = Server::connect(local_spec(&local, &installation).await?)
                 .await
                 .map_err(ServerError::from)?;
-            list.push((server, true));
+            list.push(Entry::new(server, true).await?);
         }
         for s in &m.servers {
             let spec = declared_spec(m, &s.value, &s.file, &installation)?;
             progress.step(&format!("connecting to DatabaseServer {}", spec.name));
             let server = Server::connect(spec).await.map_err(ServerError::from)?;
-            list.push((server, s.value.spec.default || m.servers.len() == 1));
+            let default = s.value.spec.default || m.servers.len() == 1;
+            list.push(Entry::new(server, default).await?);
         }
         Ok(Servers { list })
+    }
+
+    /// The server of this name, for pruning a resource recorded there.
+    pub fn named(&self, name: &str) -> Option<&Server> {
+        self.list
+            .iter()
+            .map(|e| &e.server)
+            .find(|s| s.spec.name == name)
     }
 
     /// The server for a Shared service, or the placement of a tenant's database.
@@ -182,13 +248,9 @@ impl Servers {
         pin: Option<&str>,
     ) -> Result<&Server, String> {
         let named = |name: &str| {
-            self.list
-                .iter()
-                .map(|(s, _)| s)
-                .find(|s| s.spec.name == name)
-                .ok_or_else(|| {
-                    format!("spec.server: {name:?} names no DatabaseServer in the manifests")
-                })
+            self.named(name).ok_or_else(|| {
+                format!("spec.server: {name:?} names no DatabaseServer in the manifests")
+            })
         };
         let Some(tenant) = tenant else {
             return match &sdb.spec.server {
@@ -196,28 +258,58 @@ impl Servers {
                 None => self
                     .list
                     .iter()
-                    .find(|(_, default)| *default)
-                    .map(|(s, _)| s)
+                    .find(|e| e.default)
+                    .map(|e| &e.server)
                     .ok_or_else(|| {
                         "spec.server is not set and no DatabaseServer has default: true".to_string()
                     }),
             };
         };
         let layout = crate::service::Layout::new(sdb, Some(tenant));
-        let mut candidates = Vec::new();
-        for (server, _) in &self.list {
-            let list = catalog::list(&*server.catalog().await.map_err(|e| e.to_string())?)
-                .await
-                .map_err(|e| e.to_string())?;
-            candidates.push(Candidate {
-                name: server.spec.name.clone(),
-                databases: u32::try_from(list.len()).unwrap_or(u32::MAX),
-                max_databases: server.spec.max_databases,
-                holds: list.iter().any(|d| d.database == layout.database),
-            });
-        }
+        // One placement at a time, so concurrent tenants see each other's choices.
+        let mut held: Vec<_> = self
+            .list
+            .iter()
+            .map(|e| e.databases.lock().expect("placement lock"))
+            .collect();
+        let candidates: Vec<Candidate> = self
+            .list
+            .iter()
+            .zip(&held)
+            .map(|(e, databases)| Candidate {
+                name: e.server.spec.name.clone(),
+                databases: u32::try_from(databases.len()).unwrap_or(u32::MAX),
+                max_databases: e.server.spec.max_databases,
+                holds: databases.contains(&layout.database),
+            })
+            .collect();
         let pin = pin.or(sdb.spec.server.as_deref());
         let chosen = place(pin, &candidates).map_err(|e| e.to_string())?;
-        named(chosen)
+        let index = self
+            .list
+            .iter()
+            .position(|e| e.server.spec.name == chosen)
+            .expect("placement chooses a candidate");
+        held[index].insert(layout.database.clone());
+        drop(held);
+        Ok(&self.list[index].server)
+    }
+}
+
+impl Entry {
+    async fn new(server: Server, default: bool) -> Result<Entry, ServerError> {
+        let catalog = server.catalog().await?;
+        let databases = catalog::list(&catalog)
+            .await
+            .map_err(|e| ServerError::Other(e.to_string()))?
+            .into_iter()
+            .map(|d| d.database)
+            .collect();
+        drop(catalog);
+        Ok(Entry {
+            server,
+            default,
+            databases: Mutex::new(databases),
+        })
     }
 }

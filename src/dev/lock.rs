@@ -1,0 +1,147 @@
+//! One `dev up`/`down`/`reset` at a time per state directory: an exclusive lock on
+//! `<state>/lock`, held until the command ends (the OS releases it if the process dies). A
+//! second command waits a bounded time, saying who holds the lock, then gives up.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a second command waits, unless `SERVICEDB_DEV_LOCK_TIMEOUT` says otherwise.
+const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is held by {holder}; gave up after {waited} (one dev command at a time per state \
+         directory; set SERVICEDB_DEV_LOCK_TIMEOUT to wait longer)"
+    )]
+    Busy {
+        path: PathBuf,
+        holder: String,
+        waited: String,
+    },
+    #[error("SERVICEDB_DEV_LOCK_TIMEOUT: {0}")]
+    Timeout(String),
+}
+
+/// Held for as long as it lives.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+fn wait_limit() -> Result<Duration, LockError> {
+    match std::env::var("SERVICEDB_DEV_LOCK_TIMEOUT") {
+        Ok(v) => humantime::parse_duration(&v).map_err(|e| LockError::Timeout(e.to_string())),
+        Err(_) => Ok(DEFAULT_WAIT),
+    }
+}
+
+/// Takes the lock for `command`, waiting (and telling `waiting` once) while another holds it.
+pub async fn lock(
+    state: &Path,
+    command: &str,
+    waiting: &mut dyn FnMut(String),
+) -> Result<StateLock, LockError> {
+    lock_with(state, command, wait_limit()?, waiting).await
+}
+
+async fn lock_with(
+    state: &Path,
+    command: &str,
+    limit: Duration,
+    waiting: &mut dyn FnMut(String),
+) -> Result<StateLock, LockError> {
+    let path = state.join("lock");
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state).map_err(io)?;
+    // Not truncated on open: the holder's line must survive a waiter opening the file.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let holder = holder(&mut file);
+                if start.elapsed() >= limit {
+                    return Err(LockError::Busy {
+                        path,
+                        holder,
+                        waited: humantime::format_duration(limit).to_string(),
+                    });
+                }
+                if !told {
+                    waiting(format!(
+                        "waiting for {holder} to finish ({})",
+                        path.display()
+                    ));
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
+    let line = format!(
+        "pid {} (servicedb dev {command}, since {})\n",
+        std::process::id(),
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    );
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    file.write_all(line.as_bytes()).map_err(io)?;
+    Ok(StateLock { _file: file })
+}
+
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
+    match text.trim() {
+        "" => "another servicedb dev command".to_string(),
+        line => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_holder_waits_then_fails_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path(), "up", &mut |_| {}).await.unwrap();
+        let mut told = Vec::new();
+        let err = lock_with(dir.path(), "down", Duration::from_millis(500), &mut |m| {
+            told.push(m)
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        let holder = format!("pid {} (servicedb dev up, since", std::process::id());
+        assert!(err.contains(&holder), "{err}");
+        assert!(err.contains("gave up after 500ms"), "{err}");
+        assert_eq!(told.len(), 1, "told once: {told:?}");
+        assert!(
+            told[0].starts_with(&format!("waiting for {holder}")),
+            "{told:?}"
+        );
+        drop(first);
+        lock(dir.path(), "down", &mut |_| {}).await.unwrap();
+    }
+}
