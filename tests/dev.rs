@@ -319,3 +319,68 @@ async fn unreachable_state_directory_falls_back_with_a_note() {
     assert!(fallback.starts_with("/var/tmp/servicedb-"), "{fallback}");
     std::fs::remove_dir_all(fallback).unwrap();
 }
+
+/// A unit that fails part-way (an extension the server does not have) reports what it did
+/// before failing: the database, roles and Secret files it made are counted, not "0"; the
+/// next run reports the same error and changes nothing else.
+#[tokio::test]
+async fn a_failure_part_way_reports_what_was_done() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = servicedb::password::Password::generate().expose()[..6].to_lowercase();
+    write(
+        dir.path(),
+        "server.yaml",
+        &format!(
+            r#"apiVersion: servicedb.io/v1alpha1
+kind: DatabaseServer
+metadata: {{ name: main }}
+spec:
+  host: {host}
+  port: {port}
+  sslMode: disable
+  adminSecretRef: {{ namespace: servicedb-system, name: pg-admin }}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{ name: pg-admin, namespace: servicedb-system }}
+stringData: {{ username: {user}, password: {password} }}
+---
+apiVersion: servicedb.io/v1alpha1
+kind: ServiceDatabase
+metadata: {{ name: ext, namespace: part{suffix} }}
+spec:
+  extensions: [no_such_extension]
+"#,
+            host = pg().host(),
+            port = pg().port(),
+            user = pg().admin_user(),
+            password = pg().admin_password()
+        ),
+    );
+    let f = dir.path().display().to_string();
+    let out = servicedb(state.path(), &["dev", "up", "-f", &f]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success());
+    assert!(stderr.contains("no_such_extension"), "{stderr}");
+    let summary = stdout
+        .lines()
+        .chain(stderr.lines())
+        .find(|l| l.contains("statement(s) executed"))
+        .unwrap_or_else(|| panic!("no summary in\n{stdout}\n{stderr}"))
+        .to_string();
+    assert!(
+        !summary.starts_with("0 statement(s)") && summary.contains(" 2 Secret file(s) written"),
+        "{summary}"
+    );
+    let again = servicedb(state.path(), &["dev", "up", "-f", &f]);
+    let (stdout, stderr) = (text(&again.stdout), text(&again.stderr));
+    assert!(stderr.contains("no_such_extension"), "{stderr}");
+    // Nothing more to do: no summary of work, or one that says none was done.
+    if let Some(summary) = stdout.lines().find(|l| l.contains("statement(s) executed")) {
+        assert!(
+            summary.starts_with("0 statement(s)") && summary.contains(" 0 Secret file(s)"),
+            "{summary}"
+        );
+    }
+}

@@ -47,6 +47,10 @@ async fn up(files: Vec<PathBuf>, prune: bool, state: &Path) -> ExitCode {
     };
     if !report.rows.is_empty() {
         print(&render(&report.rows));
+    }
+    // Also when every unit failed: what a unit did before failing is still done.
+    let did_something = report.statements + report.secrets_written + report.migrations_applied > 0;
+    if !report.rows.is_empty() || did_something {
         print(&format!(
             "{} statement(s) executed, {} Secret file(s) written, {} migration(s) applied",
             report.statements, report.secrets_written, report.migrations_applied

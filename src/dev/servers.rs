@@ -16,9 +16,7 @@ use super::{DevError, DevProgress};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::pg::{ConnectOptions, SslMode};
 use crate::provision::catalog;
-use crate::provision::server::{
-    DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec,
-};
+use crate::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec};
 use crate::service::placement::{Candidate, place};
 
 #[derive(Debug, thiserror::Error)]
