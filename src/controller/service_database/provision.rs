@@ -1,0 +1,139 @@
+//! Every call into the provisioning core, in one place: the claim check, Secrets, database
+//! and roles (`reconcile_unit`), and the reclaim policy (`cleanup_unit`). Failures come
+//! back sorted into permanent (a person must change something) and transient (retry).
+
+use std::collections::BTreeMap;
+
+use super::secrets::KubeSecrets;
+use crate::api::ServiceDatabase;
+use crate::api::conditions::reasons;
+use crate::pg::{ErrorClass, classify};
+use crate::provision::execute::ProvisionError;
+use crate::provision::observe::observe_server;
+use crate::provision::plan::check_claims;
+use crate::provision::server::Server;
+use crate::service::Layout;
+use crate::service::credentials::CredentialError;
+use crate::service::reconcile::{
+    Cleanup, UnitError, check_seed, cleanup_unit, desired_database, reconcile_unit,
+};
+
+/// What provisioning did.
+#[derive(Debug)]
+pub struct Provisioned {
+    pub layout: Layout,
+    /// Statements executed (as displayed: no passwords); empty when nothing had drifted.
+    pub statements: Vec<String>,
+    pub secrets_written: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Will not change by retrying the same inputs.
+    Permanent {
+        reason: &'static str,
+        message: String,
+    },
+    /// May go away: retried with backoff.
+    Transient { message: String },
+}
+
+/// The names of a Shared ServiceDatabase (validated).
+pub fn layout(sdb: &ServiceDatabase) -> Layout {
+    Layout::new(sdb, None)
+}
+
+/// Claim check, then Secrets, database and roles, for a Shared ServiceDatabase.
+pub async fn apply(
+    server: &Server,
+    secrets: &KubeSecrets,
+    sdb: &ServiceDatabase,
+) -> Result<Provisioned, Failure> {
+    check_seed(sdb, server).map_err(|e| sort(e, secrets.foreign()))?;
+    // The claim is checked before any Secret is written: a resource that names someone
+    // else's database gets Conflict and leaves no trace.
+    let layout = layout(sdb);
+    let probe = desired_database(&layout, &BTreeMap::new())
+        .map_err(|e| sort(UnitError::Ident(e), secrets.foreign()))?;
+    let observed = observe_server(&server.maintenance, &server.catalog, &probe)
+        .await
+        .map_err(|e| {
+            sort(
+                UnitError::Provision(ProvisionError::Catalog(e)),
+                secrets.foreign(),
+            )
+        })?;
+    check_claims(&probe, &observed).map_err(|e| {
+        sort(
+            UnitError::Provision(ProvisionError::Conflict(e)),
+            secrets.foreign(),
+        )
+    })?;
+    let unit = reconcile_unit(server, secrets, sdb, None, &[])
+        .await
+        .map_err(|e| sort(e, secrets.foreign()))?;
+    Ok(Provisioned {
+        layout: unit.layout,
+        statements: unit.outcome.executed,
+        secrets_written: unit.secrets_written,
+    })
+}
+
+/// Whether deletion needs the server at all: under Retain the core keeps the database, its
+/// roles and its claim, so an unreachable server never delays such a deletion.
+pub fn cleanup_needs_server(sdb: &ServiceDatabase) -> bool {
+    sdb.spec.reclaim_policy == crate::api::ReclaimPolicy::Delete
+}
+
+/// What deletion did on the server.
+#[derive(Debug)]
+pub enum Cleaned {
+    /// Dropped what this resource created (the statements, as displayed).
+    Dropped(Vec<String>),
+    Retained,
+    /// The database belongs to another resource (or to nobody): nothing was touched.
+    NotOurs(String),
+}
+
+pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Cleaned, Failure> {
+    match cleanup_unit(server, sdb, None).await {
+        Ok(Cleanup::Dropped(outcome)) => Ok(Cleaned::Dropped(outcome.executed)),
+        Ok(Cleanup::Retained) => Ok(Cleaned::Retained),
+        Err(UnitError::Provision(ProvisionError::Conflict(c))) => {
+            Ok(Cleaned::NotOurs(c.to_string()))
+        }
+        Err(e) => Err(sort(e, None)),
+    }
+}
+
+/// Sorts a core error by what to do about it.
+fn sort(e: UnitError, foreign_secret: Option<String>) -> Failure {
+    let permanent = |reason, message: String| Failure::Permanent { reason, message };
+    match &e {
+        UnitError::SeedRefused { .. } => permanent(reasons::SEED_REFUSED, e.to_string()),
+        UnitError::Ident(_) => permanent(reasons::INVALID_SPEC, e.to_string()),
+        UnitError::Credentials(CredentialError::SecretConflict { .. }) => {
+            permanent(reasons::CONFLICT, e.to_string())
+        }
+        UnitError::Credentials(CredentialError::Template(_)) => {
+            permanent(reasons::INVALID_SPEC, e.to_string())
+        }
+        UnitError::Store { .. } => match foreign_secret {
+            Some(why) => permanent(reasons::CONFLICT, why),
+            None => Failure::Transient {
+                message: e.to_string(),
+            },
+        },
+        UnitError::Provision(ProvisionError::Conflict(_)) => {
+            permanent(reasons::CONFLICT, e.to_string())
+        }
+        UnitError::Provision(ProvisionError::Statement { source, .. })
+            if classify(source) == ErrorClass::Permanent =>
+        {
+            permanent(reasons::PROVISIONING_FAILED, e.to_string())
+        }
+        UnitError::Provision(_) => Failure::Transient {
+            message: e.to_string(),
+        },
+    }
+}
