@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
 use servicedb::api::conditions::types;
-use servicedb::api::{DatabaseServer, Phase, ServiceDatabase};
+use servicedb::api::{DatabaseServer, Phase};
 use support::kube::TestCluster;
 use support::postgres::server as pg;
 
@@ -102,5 +102,167 @@ async fn shared_service_database_gets_working_secrets() {
         }
     })
     .await;
-    let _: Option<ServiceDatabase> = None;
+}
+
+/// Locks the ownership rule across namespaces: a second ServiceDatabase naming a database
+/// another one owns gets Conflict (Stalled, DatabaseReady=False, a Warning Event) and no
+/// Secret, and the owner's credentials keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_claim_in_another_namespace_gets_conflict_and_no_secret() {
+    let cluster = TestCluster::start().await;
+    let ns1 = cluster.namespace().to_string();
+    let ns2 = cluster.create_namespace("sdbtest").await;
+    let client = cluster.client();
+    admin_secret(&client, &ns1, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns1, "pg-admin").await;
+    // One controller per namespace, as two `servicedb run --namespace` would.
+    let _c1 = start(cluster.instrumented_client().client, fast_config(&ns1));
+    let _c2 = start(cluster.instrumented_client().client, fast_config(&ns2));
+    let db = format!("claimed_{}", ns1.replace('-', "_"));
+    service_database(&client, &ns1, "first", &server, json!({"databaseName": db})).await;
+    wait_ready(&client, &ns1, "first").await;
+
+    service_database(
+        &client,
+        &ns2,
+        "second",
+        &server,
+        json!({"databaseName": db}),
+    )
+    .await;
+    let second = wait_condition(&client, &ns2, "second", types::STALLED, "True", "Conflict").await;
+    let (status, reason, message) = condition(&second, types::DATABASE_READY).unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Conflict"));
+    assert!(
+        message.contains(&format!("ServiceDatabase {ns1}/first")),
+        "{message}"
+    );
+    assert_eq!(condition(&second, types::READY).unwrap().0, "False");
+    assert_eq!(second.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert!(secret_data(&client, &ns2, "second-db").await.is_none());
+    assert!(
+        secret_data(&client, &ns2, "second-migrator")
+            .await
+            .is_none()
+    );
+    let events = events_about(&client, &ns2, "second").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "Conflict"),
+        "{events:?}"
+    );
+    let first = secret_data(&client, &ns1, "first-db").await.unwrap();
+    login(&first).await.expect("the owner's Secret still works");
+}
+
+/// Locks deletion by reclaim policy: Delete drops the database and its roles; Retain
+/// keeps them and their claim, so the same resource applied again adopts the database;
+/// both finalizers go and the Secrets are owned (garbage-collected) by the resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_drops_and_retain_keeps() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    service_database(&client, &ns, "keep", &server, json!({})).await;
+    service_database(
+        &client,
+        &ns,
+        "gone",
+        &server,
+        json!({"reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let keep = wait_ready(&client, &ns, "keep").await;
+    let gone = wait_ready(&client, &ns, "gone").await;
+    let keep_db = keep.status.unwrap().database.unwrap();
+    let gone_db = gone.status.unwrap().database.unwrap();
+    {
+        let owner = login(&secret_data(&client, &ns, "keep-migrator").await.unwrap())
+            .await
+            .unwrap();
+        owner
+            .batch_execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
+            .await
+            .unwrap();
+    }
+    assert!(database_exists(&gone_db).await);
+
+    delete_sdb(&client, &ns, "gone").await;
+    delete_sdb(&client, &ns, "keep").await;
+    wait_gone(&client, &ns, "gone").await;
+    wait_gone(&client, &ns, "keep").await;
+    assert!(
+        !database_exists(&gone_db).await,
+        "Delete drops the database"
+    );
+    assert!(!role_exists(&format!("{gone_db}_app")).await);
+    assert!(!role_exists(&format!("{gone_db}_owner")).await);
+    assert!(database_exists(&keep_db).await, "Retain keeps the database");
+    assert!(role_exists(&format!("{keep_db}_app")).await);
+    let events = events_about(&client, &ns, "gone").await;
+    assert!(events.iter().any(|(_, r, _)| r == "Dropped"), "{events:?}");
+    let events = events_about(&client, &ns, "keep").await;
+    assert!(events.iter().any(|(_, r, _)| r == "Retained"), "{events:?}");
+
+    // Applied again, the retained database is adopted with its data.
+    service_database(&client, &ns, "keep", &server, json!({})).await;
+    let again = wait_ready(&client, &ns, "keep").await;
+    assert_eq!(again.status.unwrap().database.unwrap(), keep_db);
+    let app = secret_data(&client, &ns, "keep-db").await.unwrap();
+    let conn = login(&app).await.expect("the new Secret logs in");
+    let x: i32 = conn
+        .query_one("SELECT x FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(x, 42);
+}
+
+/// Locks drift repair on resync: an app role dropped by hand comes back, and a Secret
+/// deleted by hand comes back with a password that logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_repairs_a_dropped_role_and_a_deleted_secret() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    service_database(&client, &ns, "drift", &server, json!({})).await;
+    let sdb = wait_ready(&client, &ns, "drift").await;
+    let db = sdb.status.unwrap().database.unwrap();
+    let app = secret_data(&client, &ns, "drift-db").await.unwrap();
+    login(&app).await.unwrap();
+
+    let role = format!("{db}_app");
+    let su = pg().superuser_client(&db).await;
+    su.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+    assert!(login(&app).await.is_err());
+    support::kube::eventually("the dropped role to come back", || {
+        let app = app.clone();
+        async move { login(&app).await.ok().map(|_| ()) }
+    })
+    .await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets
+        .delete("drift-db", &Default::default())
+        .await
+        .unwrap();
+    let back = support::kube::eventually("the deleted Secret to come back and log in", || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let data = secret_data(&client, &ns, "drift-db").await?;
+            login(&data).await.ok().map(|_| data)
+        }
+    })
+    .await;
+    assert_eq!(back["PGUSER"], role);
 }
