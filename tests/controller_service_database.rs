@@ -266,3 +266,76 @@ async fn resync_repairs_a_dropped_role_and_a_deleted_secret() {
     .await;
     assert_eq!(back["PGUSER"], role);
 }
+
+/// Locks how a spec that cannot work is handled: an invalid one is Stalled (InvalidSpec,
+/// the field named) with one Warning Event and nothing created; a PerTenant template is
+/// validated and waits for its Tenants without a database or Secret of its own; one that
+/// asks for migrations is not reported Ready while this controller runs no Jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+
+    service_database(
+        &client,
+        &ns,
+        "bad",
+        &server,
+        json!({"databaseName": "Not-Valid"}),
+    )
+    .await;
+    let bad = wait_condition(&client, &ns, "bad", types::STALLED, "True", "InvalidSpec").await;
+    let (_, _, message) = condition(&bad, types::READY).unwrap();
+    assert!(message.contains("spec.databaseName"), "{message}");
+    assert!(secret_data(&client, &ns, "bad-db").await.is_none());
+    let events = events_about(&client, &ns, "bad").await;
+    let invalid: Vec<_> = events
+        .iter()
+        .filter(|(_, r, _)| r == "InvalidSpec")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{events:?}");
+
+    service_database(
+        &client,
+        &ns,
+        "fleet",
+        &server,
+        json!({"tenancy": "PerTenant"}),
+    )
+    .await;
+    let fleet = wait_condition(
+        &client,
+        &ns,
+        "fleet",
+        types::RECONCILING,
+        "True",
+        "WaitingForTenants",
+    )
+    .await;
+    let status = fleet.status.unwrap();
+    assert_eq!(
+        status.database.as_deref(),
+        Some(format!("{}_fleet", ns.replace('-', "_")).as_str())
+    );
+    assert!(secret_data(&client, &ns, "fleet-db").await.is_none());
+    assert!(!database_exists(status.database.as_deref().unwrap()).await);
+
+    let migrations = json!({"migrations": {"configMaps": ["orders-migrations"]}});
+    service_database(&client, &ns, "migrating", &server, migrations).await;
+    let m = wait_condition(
+        &client,
+        &ns,
+        "migrating",
+        types::MIGRATIONS_APPLIED,
+        "Unknown",
+        "MigrationsNotSupported",
+    )
+    .await;
+    assert_eq!(condition(&m, types::READY).unwrap().0, "False");
+    assert_eq!(condition(&m, types::STALLED).unwrap().0, "True");
+    assert_eq!(condition(&m, types::DATABASE_READY).unwrap().0, "True");
+}
