@@ -5,8 +5,10 @@
 mod controller_common;
 mod support;
 
+use std::collections::BTreeSet;
+
 use controller_common::*;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
@@ -102,6 +104,33 @@ async fn shared_service_database_gets_working_secrets() {
         }
     })
     .await;
+
+    // What the RBAC of the chart must grant: nothing else was used.
+    let allowed: BTreeSet<(&str, &str)> = [
+        ("databaseservers.servicedb.io", "list"),
+        ("databaseservers.servicedb.io", "watch"),
+        ("databaseservers.servicedb.io/status", "patch"),
+        ("servicedatabases.servicedb.io", "list"),
+        ("servicedatabases.servicedb.io", "watch"),
+        ("servicedatabases.servicedb.io", "patch"),
+        ("servicedatabases.servicedb.io/status", "patch"),
+        ("secrets", "get"),
+        ("secrets", "list"),
+        ("secrets", "watch"),
+        ("secrets", "patch"),
+        ("configmaps", "list"),
+        ("configmaps", "watch"),
+        ("events.events.k8s.io", "create"),
+        ("events.events.k8s.io", "patch"),
+    ]
+    .into_iter()
+    .collect();
+    for (resource, verb) in operator.requests.permissions() {
+        assert!(
+            allowed.contains(&(resource.as_str(), verb.as_str())),
+            "unexpected API use: {verb} {resource}"
+        );
+    }
 }
 
 /// Locks the ownership rule across namespaces: a second ServiceDatabase naming a database
@@ -338,4 +367,58 @@ async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
     assert_eq!(condition(&m, types::READY).unwrap().0, "False");
     assert_eq!(condition(&m, types::STALLED).unwrap().0, "True");
     assert_eq!(condition(&m, types::DATABASE_READY).unwrap().0, "True");
+}
+
+/// Locks the ConfigMap watch: a ServiceDatabase that waits for a change (await_change) is
+/// reconciled again when a ConfigMap it references appears, and not for one it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referenced_configmap_triggers_its_service_database() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let operator = cluster.instrumented_client();
+    let _controller = start(operator.client.clone(), fast_config(&ns));
+    let migrations = json!({"migrations": {"configMaps": ["orders-migrations"]}});
+    service_database(&client, &ns, "orders", &server, migrations).await;
+    wait_condition(
+        &client,
+        &ns,
+        "orders",
+        types::STALLED,
+        "True",
+        "MigrationsNotSupported",
+    )
+    .await;
+    // Give the reconcile triggered by its own last status write time to finish.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let reads_of_secret = |mark: usize| {
+        operator
+            .requests
+            .since(mark)
+            .iter()
+            .filter(|r| r.info.verb == "get" && r.info.path.ends_with("/secrets/orders-db"))
+            .count()
+    };
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let mark = operator.requests.mark();
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}, "data": {"a": "b"}});
+    apply(&configmaps, "unrelated", other).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        reads_of_secret(mark),
+        0,
+        "an unrelated ConfigMap triggers nothing"
+    );
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "orders-migrations"},
+        "data": {"V1__init.sql": "CREATE TABLE t (x int);"},
+    });
+    apply(&configmaps, "orders-migrations", cm).await;
+    support::kube::eventually("the ServiceDatabase to be reconciled again", || {
+        let n = reads_of_secret(mark);
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
 }
