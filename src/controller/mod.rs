@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod context;
 pub mod database_server;
 pub mod events;
+pub mod provisioning;
 pub mod service_database;
 pub mod status_patch;
 
@@ -38,6 +39,9 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Longest delay between retries.
     pub backoff_max: Duration,
+    /// Longest a single reconcile may take before it is abandoned and retried (a hung SQL
+    /// call must not hold up shutdown; every step is safe to stop at any await).
+    pub reconcile_timeout: Duration,
     /// Reconciles running at once per kind (one object is never reconciled twice at once).
     pub concurrency: u16,
     /// The Events' reporting instance (the pod name in a cluster).
@@ -53,6 +57,7 @@ impl Default for Config {
             installation_id: None,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
+            reconcile_timeout: Duration::from_secs(60),
             concurrency: 16,
             instance: None,
         }

@@ -12,8 +12,9 @@ use super::spec::{admin_credentials, server_spec};
 use crate::api::DatabaseServer;
 use crate::api::conditions::reasons;
 use crate::controller::Context;
+use crate::controller::provisioning;
 use crate::pg::ErrorClass;
-use crate::provision::server::{Server, ServerError, ServerSpec};
+use crate::provision::server::{Server, ServerError};
 
 /// Why there is no connected server, sorted by what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +111,7 @@ pub async fn connect(ctx: &Context, dbs: &DatabaseServer) -> Result<Arc<Server>,
         message,
     })?;
     let target = format!("{}:{} as {}", dbs.spec.host, dbs.spec.port, admin.username);
-    let server = connect_on_runtime(spec)
+    let server = provisioning::connect(spec)
         .await
         .map_err(|e| classify(e, &target, dbs))?;
     let server = Arc::new(server);
@@ -151,23 +152,4 @@ fn classify(e: ServerError, target: &str, dbs: &DatabaseServer) -> ServerProblem
             ),
         },
     }
-}
-
-/// `Server::connect` holds a `&mut dyn Progress` (not `Send`) across an await while it
-/// migrates the catalog, so its future cannot be part of a reconcile (which must be
-/// `Send`). It is driven on a blocking thread instead; its connection tasks are spawned on
-/// the runtime as usual. (Once the core's `Progress` is `Send`, this is a plain await.)
-async fn connect_on_runtime(spec: ServerSpec) -> Result<Server, ServerError> {
-    let handle = tokio::runtime::Handle::current();
-    let name = spec.name.clone();
-    tokio::task::spawn_blocking(move || handle.block_on(Server::connect(spec)))
-        .await
-        .unwrap_or_else(|e| {
-            Err(ServerError::Connect {
-                server: name,
-                source: crate::pg::ConnectError::Invalid(format!(
-                    "the connecting task failed: {e}"
-                )),
-            })
-        })
 }

@@ -94,7 +94,19 @@ fn error_policy(dbs: Arc<DatabaseServer>, error: &Error, ctx: Arc<Context>) -> A
 #[tracing::instrument(skip_all, fields(server = %dbs.name_any()))]
 async fn reconcile(dbs: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = dbs.uid().unwrap_or_default();
-    let result = reconcile_server(&dbs, &ctx).await;
+    let limit = ctx.config.reconcile_timeout;
+    let result = match tokio::time::timeout(limit, reconcile_server(&dbs, &ctx)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Server {
+            name: dbs.name_any(),
+            source: ServerProblem::Unavailable {
+                message: format!(
+                    "checking the server took longer than {}; it is retried",
+                    humantime::format_duration(limit)
+                ),
+            },
+        }),
+    };
     if result.is_ok() {
         ctx.failures.reset(&uid);
     }

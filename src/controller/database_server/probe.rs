@@ -1,7 +1,6 @@
 //! What the DatabaseServer controller checks on a connected server: the admin's privileges
 //! and how many databases servicedb manages there.
 
-use crate::provision::catalog;
 use crate::provision::server::Server;
 
 /// The admin's privileges as the server reports them.
@@ -43,10 +42,7 @@ pub async fn probe(server: &Server) -> Result<Probe, String> {
         )
         .await
         .map_err(|e| format!("reading the admin's privileges: {}", crate::pg::describe_pg(&e)))?;
-    let count = catalog::list(&server.catalog)
-        .await
-        .map_err(|e| e.to_string())?
-        .len();
+    let count = crate::controller::provisioning::managed_databases(server).await?;
     Ok(Probe {
         user: row.get(0),
         privileges: Privileges {

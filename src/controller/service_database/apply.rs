@@ -1,5 +1,5 @@
 //! The Apply side of the finalizer: record the new generation, validate, find the server,
-//! then claim check, Secrets, database and roles (through `provision`), then the status.
+//! then claim check, Secrets, database and roles (through `controller::provisioning`), then the status.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
@@ -7,7 +7,6 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::error::Error;
-use super::provision::{self, Failure};
 use super::secrets::KubeSecrets;
 use super::server::{Unavailable, server_for};
 use super::status::{Progress, desired_status};
@@ -16,8 +15,8 @@ use crate::api::validation::{describe, validate_service_database};
 use crate::api::{ServiceDatabase, ServiceDatabaseStatus, Tenancy};
 use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::provisioning::{self, Failure};
 use crate::controller::status_patch::apply_status;
-use crate::service::Layout;
 
 pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
     let uid = sdb.uid().unwrap_or_default();
@@ -37,7 +36,7 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     if sdb.spec.tenancy == Tenancy::PerTenant {
-        let layout = Layout::new(sdb, None);
+        let layout = provisioning::layout(sdb);
         writer
             .write(&Progress::PerTenant {
                 database: layout.database.clone(),
@@ -70,7 +69,7 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
         Err(Unavailable::Kube(e)) => return Err(Error::kube("listing DatabaseServers")(e)),
     };
     let secrets = KubeSecrets::new(ctx.client.clone(), owner_reference(sdb));
-    match provision::apply(&server, &secrets, sdb).await {
+    match provisioning::apply(&server, &secrets, sdb).await {
         Ok(done) => {
             announce(ctx, sdb, &server_name, &done).await;
             writer
@@ -114,7 +113,7 @@ async fn announce(
     ctx: &Context,
     sdb: &ServiceDatabase,
     server: &str,
-    done: &provision::Provisioned,
+    done: &provisioning::Provisioned,
 ) {
     let regarding = sdb.object_ref(&());
     if !done.secrets_written.is_empty() {

@@ -1,4 +1,4 @@
-//! The Cleanup side of the finalizer: the reclaim policy, through `provision`. Works for a
+//! The Cleanup side of the finalizer: the reclaim policy, through `controller::provisioning`. Works for a
 //! resource never provisioned, and never holds the finalizer forever: past
 //! `finalizer_timeout` with the server unreachable, a Warning Event says what was left
 //! behind and the finalizer goes.
@@ -10,12 +10,12 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::error::Error;
-use super::provision::{self, Cleaned, Failure};
 use super::server::{Unavailable, find, server_for};
 use crate::api::validation::validate_service_database;
 use crate::api::{ServiceDatabase, Tenancy};
 use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::provisioning::{self, Cleaned, Failure};
 
 /// Whether deletion has waited longer than `timeout`. Pure.
 pub fn expired(deleted_at: Timestamp, now: Timestamp, timeout: Duration) -> bool {
@@ -29,8 +29,8 @@ pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Err
     if validate_service_database(sdb).is_err() || sdb.spec.tenancy == Tenancy::PerTenant {
         return Ok(Action::await_change());
     }
-    let layout = provision::layout(sdb);
-    if !provision::cleanup_needs_server(sdb) {
+    let layout = provisioning::layout(sdb);
+    if !provisioning::cleanup_needs_server(sdb) {
         let note = format!(
             "reclaimPolicy Retain: database {} and its roles are kept; applying this ServiceDatabase again adopts them",
             layout.database
@@ -39,7 +39,7 @@ pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let failure = match server_for(ctx, sdb).await {
-        Ok((server_name, server)) => match provision::cleanup(&server, sdb).await {
+        Ok((server_name, server)) => match provisioning::cleanup(&server, sdb).await {
             Ok(Cleaned::Dropped(statements)) => {
                 let note = format!(
                     "dropped database {} and its roles on DatabaseServer {server_name} ({} statements)",

@@ -6,7 +6,6 @@
 pub mod apply;
 pub mod cleanup;
 pub mod error;
-pub mod provision;
 pub mod secrets;
 pub mod server;
 pub mod status;
@@ -115,14 +114,20 @@ async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Actio
     let uid = sdb.uid().unwrap_or_default();
     let api: Api<ServiceDatabase> =
         Api::namespaced(ctx.client.clone(), &sdb.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, sdb, |event| async {
+    let work = finalizer(&api, FINALIZER, sdb, |event| async {
         match event {
             Event::Apply(sdb) => apply::apply(&sdb, &ctx).await,
             Event::Cleanup(sdb) => cleanup::cleanup(&sdb, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    });
+    let limit = ctx.config.reconcile_timeout;
+    let result = match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::Transient(format!(
+            "the reconcile took longer than {}; it is retried",
+            humantime::format_duration(limit)
+        ))),
+    };
     if result.is_ok() {
         ctx.failures.reset(&uid);
     }

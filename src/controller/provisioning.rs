@@ -1,17 +1,20 @@
-//! Every call into the provisioning core, in one place: the claim check, Secrets, database
-//! and roles (`reconcile_unit`), and the reclaim policy (`cleanup_unit`). Failures come
-//! back sorted into permanent (a person must change something) and transient (retry).
+//! Every call the controllers make into the provisioning core, in one place, so a change of
+//! the core is adapted here: connecting to a server, counting its managed databases, the
+//! claim check, Secrets, database and roles (`reconcile_unit`), and the reclaim policy
+//! (`cleanup_unit`). Failures come back sorted into permanent (a person must change
+//! something) and transient (retry).
 
 use std::collections::BTreeMap;
 
-use super::secrets::KubeSecrets;
+use super::service_database::secrets::KubeSecrets;
 use crate::api::ServiceDatabase;
 use crate::api::conditions::reasons;
 use crate::pg::{ErrorClass, classify};
+use crate::provision::catalog;
 use crate::provision::execute::ProvisionError;
 use crate::provision::observe::observe_server;
 use crate::provision::plan::check_claims;
-use crate::provision::server::Server;
+use crate::provision::server::{Server, ServerError, ServerSpec};
 use crate::service::Layout;
 use crate::service::credentials::CredentialError;
 use crate::service::reconcile::{
@@ -136,4 +139,33 @@ fn sort(e: UnitError, foreign_secret: Option<String>) -> Failure {
             message: e.to_string(),
         },
     }
+}
+
+/// Logs in as the admin (creating or migrating the ownership catalog when needed).
+///
+/// `Server::connect` holds a `&mut dyn Progress` (not `Send`) across an await while it
+/// migrates the catalog, so its future cannot be part of a reconcile (which must be
+/// `Send`). It is driven on a blocking thread instead; its connection tasks are spawned on
+/// the runtime as usual. (Once the core's `Progress` is `Send`, this is a plain await.)
+pub async fn connect(spec: ServerSpec) -> Result<Server, ServerError> {
+    let handle = tokio::runtime::Handle::current();
+    let name = spec.name.clone();
+    tokio::task::spawn_blocking(move || handle.block_on(Server::connect(spec)))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ServerError::Connect {
+                server: name,
+                source: crate::pg::ConnectError::Invalid(format!(
+                    "the connecting task failed: {e}"
+                )),
+            })
+        })
+}
+
+/// How many databases servicedb manages on the server (all resources, all installations).
+pub async fn managed_databases(server: &Server) -> Result<usize, String> {
+    catalog::list(&server.catalog)
+        .await
+        .map(|l| l.len())
+        .map_err(|e| e.to_string())
 }
