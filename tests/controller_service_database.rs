@@ -174,13 +174,7 @@ async fn second_claim_in_another_namespace_gets_conflict_and_no_secret() {
             .await
             .is_none()
     );
-    let events = events_about(&client, &ns2, "second").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "Conflict"),
-        "{events:?}"
-    );
+    wait_event(&client, &ns2, "second", "Warning", "Conflict").await;
     let first = secret_data(&client, &ns1, "first-db").await.unwrap();
     login(&first).await.expect("the owner's Secret still works");
 }
@@ -321,12 +315,17 @@ async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
     let (_, _, message) = condition(&bad, types::READY).unwrap();
     assert!(message.contains("spec.databaseName"), "{message}");
     assert!(secret_data(&client, &ns, "bad-db").await.is_none());
-    let events = events_about(&client, &ns, "bad").await;
-    let invalid: Vec<_> = events
-        .iter()
-        .filter(|(_, r, _)| r == "InvalidSpec")
-        .collect();
-    assert_eq!(invalid.len(), 1, "{events:?}");
+    // The Event follows the status write.
+    let invalid_events = || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let events = events_about(&client, &ns, "bad").await;
+            let n = events.iter().filter(|(_, r, _)| r == "InvalidSpec").count();
+            (n > 0).then_some((n, events))
+        }
+    };
+    support::kube::eventually("the InvalidSpec Event", invalid_events).await;
 
     service_database(
         &client,
@@ -367,6 +366,9 @@ async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
     assert_eq!(condition(&m, types::READY).unwrap().0, "False");
     assert_eq!(condition(&m, types::STALLED).unwrap().0, "True");
     assert_eq!(condition(&m, types::DATABASE_READY).unwrap().0, "True");
+    // Still one InvalidSpec Event: waiting for a change does not repeat it.
+    let (n, events) = invalid_events().await.unwrap();
+    assert_eq!(n, 1, "{events:?}");
 }
 
 /// Locks the ConfigMap watch: a ServiceDatabase that waits for a change (await_change) is

@@ -322,3 +322,25 @@ pub async fn create_secret_raw(client: &kube::Client, ns: &str, name: &str) {
     .unwrap();
     api.create(&PostParams::default(), &s).await.unwrap();
 }
+
+/// Waits for an Event of `type_` and `reason` about `name` (Events follow the status write
+/// they go with) and returns its note.
+pub async fn wait_event(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> String {
+    eventually(
+        &format!("a {type_} Event {reason} about {name}"),
+        || async move {
+            events_about(client, ns, name)
+                .await
+                .into_iter()
+                .find(|(t, r, _)| t == type_ && r == reason)
+                .map(|(_, _, note)| note)
+        },
+    )
+    .await
+}
