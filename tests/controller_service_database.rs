@@ -225,6 +225,19 @@ async fn delete_drops_and_retain_keeps() {
     assert!(!role_exists(&format!("{gone_db}_app")).await);
     assert!(!role_exists(&format!("{gone_db}_owner")).await);
     assert!(database_exists(&keep_db).await, "Retain keeps the database");
+    for secret in ["gone-db", "gone-migrator", "keep-db", "keep-migrator"] {
+        support::kube::eventually(&format!("Secret {secret} to be garbage-collected"), || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                secret_data(&client, &ns, secret)
+                    .await
+                    .is_none()
+                    .then_some(())
+            }
+        })
+        .await;
+    }
     assert!(role_exists(&format!("{keep_db}_app")).await);
     let events = events_about(&client, &ns, "gone").await;
     assert!(events.iter().any(|(_, r, _)| r == "Dropped"), "{events:?}");
