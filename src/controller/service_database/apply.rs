@@ -69,7 +69,10 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
         Err(Unavailable::Kube(e)) => return Err(Error::kube("listing DatabaseServers")(e)),
     };
     let secrets = KubeSecrets::new(ctx.client.clone(), owner_reference(sdb));
-    match provisioning::apply(&server, &secrets, sdb).await {
+    let turn = ctx.servers.turn(&server_name).await;
+    let provisioned = provisioning::apply(&server, &secrets, sdb).await;
+    drop(turn);
+    match provisioned {
         Ok(done) => {
             announce(ctx, sdb, &server_name, &done).await;
             writer

@@ -16,6 +16,7 @@ use crate::api::{ServiceDatabase, Tenancy};
 use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::provisioning::{self, Cleaned, Failure};
+use crate::provision::server::Server;
 
 /// Whether deletion has waited longer than `timeout`. Pure.
 pub fn expired(deleted_at: Timestamp, now: Timestamp, timeout: Duration) -> bool {
@@ -39,7 +40,7 @@ pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let failure = match server_for(ctx, sdb).await {
-        Ok((server_name, server)) => match provisioning::cleanup(&server, sdb).await {
+        Ok((server_name, server)) => match cleanup_in_turn(ctx, &server_name, &server, sdb).await {
             Ok(Cleaned::Dropped(statements)) => {
                 let note = format!(
                     "dropped database {} and its roles on DatabaseServer {server_name} ({} statements)",
@@ -93,6 +94,17 @@ pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Err
     }
     tracing::warn!(resource = %sdb.name_any(), error = %failure, "cleanup will be retried");
     Err(Error::Transient(failure))
+}
+
+/// The reclaim policy on the server, within the server's bound of concurrent work.
+async fn cleanup_in_turn(
+    ctx: &Context,
+    server_name: &str,
+    server: &Server,
+    sdb: &ServiceDatabase,
+) -> Result<Cleaned, Failure> {
+    let _turn = ctx.servers.turn(server_name).await;
+    provisioning::cleanup(server, sdb).await
 }
 
 #[cfg(test)]
