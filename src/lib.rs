@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod dev;
 pub mod embedded;
 pub mod migrate;

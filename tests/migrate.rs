@@ -674,17 +674,6 @@ async fn wait_returns_when_reached_and_times_out_otherwise() {
     );
 }
 
-/// Subcommands that are not built yet say so with exit code 2, never a fake success.
-#[test]
-fn unbuilt_commands_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_servicedb"))
-        .arg("run")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not implemented yet"));
-}
-
 /// A script mixing statements that need a transaction with ones that refuse it is refused
 /// before anything runs (as Flyway does), naming the file and line; a .conf sidecar opts in.
 #[tokio::test]

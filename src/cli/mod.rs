@@ -2,6 +2,7 @@
 mod dev;
 mod migrate;
 pub(crate) mod output;
+mod run;
 mod table;
 mod wait;
 
@@ -34,7 +35,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (in a cluster, or against KUBECONFIG).
-    Run,
+    Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Flyway-compatible migrations: apply, info, validate, baseline, repair.
@@ -167,6 +168,26 @@ pub struct BaselineArgs {
     pub json: bool,
 }
 
+/// `servicedb run`: the controllers, until SIGTERM or SIGINT.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Watch ServiceDatabases (and their Secrets and ConfigMaps) in this namespace only.
+    /// Default: all namespaces. DatabaseServers are cluster-scoped and always watched.
+    #[arg(long, env = "SERVICEDB_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How often every resource is checked even without a change, to repair drift (a role
+    /// dropped by hand, a Secret deleted); spread by ±10% per resource.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync: std::time::Duration,
+    /// How long a deletion with reclaimPolicy Delete waits for an unreachable server
+    /// before the finalizer is removed anyway (with a Warning Event).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub finalizer_timeout: std::time::Duration,
+    /// This installation's id in the servers' ownership catalogs (one per cluster).
+    #[arg(long, env = "SERVICEDB_INSTALLATION_ID")]
+    pub installation_id: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct WaitArgs {
     /// The schema version to wait for.
@@ -194,7 +215,7 @@ fn placeholder_arg(s: &str) -> Result<String, String> {
 }
 
 /// Parses arguments, runs the command and returns the process exit code: 0 done, 1 failed,
-/// 2 bad usage or not built yet.
+/// 2 bad usage.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install(cli.log_format);
@@ -215,18 +236,13 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Migrate { action } => migrate::run(action).await,
         Command::Wait(args) => wait::run(args).await,
-        Command::Run => not_implemented("run"),
+        Command::Run(args) => run::run(args).await,
         Command::Crd => {
             output::print(&crate::api::crd::crd_yaml());
             ExitCode::SUCCESS
         }
         Command::Dev { action, state_dir } => dev::run(action, state_dir).await,
     }
-}
-
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!("error: `servicedb {what}` is not implemented yet");
-    ExitCode::from(2)
 }
 
 fn init_logging(format: LogFormat) {

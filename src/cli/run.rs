@@ -1,0 +1,49 @@
+//! `servicedb run`: a client from the in-cluster config or KUBECONFIG, the controllers,
+//! and a graceful stop on SIGTERM or SIGINT (reconciles in flight finish first).
+
+use std::process::ExitCode;
+
+use super::{RunArgs, fail};
+use crate::controller::{self, Config};
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(format!(
+                "cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}"
+            ));
+        }
+    };
+    let config = Config {
+        namespace: args.namespace,
+        resync: args.resync,
+        finalizer_timeout: args.finalizer_timeout,
+        installation_id: args.installation_id,
+        instance: std::env::var("POD_NAME").ok(),
+        ..Config::default()
+    };
+    match controller::run(client, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Resolves on the first SIGTERM (what Kubernetes sends) or SIGINT (Ctrl+C).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: stopping after the reconciles in flight"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping after the reconciles in flight"),
+    }
+}

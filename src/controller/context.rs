@@ -1,0 +1,51 @@
+//! What every reconcile shares: the client, the one Event recorder (it deduplicates), the
+//! registry of connected servers, and per-object failure counts for backoff.
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+
+use super::Config;
+use super::backoff::{Failures, backoff_delay, jittered};
+use super::database_server::registry::ServerRegistry;
+
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+    /// This installation's id in the servers' ownership catalogs.
+    pub installation: String,
+    pub recorder: Recorder,
+    pub servers: ServerRegistry,
+    pub failures: Failures,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: Config, installation: String) -> Context {
+        let reporter = Reporter {
+            controller: "servicedb".to_string(),
+            instance: config.instance.clone(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            installation,
+            servers: ServerRegistry::default(),
+            failures: Failures::default(),
+        }
+    }
+
+    /// The next periodic check of a healthy object.
+    pub fn resync(&self, uid: &str) -> Action {
+        Action::requeue(jittered(self.config.resync, uid))
+    }
+
+    /// Counts a failure of the object and says when to retry.
+    pub fn retry_after_failure(&self, uid: &str) -> Action {
+        let n = self.failures.record(uid);
+        Action::requeue(backoff_delay(
+            n,
+            self.config.backoff_base,
+            self.config.backoff_max,
+        ))
+    }
+}

@@ -1,0 +1,169 @@
+//! From a DatabaseServer and its Secrets' data to the core's `ServerSpec`. Pure.
+//!
+//! `dev` builds the same thing from manifests (`src/dev/servers.rs`, private there); the two
+//! should share one function in the core (e.g. `ServerSpec::from_database_server`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use tokio_postgres::Config;
+
+use crate::api::database_server::{ADMIN_PASSWORD_KEY, ADMIN_USERNAME_KEY};
+use crate::api::{DatabaseServer, SecretRef};
+use crate::pg::ConnectOptions;
+use crate::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, ServerSpec};
+
+/// The admin's credentials as read from `spec.adminSecretRef`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The admin credentials in a Secret's data, or what a person must fix.
+pub fn admin_credentials(
+    secret_ref: &SecretRef,
+    data: Option<&BTreeMap<String, ByteString>>,
+) -> Result<AdminCredentials, String> {
+    let name = format!("{}/{}", secret_ref.namespace, secret_ref.name);
+    let Some(data) = data else {
+        return Err(format!(
+            "spec.adminSecretRef: Secret {name} does not exist; create it with the keys \
+             {ADMIN_USERNAME_KEY} and {ADMIN_PASSWORD_KEY}"
+        ));
+    };
+    let key = |k: &str| -> Result<String, String> {
+        let value = data.get(k).ok_or_else(|| {
+            format!("spec.adminSecretRef: Secret {name} has no key {k:?}; it needs {ADMIN_USERNAME_KEY} and {ADMIN_PASSWORD_KEY}")
+        })?;
+        let text = String::from_utf8(value.0.clone()).map_err(|_| {
+            format!("spec.adminSecretRef: key {k:?} of Secret {name} is not UTF-8 text")
+        })?;
+        if text.is_empty() {
+            return Err(format!(
+                "spec.adminSecretRef: key {k:?} of Secret {name} is empty"
+            ));
+        }
+        Ok(text)
+    };
+    Ok(AdminCredentials {
+        username: key(ADMIN_USERNAME_KEY)?,
+        password: key(ADMIN_PASSWORD_KEY)?,
+    })
+}
+
+/// The core's view of the server. `ca_pem`: the `caSecretRef` key's content, if any.
+pub fn server_spec(
+    server: &DatabaseServer,
+    admin: &AdminCredentials,
+    ca_pem: Option<Vec<u8>>,
+    installation: &str,
+) -> Result<ServerSpec, String> {
+    let spec = &server.spec;
+    let port =
+        u16::try_from(spec.port).map_err(|_| format!("spec.port: {} is not a port", spec.port))?;
+    let client_port = u16::try_from(spec.effective_client_port()).map_err(|_| {
+        format!(
+            "spec.clientPort: {} is not a port",
+            spec.effective_client_port()
+        )
+    })?;
+    let mut config = Config::new();
+    config
+        .host(&spec.host)
+        .port(port)
+        .user(&admin.username)
+        .password(admin.password.clone())
+        .dbname("postgres")
+        .application_name("servicedb")
+        .connect_timeout(std::time::Duration::from_secs(10));
+    Ok(ServerSpec {
+        name: server.metadata.name.clone().unwrap_or_default(),
+        admin: ConnectOptions {
+            config,
+            ssl_mode: spec.admin_ssl_mode(),
+            system_roots: ca_pem.is_none(),
+            ca_pem,
+        },
+        client_host: spec.effective_client_host().to_string(),
+        client_port,
+        ssl_mode: spec.client_ssl_mode(),
+        environment: match spec.environment {
+            crate::api::Environment::Production => Environment::Production,
+            crate::api::Environment::Staging => Environment::Staging,
+            crate::api::Environment::Local => Environment::Local,
+        },
+        max_databases: spec.max_databases.and_then(|m| u32::try_from(m).ok()),
+        installation: installation.to_string(),
+        database_connections: DEFAULT_DATABASE_CONNECTIONS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret_ref() -> SecretRef {
+        SecretRef {
+            namespace: "servicedb-system".into(),
+            name: "pg-admin".into(),
+        }
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn missing_secret_or_key_says_which_and_what_to_add() {
+        let err = admin_credentials(&secret_ref(), None).unwrap_err();
+        assert!(
+            err.contains("Secret servicedb-system/pg-admin does not exist"),
+            "{err}"
+        );
+        let err =
+            admin_credentials(&secret_ref(), Some(&data(&[("username", "admin")]))).unwrap_err();
+        assert!(err.contains("has no key \"password\""), "{err}");
+        let ok = admin_credentials(
+            &secret_ref(),
+            Some(&data(&[("username", "admin"), ("password", "pw")])),
+        )
+        .unwrap();
+        assert_eq!(ok.username, "admin");
+        assert!(!format!("{ok:?}").contains("pw"));
+    }
+
+    #[test]
+    fn client_endpoint_defaults_to_the_admin_endpoint() {
+        let mut dbs = DatabaseServer::new("main", Default::default());
+        dbs.spec.host = "pg.db.svc".into();
+        let admin = AdminCredentials {
+            username: "a".into(),
+            password: "b".into(),
+        };
+        let spec = server_spec(&dbs, &admin, None, "test").unwrap();
+        assert_eq!(
+            (spec.client_host.as_str(), spec.client_port),
+            ("pg.db.svc", 5432)
+        );
+        dbs.spec.client_host = Some("pooler".into());
+        dbs.spec.client_port = Some(6432);
+        let spec = server_spec(&dbs, &admin, None, "test").unwrap();
+        assert_eq!(
+            (spec.client_host.as_str(), spec.client_port),
+            ("pooler", 6432)
+        );
+        assert_eq!(spec.name, "main");
+    }
+}

@@ -1,0 +1,107 @@
+//! The DatabaseServer's status from what the last check found. Pure.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::DatabaseServerStatus;
+use crate::api::conditions::{Readiness, reasons, set_ready};
+
+/// What checking the server found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    Ready {
+        admin: String,
+        version: String,
+        database_count: i32,
+    },
+    /// Needs a change by a person (Stalled).
+    Stalled { reason: String, message: String },
+    /// Being retried (Reconciling).
+    Retrying { reason: String, message: String },
+}
+
+/// The status to write: `current` with the conditions and facts of `health`, transition
+/// times carried over unless a condition flips. Version and count stay at their last known
+/// values while the server cannot be reached.
+pub fn desired_status(
+    current: Option<&DatabaseServerStatus>,
+    generation: Option<i64>,
+    health: &Health,
+    now: &Time,
+) -> DatabaseServerStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let readiness = match health {
+        Health::Ready {
+            admin,
+            version,
+            database_count,
+        } => {
+            status.server_version = Some(version.clone());
+            status.database_count = Some(*database_count);
+            Readiness::ready(
+                reasons::RECONCILED,
+                format!("logged in as {admin}; PostgreSQL {version}"),
+            )
+        }
+        Health::Stalled { reason, message } => Readiness::stalled(reason, message),
+        Health::Retrying { reason, message } => Readiness::progressing(reason, message),
+    };
+    set_ready(&mut status.conditions, readiness, generation, now);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{find_condition, is_ready, is_true, types};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    fn ready() -> Health {
+        Health::Ready {
+            admin: "admin".into(),
+            version: "16.4".into(),
+            database_count: 3,
+        }
+    }
+
+    /// Locks "status is written only when it changes": the same health later gives an equal
+    /// status (same transition time), so the controller skips the patch.
+    #[test]
+    fn same_health_gives_the_same_status() {
+        let first = desired_status(None, Some(1), &ready(), &at(10));
+        assert!(is_ready(&first.conditions, Some(1)));
+        assert_eq!(first.server_version.as_deref(), Some("16.4"));
+        assert_eq!(first.database_count, Some(3));
+        let again = desired_status(Some(&first), Some(1), &ready(), &at(20));
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn a_wrong_password_stalls_and_keeps_the_last_known_version() {
+        let first = desired_status(None, Some(1), &ready(), &at(10));
+        let failed = Health::Stalled {
+            reason: "ConnectionFailed".into(),
+            message: "cannot log in".into(),
+        };
+        let s = desired_status(Some(&first), Some(1), &failed, &at(20));
+        assert!(is_true(&s.conditions, types::STALLED));
+        let ready = find_condition(&s.conditions, types::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ConnectionFailed")
+        );
+        assert_eq!(ready.last_transition_time, at(20));
+        assert_eq!(s.server_version.as_deref(), Some("16.4"));
+        let retrying = Health::Retrying {
+            reason: "ConnectionFailed".into(),
+            message: "cannot reach".into(),
+        };
+        let s = desired_status(Some(&s), Some(1), &retrying, &at(30));
+        assert!(is_true(&s.conditions, types::RECONCILING));
+        assert!(find_condition(&s.conditions, types::STALLED).is_none());
+    }
+}

@@ -1,0 +1,148 @@
+//! `servicedb run`: the Kubernetes controllers. One thin driver per kind
+//! ([`database_server`], [`service_database`]); each reconcile is a pipeline of steps whose
+//! decisions are pure functions, separate from the API and SQL calls that carry them out.
+//!
+//! [`run`] starts both controllers against a `kube::Client` and returns when `shutdown`
+//! resolves and the reconciles in flight have finished; tests call it in-process against
+//! the fake API server.
+pub mod backoff;
+pub mod context;
+pub mod database_server;
+pub mod events;
+pub mod provisioning;
+pub mod service_database;
+pub mod status_patch;
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use kube::api::{Api, ListParams};
+
+use crate::api::{DatabaseServer, ServiceDatabase};
+pub use context::Context;
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch ServiceDatabases (and their Secrets and ConfigMaps) in this namespace only;
+    /// None: all namespaces. DatabaseServers are cluster-scoped and always watched.
+    pub namespace: Option<String>,
+    /// How often every resource is checked against the server even without a change
+    /// (drift repair), spread by ±10% per resource.
+    pub resync: Duration,
+    /// How long deletion may wait for an unreachable server before the finalizer is
+    /// removed anyway (with a Warning Event saying what was left behind).
+    pub finalizer_timeout: Duration,
+    /// Identifies this installation in the servers' ownership catalogs.
+    pub installation_id: Option<String>,
+    /// First delay after a transient failure; doubles per consecutive failure.
+    pub backoff_base: Duration,
+    /// Longest delay between retries.
+    pub backoff_max: Duration,
+    /// Longest a single reconcile may take before it is abandoned and retried (a hung SQL
+    /// call must not hold up shutdown; every step is safe to stop at any await).
+    pub reconcile_timeout: Duration,
+    /// Reconciles running at once per kind (one object is never reconciled twice at once).
+    pub concurrency: u16,
+    /// The Events' reporting instance (the pod name in a cluster).
+    pub instance: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: None,
+            resync: Duration::from_secs(300),
+            finalizer_timeout: Duration::from_secs(600),
+            installation_id: None,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(300),
+            reconcile_timeout: Duration::from_secs(60),
+            concurrency: 16,
+            instance: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the servicedb CustomResourceDefinitions are not installed in this cluster \
+         (install them with `servicedb crd | kubectl apply -f -`): {0}"
+    )]
+    CrdsMissing(kube::Error),
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Kube(kube::Error),
+    #[error(
+        "cannot derive this installation's id from the kube-system namespace (set \
+         --installation-id or SERVICEDB_INSTALLATION_ID, one value per cluster): {0}"
+    )]
+    InstallationId(kube::Error),
+}
+
+/// Runs the DatabaseServer and ServiceDatabase controllers until `shutdown` resolves; then
+/// stops taking new work, lets the reconciles in flight finish, and returns.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    check_crds(&client, config.namespace.as_deref()).await?;
+    let installation = installation_id(&client, config.installation_id.as_deref()).await?;
+    tracing::info!(
+        namespace = config.namespace.as_deref().unwrap_or("(all)"),
+        resync = ?config.resync,
+        installation = %installation,
+        "starting controllers"
+    );
+    let ctx = std::sync::Arc::new(Context::new(client, config, installation));
+    let shutdown = shutdown.boxed().shared();
+    futures::join!(
+        database_server::run(ctx.clone(), shutdown.clone()),
+        service_database::run(ctx, shutdown),
+    );
+    tracing::info!("controllers stopped");
+    Ok(())
+}
+
+/// This installation's id: the one given, else the uid of the cluster's `kube-system`
+/// namespace, which is unique per cluster and never changes. Two clusters sharing a
+/// PostgreSQL server then never both own a database.
+async fn installation_id(client: &kube::Client, given: Option<&str>) -> Result<String, Error> {
+    if let Some(id) = given.filter(|id| !id.trim().is_empty()) {
+        return Ok(id.trim().to_string());
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let system = namespaces
+        .get("kube-system")
+        .await
+        .map_err(Error::InstallationId)?;
+    system
+        .metadata
+        .uid
+        .map(|uid| format!("k8s-{uid}"))
+        .ok_or_else(|| {
+            Error::InstallationId(kube::Error::Service(
+                "the kube-system namespace has no uid".into(),
+            ))
+        })
+}
+
+/// Fails early, with the fix, when the CRDs are missing (the watches would only log).
+async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Result<(), Error> {
+    let classify = |e: kube::Error| match &e {
+        kube::Error::Api(s) if s.is_not_found() => Error::CrdsMissing(e),
+        _ => Error::Kube(e),
+    };
+    let one = ListParams::default().limit(1);
+    Api::<DatabaseServer>::all(client.clone())
+        .list_metadata(&one)
+        .await
+        .map_err(classify)?;
+    let sdbs: Api<ServiceDatabase> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    sdbs.list_metadata(&one).await.map_err(classify)?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Every call the controllers make into the provisioning core, in one place, so a change of
+//! the core is adapted here: connecting to a server, counting its managed databases, the
+//! claim check, Secrets, database and roles (`reconcile_unit`), and the reclaim policy
+//! (`cleanup_unit`). Failures come back sorted into permanent (a person must change
+//! something) and transient (retry).
+
+use super::service_database::secrets::KubeSecrets;
+use crate::api::ServiceDatabase;
+use crate::api::conditions::reasons;
+use crate::pg::ErrorClass;
+use crate::provision::catalog;
+use crate::provision::execute::ProvisionError;
+use crate::provision::server::{Server, ServerError, ServerSpec};
+use crate::service::Layout;
+use crate::service::credentials::CredentialError;
+use crate::service::reconcile::{Cleanup, UnitError, cleanup_unit, reconcile_unit};
+
+/// What provisioning did.
+#[derive(Debug)]
+pub struct Provisioned {
+    pub layout: Layout,
+    /// Statements executed (as displayed: no passwords); empty when nothing had drifted.
+    pub statements: Vec<String>,
+    pub secrets_written: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Will not change by retrying the same inputs.
+    Permanent {
+        reason: &'static str,
+        message: String,
+    },
+    /// May go away: retried with backoff.
+    Transient { message: String },
+}
+
+/// The names of a Shared ServiceDatabase (validated).
+pub fn layout(sdb: &ServiceDatabase) -> Layout {
+    Layout::new(sdb, None)
+}
+
+/// Claim check, then Secrets, database and roles, for a Shared ServiceDatabase. The core
+/// checks the claim before any Secret is written: a resource that names someone else's
+/// database gets Conflict and leaves no trace.
+pub async fn apply(
+    server: &Server,
+    secrets: &KubeSecrets,
+    sdb: &ServiceDatabase,
+) -> Result<Provisioned, Failure> {
+    match reconcile_unit(server, secrets, sdb, None, &[]).await {
+        Ok(unit) => Ok(Provisioned {
+            layout: unit.layout,
+            statements: unit.done.outcome.executed(),
+            secrets_written: unit.done.secrets_written,
+        }),
+        // What was done before the failure is done; the next reconcile finishes the job.
+        Err(failed) => Err(sort(failed.error, secrets.foreign())),
+    }
+}
+
+/// Whether deletion needs the server at all: under Retain the core keeps the database, its
+/// roles and its claim, so an unreachable server never delays such a deletion.
+pub fn cleanup_needs_server(sdb: &ServiceDatabase) -> bool {
+    sdb.spec.reclaim_policy == crate::api::ReclaimPolicy::Delete
+}
+
+/// What deletion did on the server.
+#[derive(Debug)]
+pub enum Cleaned {
+    /// Dropped what this resource created (the statements, as displayed).
+    Dropped(Vec<String>),
+    Retained,
+    /// The database belongs to another resource (or to nobody): nothing was touched.
+    NotOurs(String),
+}
+
+pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Cleaned, Failure> {
+    match cleanup_unit(server, sdb, None, sdb.spec.reclaim_policy).await {
+        Ok(Cleanup::Dropped(outcome)) => Ok(Cleaned::Dropped(outcome.executed())),
+        Ok(Cleanup::Retained) => Ok(Cleaned::Retained),
+        Err(failed) => match failed.error {
+            UnitError::Provision(ProvisionError::Conflict(c)) => {
+                Ok(Cleaned::NotOurs(c.to_string()))
+            }
+            e => Err(sort(e, None)),
+        },
+    }
+}
+
+/// Sorts a core error by what to do about it.
+fn sort(e: UnitError, foreign_secret: Option<String>) -> Failure {
+    let permanent = |reason, message: String| Failure::Permanent { reason, message };
+    match &e {
+        UnitError::SeedRefused { .. } => permanent(reasons::SEED_REFUSED, e.to_string()),
+        UnitError::Ident(_) => permanent(reasons::INVALID_SPEC, e.to_string()),
+        UnitError::Credentials(CredentialError::SecretConflict { .. }) => {
+            permanent(reasons::CONFLICT, e.to_string())
+        }
+        UnitError::Credentials(CredentialError::Template(_)) => {
+            permanent(reasons::INVALID_SPEC, e.to_string())
+        }
+        UnitError::Store { .. } => match foreign_secret {
+            Some(why) => permanent(reasons::CONFLICT, why),
+            None => Failure::Transient {
+                message: e.to_string(),
+            },
+        },
+        UnitError::Provision(ProvisionError::Conflict(_)) => {
+            permanent(reasons::CONFLICT, e.to_string())
+        }
+        // Wrong password, missing privilege, syntax: retrying the same inputs cannot help.
+        UnitError::Provision(p) if p.class() == ErrorClass::Permanent => {
+            permanent(reasons::PROVISIONING_FAILED, e.to_string())
+        }
+        UnitError::Provision(_) => Failure::Transient {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Logs in as the admin (creating or migrating the ownership catalog when needed).
+///
+/// `Server::connect` holds a `&mut dyn Progress` (not `Send`) across an await while it
+/// migrates the catalog, so its future cannot be part of a reconcile (which must be
+/// `Send`). It is driven on a blocking thread instead; its connection tasks are spawned on
+/// the runtime as usual. (Once the core's `Progress` is `Send`, this is a plain await.)
+pub async fn connect(spec: ServerSpec) -> Result<Server, ServerError> {
+    let handle = tokio::runtime::Handle::current();
+    let name = spec.name.clone();
+    tokio::task::spawn_blocking(move || handle.block_on(Server::connect(spec)))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ServerError::Connect {
+                server: name,
+                source: crate::pg::ConnectError::Invalid(format!(
+                    "the connecting task failed: {e}"
+                )),
+            })
+        })
+}
+
+/// How many databases servicedb manages on the server (all resources, all installations).
+pub async fn managed_databases(server: &Server) -> Result<usize, String> {
+    let catalog = server.catalog().await.map_err(|e| e.to_string())?;
+    catalog::count(&catalog)
+        .await
+        .map(|n| n as usize)
+        .map_err(|e| e.to_string())
+}

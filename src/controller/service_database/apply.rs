@@ -1,0 +1,222 @@
+//! The Apply side of the finalizer: record the new generation, validate, find the server,
+//! then claim check, Secrets, database and roles (through `controller::provisioning`), then the status.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::error::Error;
+use super::secrets::KubeSecrets;
+use super::server::{Unavailable, server_for};
+use super::status::{Progress, desired_status};
+use crate::api::conditions::{self, find_condition, reasons, types};
+use crate::api::validation::{describe, validate_service_database};
+use crate::api::{ServiceDatabase, ServiceDatabaseStatus, Tenancy};
+use crate::controller::Context;
+use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::provisioning::{self, Failure};
+use crate::controller::status_patch::apply_status;
+
+pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
+    let uid = sdb.uid().unwrap_or_default();
+    let mut writer = StatusWriter::new(sdb, ctx);
+    // kstatus reads a missing or old observedGeneration as "not looked at yet".
+    if sdb.status.as_ref().and_then(|s| s.observed_generation) != sdb.metadata.generation {
+        writer.write(&Progress::Started).await?;
+    }
+    if let Err(errors) = validate_service_database(sdb) {
+        writer
+            .stall(
+                reasons::INVALID_SPEC,
+                describe(&errors),
+                event_reasons::INVALID_SPEC,
+            )
+            .await?;
+        return Ok(Action::await_change());
+    }
+    if sdb.spec.tenancy == Tenancy::PerTenant {
+        let layout = provisioning::layout(sdb);
+        writer
+            .write(&Progress::PerTenant {
+                database: layout.database.clone(),
+                secret_name: layout.app_secret().name.clone(),
+            })
+            .await?;
+        return Ok(Action::await_change());
+    }
+    let (server_name, server) = match server_for(ctx, sdb).await {
+        Ok(found) => found,
+        Err(Unavailable::Waiting { reason, message }) => {
+            writer
+                .write(&Progress::Waiting {
+                    reason: reason.to_string(),
+                    message,
+                })
+                .await?;
+            // The DatabaseServer watch brings the change; the resync is a safety net.
+            return Ok(ctx.resync(&uid));
+        }
+        Err(Unavailable::Problem(problem)) => {
+            writer
+                .write(&Progress::Waiting {
+                    reason: problem.reason().to_string(),
+                    message: problem.to_string(),
+                })
+                .await?;
+            return Err(Error::Server(problem));
+        }
+        Err(Unavailable::Kube(e)) => return Err(Error::kube("listing DatabaseServers")(e)),
+    };
+    let secrets = KubeSecrets::new(ctx.client.clone(), owner_reference(sdb));
+    let turn = ctx.servers.turn(&server_name).await;
+    let provisioned = provisioning::apply(&server, &secrets, sdb).await;
+    drop(turn);
+    match provisioned {
+        Ok(done) => {
+            announce(ctx, sdb, &server_name, &done).await;
+            writer
+                .write(&Progress::Provisioned {
+                    server: server_name,
+                    database: done.layout.database.clone(),
+                    secret_name: done.layout.app_secret().name.clone(),
+                    secrets: done.layout.secrets.iter().map(|s| s.name.clone()).collect(),
+                    has_migrations: sdb
+                        .spec
+                        .migrations
+                        .as_ref()
+                        .is_some_and(|m| !m.config_maps.is_empty()),
+                })
+                .await?;
+            Ok(ctx.resync(&uid))
+        }
+        Err(Failure::Permanent { reason, message }) => {
+            writer.stall(reason, message, reason).await?;
+            Ok(match reason {
+                // A SQL failure may be fixed on the server (an extension installed): look
+                // again at the next resync.
+                reasons::PROVISIONING_FAILED => ctx.resync(&uid),
+                _ => Action::await_change(),
+            })
+        }
+        Err(Failure::Transient { message }) => {
+            writer
+                .write(&Progress::Waiting {
+                    reason: reasons::PROVISIONING_FAILED.to_string(),
+                    message: format!("{message} (retrying)"),
+                })
+                .await?;
+            Err(Error::Transient(message))
+        }
+    }
+}
+
+/// Events for what changed on the server and in the Secrets.
+async fn announce(
+    ctx: &Context,
+    sdb: &ServiceDatabase,
+    server: &str,
+    done: &provisioning::Provisioned,
+) {
+    let regarding = sdb.object_ref(&());
+    if !done.secrets_written.is_empty() {
+        let note = format!("wrote Secrets {}", done.secrets_written.join(", "));
+        events::normal(
+            ctx,
+            &regarding,
+            event_reasons::SECRET_WRITTEN,
+            "WriteSecret",
+            note,
+        )
+        .await;
+    }
+    if !done.statements.is_empty() {
+        let note = format!(
+            "database {} on DatabaseServer {server}: {} statement(s) run",
+            done.layout.database,
+            done.statements.len()
+        );
+        events::normal(
+            ctx,
+            &regarding,
+            event_reasons::PROVISIONED,
+            "Provision",
+            note,
+        )
+        .await;
+    }
+}
+
+/// The single ownerReference of every Secret: the ServiceDatabase, as controller, so the
+/// Secrets are garbage-collected with it.
+pub fn owner_reference(sdb: &ServiceDatabase) -> OwnerReference {
+    OwnerReference {
+        api_version: ServiceDatabase::api_version(&()).to_string(),
+        kind: ServiceDatabase::kind(&()).to_string(),
+        name: sdb.name_any(),
+        uid: sdb.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Writes the status when it changed, remembering what it wrote so that later steps of
+/// the same reconcile compare against it.
+struct StatusWriter<'a> {
+    sdb: &'a ServiceDatabase,
+    ctx: &'a Context,
+    current: Option<ServiceDatabaseStatus>,
+}
+
+impl<'a> StatusWriter<'a> {
+    fn new(sdb: &'a ServiceDatabase, ctx: &'a Context) -> Self {
+        StatusWriter {
+            sdb,
+            ctx,
+            current: sdb.status.clone(),
+        }
+    }
+
+    /// Returns whether it wrote.
+    async fn write(&mut self, progress: &Progress) -> Result<bool, Error> {
+        let status = desired_status(
+            self.current.as_ref(),
+            self.sdb.metadata.generation,
+            progress,
+            &conditions::now(),
+        );
+        let api: Api<ServiceDatabase> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.sdb.namespace().unwrap_or_default(),
+        );
+        let written = apply_status(&api, self.sdb, self.current.as_ref(), &status)
+            .await
+            .map_err(Error::kube("writing the ServiceDatabase status"))?;
+        self.current = Some(status);
+        Ok(written)
+    }
+
+    /// Stalled with an Event, the Event only when the reason or message is new.
+    async fn stall(
+        &mut self,
+        reason: &str,
+        message: String,
+        event_reason: &str,
+    ) -> Result<(), Error> {
+        let before = self
+            .current
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, types::STALLED))
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        let progress = Progress::Stalled {
+            reason: reason.to_string(),
+            message: message.clone(),
+        };
+        self.write(&progress).await?;
+        if before != Some((reason.to_string(), message.clone())) {
+            let regarding = self.sdb.object_ref(&());
+            events::warning(self.ctx, &regarding, event_reason, "Reconcile", message).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! The Cleanup side of the finalizer: the reclaim policy, through `controller::provisioning`. Works for a
+//! resource never provisioned, and never holds the finalizer forever: past
+//! `finalizer_timeout` with the server unreachable, a Warning Event says what was left
+//! behind and the finalizer goes.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::error::Error;
+use super::server::{Unavailable, find, server_for};
+use crate::api::validation::validate_service_database;
+use crate::api::{ServiceDatabase, Tenancy};
+use crate::controller::Context;
+use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::provisioning::{self, Cleaned, Failure};
+use crate::provision::server::Server;
+
+/// Whether deletion has waited longer than `timeout`. Pure.
+pub fn expired(deleted_at: Timestamp, now: Timestamp, timeout: Duration) -> bool {
+    let waited = now.duration_since(deleted_at);
+    waited.as_secs() >= 0 && waited.unsigned_abs() >= timeout
+}
+
+pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
+    let regarding = sdb.object_ref(&());
+    // Nothing was ever provisioned for an invalid spec or a PerTenant template.
+    if validate_service_database(sdb).is_err() || sdb.spec.tenancy == Tenancy::PerTenant {
+        return Ok(Action::await_change());
+    }
+    let layout = provisioning::layout(sdb);
+    if !provisioning::cleanup_needs_server(sdb) {
+        let note = format!(
+            "reclaimPolicy Retain: database {} and its roles are kept; applying this ServiceDatabase again adopts them",
+            layout.database
+        );
+        events::normal(ctx, &regarding, event_reasons::RETAINED, "Delete", note).await;
+        return Ok(Action::await_change());
+    }
+    let failure = match server_for(ctx, sdb).await {
+        Ok((server_name, server)) => match cleanup_in_turn(ctx, &server_name, &server, sdb).await {
+            Ok(Cleaned::Dropped(statements)) => {
+                let note = format!(
+                    "dropped database {} and its roles on DatabaseServer {server_name} ({} statements)",
+                    layout.database,
+                    statements.len()
+                );
+                events::normal(ctx, &regarding, event_reasons::DROPPED, "Delete", note).await;
+                return Ok(Action::await_change());
+            }
+            Ok(Cleaned::Retained) => return Ok(Action::await_change()),
+            Ok(Cleaned::NotOurs(why)) => {
+                let note = format!("nothing dropped: {why}");
+                events::normal(ctx, &regarding, event_reasons::RETAINED, "Delete", note).await;
+                return Ok(Action::await_change());
+            }
+            Err(Failure::Permanent { message, .. } | Failure::Transient { message }) => message,
+        },
+        Err(Unavailable::Waiting { message, .. }) => {
+            // A server that no longer exists holds nothing to drop from here.
+            if matches!(find(ctx, sdb).await, Err(Unavailable::Waiting { .. })) {
+                let note = format!("{message}; database {} was not dropped", layout.database);
+                events::warning(ctx, &regarding, event_reasons::DROP_FAILED, "Delete", note).await;
+                return Ok(Action::await_change());
+            }
+            message
+        }
+        Err(Unavailable::Problem(p)) => p.to_string(),
+        Err(Unavailable::Kube(e)) => return Err(Error::kube("listing DatabaseServers")(e)),
+    };
+    let deleted_at = sdb.meta().deletion_timestamp.as_ref().map(|t| t.0);
+    if deleted_at.is_some_and(|t| expired(t, Timestamp::now(), ctx.config.finalizer_timeout)) {
+        let note = format!(
+            "gave up after {}: {failure}; database {} and roles {} were left on the server; drop them by hand",
+            humantime::format_duration(ctx.config.finalizer_timeout),
+            layout.database,
+            layout
+                .roles()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        events::warning(
+            ctx,
+            &regarding,
+            event_reasons::FINALIZER_TIMEOUT,
+            "Delete",
+            note,
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    tracing::warn!(resource = %sdb.name_any(), error = %failure, "cleanup will be retried");
+    Err(Error::Transient(failure))
+}
+
+/// The reclaim policy on the server, within the server's bound of concurrent work.
+async fn cleanup_in_turn(
+    ctx: &Context,
+    server_name: &str,
+    server: &Server,
+    sdb: &ServiceDatabase,
+) -> Result<Cleaned, Failure> {
+    let _turn = ctx.servers.turn(server_name).await;
+    provisioning::cleanup(server, sdb).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_counts_from_the_deletion_timestamp() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let ten_min = Duration::from_secs(600);
+        assert!(!expired(
+            t0,
+            Timestamp::from_second(1_599).unwrap(),
+            ten_min
+        ));
+        assert!(expired(t0, Timestamp::from_second(1_600).unwrap(), ten_min));
+        // A clock behind the server's never expires early.
+        assert!(!expired(t0, Timestamp::from_second(900).unwrap(), ten_min));
+    }
+}

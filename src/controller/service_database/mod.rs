@@ -1,0 +1,135 @@
+//! The ServiceDatabase controller (Shared tenancy; PerTenant templates get a validated
+//! status). `kube::runtime::finalizer` is the top step: Apply provisions, Cleanup applies
+//! the reclaim policy. It owns its Secrets (label-selected watch), watches the ConfigMaps
+//! it references (metadata only) and the DatabaseServers (only generation and readiness
+//! changes pass, so a growing databaseCount does not fan out).
+pub mod apply;
+pub mod cleanup;
+pub mod error;
+pub mod secrets;
+pub mod server;
+pub mod status;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use self::error::Error;
+use super::Context;
+use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, labels};
+
+fn api<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
+    let controller = Controller::new(api::<ServiceDatabase>(&ctx), watcher::Config::default());
+    let by_config_map = controller.store();
+    let by_server = controller.store();
+    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let servers = watcher(
+        Api::<DatabaseServer>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(
+        server::trigger_hash,
+        kube::runtime::PredicateConfig::default(),
+    );
+    controller
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .owns(
+            api::<Secret>(&ctx),
+            watcher::Config::default().labels(&managed),
+        )
+        .watches(
+            api::<PartialObjectMeta<ConfigMap>>(&ctx),
+            watcher::Config::default(),
+            move |cm| {
+                let (ns, name) = (cm.namespace(), cm.name_any());
+                by_config_map
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == ns && references_config_map(s, &name))
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches_stream(servers, move |dbs| {
+            by_server
+                .state()
+                .into_iter()
+                .filter(|s| server::uses(s, &dbs))
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(resource = %obj, "gone before its reconcile")
+                }
+                Err(e) => tracing::warn!(error = %e, "ServiceDatabase reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Whether the ServiceDatabase reads migrations or seed data from the ConfigMap `name`.
+pub fn references_config_map(sdb: &ServiceDatabase, name: &str) -> bool {
+    sdb.spec.migrations.as_ref().is_some_and(|m| {
+        m.config_maps.iter().any(|c| c == name)
+            || m.seed
+                .as_ref()
+                .is_some_and(|s| s.config_maps.iter().any(|c| c == name))
+    })
+}
+
+fn error_policy(sdb: Arc<ServiceDatabase>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(resource = %sdb.name_any(), namespace = sdb.namespace().unwrap_or_default(), error = %error, "will retry");
+    ctx.retry_after_failure(&sdb.uid().unwrap_or_default())
+}
+
+#[tracing::instrument(skip_all, fields(namespace = sdb.namespace().unwrap_or_default(), resource = %sdb.name_any()))]
+async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let uid = sdb.uid().unwrap_or_default();
+    let api: Api<ServiceDatabase> =
+        Api::namespaced(ctx.client.clone(), &sdb.namespace().unwrap_or_default());
+    let work = finalizer(&api, FINALIZER, sdb, |event| async {
+        match event {
+            Event::Apply(sdb) => apply::apply(&sdb, &ctx).await,
+            Event::Cleanup(sdb) => cleanup::cleanup(&sdb, &ctx).await,
+        }
+    });
+    let limit = ctx.config.reconcile_timeout;
+    let result = match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::Transient(format!(
+            "the reconcile took longer than {}; it is retried",
+            humantime::format_duration(limit)
+        ))),
+    };
+    if result.is_ok() {
+        ctx.failures.reset(&uid);
+    }
+    result
+}

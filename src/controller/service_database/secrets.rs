@@ -1,0 +1,213 @@
+//! The core's `SecretStore` over Kubernetes Secrets: server-side apply of `data` (never
+//! `stringData`, which misbehaves under SSA), labelled as DESIGN says, owned by the
+//! ServiceDatabase so they go with it. A Secret of that name that servicedb does not manage
+//! (or that another resource owns) is never overwritten.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::api::labels;
+use crate::controller::status_patch::FIELD_MANAGER;
+use crate::naming;
+use crate::service::{Layout, SecretStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretStoreError {
+    /// Someone else's Secret has the name: a conflict only a person can resolve.
+    #[error("{0}")]
+    Foreign(String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+pub struct KubeSecrets {
+    client: kube::Client,
+    owner: OwnerReference,
+    foreign: Mutex<Option<String>>,
+}
+
+impl KubeSecrets {
+    pub fn new(client: kube::Client, owner: OwnerReference) -> KubeSecrets {
+        KubeSecrets {
+            client,
+            owner,
+            foreign: Mutex::new(None),
+        }
+    }
+
+    /// Why a read refused a Secret, if one did (the core keeps only the message).
+    pub fn foreign(&self) -> Option<String> {
+        self.foreign
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Why the existing Secret `secret` is not ours to overwrite, if it is not. Pure.
+pub fn refuse_foreign(secret: &Secret, owner_uid: &str) -> Option<String> {
+    let meta = &secret.metadata;
+    let name = format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    );
+    let managed = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .is_some_and(|v| v == labels::MANAGED_BY_VALUE);
+    if !managed {
+        return Some(format!(
+            "Secret {name} already exists and is not managed by servicedb; delete it or choose another Secret name (spec.secret.name, spec.roles[].secretName)"
+        ));
+    }
+    let other_controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.uid != owner_uid);
+    other_controller.map(|o| {
+        format!(
+            "Secret {name} belongs to {} {}; choose another Secret name (spec.secret.name, spec.roles[].secretName)",
+            o.kind, o.name
+        )
+    })
+}
+
+/// The Secret to apply. Pure.
+pub fn desired_secret(
+    layout: &Layout,
+    name: &str,
+    owner: &OwnerReference,
+    data: &BTreeMap<String, String>,
+) -> Secret {
+    let mut labels = BTreeMap::from([
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+        (
+            labels::SERVICE_DATABASE.to_string(),
+            naming::label_value(&layout.service),
+        ),
+    ]);
+    if let Some(t) = &layout.tenant {
+        labels.insert(labels::TENANT.to_string(), naming::label_value(t));
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(layout.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_string()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+impl SecretStore for KubeSecrets {
+    type Error = SecretStoreError;
+
+    async fn read(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, SecretStoreError> {
+        let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
+        let Some(secret) = api.get_opt(name).await? else {
+            return Ok(None);
+        };
+        if let Some(why) = refuse_foreign(&secret, &self.owner.uid) {
+            *self.foreign.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+            return Err(SecretStoreError::Foreign(why));
+        }
+        // A value that is not UTF-8 is left out, so the Secret counts as changed and is rewritten.
+        Ok(Some(
+            secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v)))
+                .collect(),
+        ))
+    }
+
+    async fn write(
+        &self,
+        layout: &Layout,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<(), SecretStoreError> {
+        let api = Api::<Secret>::namespaced(self.client.clone(), &layout.namespace);
+        let secret = desired_secret(layout, name, &self.owner, data);
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(labels: &[(&str, &str)], owner_uid: Option<&str>) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("orders-db".into()),
+                namespace: Some("shop".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                owner_references: owner_uid.map(|uid| {
+                    vec![OwnerReference {
+                        api_version: "servicedb.io/v1alpha1".into(),
+                        kind: "ServiceDatabase".into(),
+                        name: "other".into(),
+                        uid: uid.into(),
+                        controller: Some(true),
+                        block_owner_deletion: Some(true),
+                    }]
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_our_own_secrets_may_be_overwritten() {
+        let ours = [(labels::MANAGED_BY, labels::MANAGED_BY_VALUE)];
+        assert_eq!(refuse_foreign(&secret(&ours, Some("me")), "me"), None);
+        assert_eq!(refuse_foreign(&secret(&ours, None), "me"), None);
+        let unmanaged = refuse_foreign(&secret(&[], None), "me").unwrap();
+        assert!(
+            unmanaged.contains("is not managed by servicedb"),
+            "{unmanaged}"
+        );
+        let taken = refuse_foreign(&secret(&ours, Some("them")), "me").unwrap();
+        assert!(
+            taken.contains("belongs to ServiceDatabase other"),
+            "{taken}"
+        );
+    }
+}

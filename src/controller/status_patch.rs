@@ -1,0 +1,42 @@
+//! Writing `.status` through the status subresource, only when it changed (so a
+//! controller's own write re-triggers it once and never loops).
+//!
+//! A JSON merge patch of the whole status: it replaces the condition list as computed. (With
+//! server-side apply, a condition dropped from the applied list must vanish; the test fake
+//! leaves an empty `{}` item behind instead, which no client can decode.)
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// The field manager of everything servicedb applies.
+pub const FIELD_MANAGER: &str = "servicedb";
+
+/// Applies `status` when it differs from `current`; returns whether it wrote.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let body = json!({ "status": status });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&body),
+    )
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,118 @@
+//! `servicedb run` as a process: what it says without a cluster or without the CRDs, and a
+//! run against the test cluster that provisions and stops cleanly on SIGTERM.
+
+mod controller_common;
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use controller_common::*;
+use serde_json::json;
+use support::kube::{ClusterOptions, TestCluster};
+use support::postgres::server as pg;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Locks the error for a machine with no cluster: exit 1 and what was tried.
+#[test]
+fn run_without_a_cluster_fails_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_servicedb"))
+        .arg("run")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error: cannot build a Kubernetes client"),
+        "{err}"
+    );
+}
+
+/// Locks the early check: against a cluster without the CRDs, run exits 1 and says how to
+/// install them, instead of logging watch errors forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_the_crds_says_how_to_install_them() {
+    let cluster = TestCluster::start_with(ClusterOptions {
+        install_repo_crds: false,
+        ..ClusterOptions::default()
+    })
+    .await;
+    if cluster
+        .fake_only("a cluster without the servicedb CRDs")
+        .is_none()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = cluster.kubeconfig(dir.path());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicedb"))
+        .arg("run")
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("CustomResourceDefinitions are not installed"),
+        "{err}"
+    );
+    assert!(err.contains("servicedb crd | kubectl apply -f -"), "{err}");
+}
+
+/// Locks the process lifecycle: `servicedb run --namespace NS --resync 1s --log-format
+/// json` provisions a ServiceDatabase, logs JSON lines, and on SIGTERM stops with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_provisions_and_stops_on_sigterm() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = cluster.kubeconfig(dir.path());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicedb"))
+        .args([
+            "run",
+            "--namespace",
+            &ns,
+            "--resync",
+            "1s",
+            "--log-format",
+            "json",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    service_database(&client, &ns, "orders", &server, json!({})).await;
+    wait_ready(&client, &ns, "orders").await;
+    let app = secret_data(&client, &ns, "orders-db").await.unwrap();
+    login(&app).await.expect("the app Secret logs in");
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("run stops within 30s of SIGTERM")
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("SIGTERM"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+}

@@ -1,0 +1,90 @@
+//! Steady state: once everything is Ready, resyncs read but never write. Alone in its test
+//! binary, so no other test's database changes the server's databaseCount meanwhile.
+
+mod controller_common;
+mod support;
+
+use std::time::Duration;
+
+use controller_common::*;
+use kube::api::Api;
+use serde_json::json;
+use servicedb::api::DatabaseServer;
+use servicedb::controller::Config;
+use support::kube::{TestCluster, eventually};
+use support::postgres::server as pg;
+
+/// Locks "no status-patch loops, no Secret rewrites, no Events at steady state": over
+/// five resync periods (1s each) the operator's client makes no write at all while it
+/// keeps checking (its reads go on), and PostgreSQL sees no DDL or grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_api_writes_at_steady_state_over_several_resyncs() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let operator = cluster.instrumented_client();
+    let config = Config {
+        resync: Duration::from_secs(1),
+        ..fast_config(&ns)
+    };
+    let _controller = start(operator.client.clone(), config);
+    let extra = json!({
+        "roles": [{"name": "reporting", "access": "read"}],
+        "secret": {"template": {"JDBC": "jdbc:postgresql://{{ host }}:{{ port }}/{{ database }}"}},
+    });
+    service_database(&client, &ns, "orders", &server, extra).await;
+    wait_ready(&client, &ns, "orders").await;
+    wait_server_ready(&client, &server).await;
+    let servers: Api<DatabaseServer> = Api::all(client.clone());
+    eventually("databaseCount to settle at 1", || {
+        let servers = servers.clone();
+        let server = server.clone();
+        async move {
+            let d = servers.get(&server).await.ok()?;
+            (d.status?.database_count == Some(1)).then_some(())
+        }
+    })
+    .await;
+    // One more period, so a write triggered by the last change has happened.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mark = operator.requests.mark();
+    let log = pg().log_len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // On a shared real cluster the DatabaseServer controller also looks after other tests'
+    // servers; only writes about this test's objects count.
+    let writes: Vec<_> = operator
+        .requests
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| w.info.path.contains(&ns) || w.info.path.contains(&server))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes at steady state:\n{}",
+        writes
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let reads = operator
+        .requests
+        .since(mark)
+        .into_iter()
+        .filter(|r| r.info.verb == "get" && r.info.path.ends_with("/secrets/orders-db"))
+        .count();
+    assert!(
+        reads >= 3,
+        "the resource was resynced ({reads} reads of its Secret)"
+    );
+    let statements = pg().log_since(log);
+    for word in ["ALTER ROLE", "GRANT ", "CREATE ROLE", "CREATE DATABASE"] {
+        assert!(
+            !statements.contains(word),
+            "{word} at steady state:\n{statements}"
+        );
+    }
+}
