@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
-use crate::api::{ReclaimPolicy, ServiceDatabase, Tenancy};
+use crate::api::{ServiceDatabase, Tenancy};
 use crate::migrate::engine::MigrateError;
 use env_store::EnvFileStore;
 use local_server::{LocalError, LocalServer};
@@ -24,7 +24,7 @@ use manifests::ManifestError;
 use record::Record;
 use servers::{ServerError, Servers};
 pub use status::{ServerLine, Status, status};
-use unit::up_one;
+use unit::{TenantUnit, up_one};
 use validate::{describe, validate};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,17 +139,13 @@ pub async fn up(
 
     // Shared services, then each tenant's databases.
     // (service, tenant, the tenant's pinned server)
-    type Unit<'a> = (
-        &'a manifests::Sourced<ServiceDatabase>,
-        Option<(String, ReclaimPolicy)>,
-        Option<String>,
-    );
+    type Unit<'a> = (&'a manifests::Sourced<ServiceDatabase>, Option<TenantUnit>);
     let mut units: Vec<Unit> = Vec::new();
     for s in &manifests.services {
         if s.value.spec.tenancy == Tenancy::Shared
             && !invalid.contains("ServiceDatabase", &s.value.metadata)
         {
-            units.push((s, None, None));
+            units.push((s, None));
         }
     }
     for t in manifests
@@ -170,8 +166,11 @@ pub async fn up(
                 Some(s) if s.value.spec.tenancy == Tenancy::PerTenant => {
                     units.push((
                         s,
-                        Some((tname.clone(), t.value.spec.reclaim_policy)),
-                        t.value.spec.server.clone(),
+                        Some(TenantUnit {
+                            name: tname.clone(),
+                            reclaim_policy: t.value.spec.reclaim_policy,
+                            pin: t.value.spec.server.clone(),
+                        }),
                     ))
                 }
                 Some(_) => report.errors.push(format!(
@@ -196,11 +195,11 @@ pub async fn up(
     // Several databases at once, as the controller does; each server also bounds its own
     // connections. `buffered` keeps the table in manifest order.
     let shared = std::sync::Mutex::new(&mut *progress);
-    let results: Vec<_> = futures::stream::iter(units.into_iter().map(|(s, tenant, pin)| {
+    let results: Vec<_> = futures::stream::iter(units.into_iter().map(|(s, tenant)| {
         let (manifests, servers, store, shared) = (&manifests, &servers, &store, &shared);
         async move {
             let resource = match &tenant {
-                Some((t, _)) => format!("{} (tenant {t})", describe(&s.value)),
+                Some(t) => format!("{} (tenant {})", describe(&s.value), t.name),
                 None => describe(&s.value),
             };
             let mut progress = SharedProgress(shared);
@@ -211,8 +210,7 @@ pub async fn up(
                 servers,
                 store,
                 s,
-                tenant.as_ref().map(|(t, p)| (t.as_str(), *p)),
-                pin.as_deref(),
+                tenant.as_ref(),
                 &mut progress,
                 &mut tally,
             )
@@ -224,7 +222,6 @@ pub async fn up(
     .buffered(UNITS_AT_ONCE)
     .collect()
     .await;
-    drop(shared);
     let mut done_units = Vec::new();
     for (s, resource, tally, result) in results {
         report.statements += tally.statements;

@@ -24,6 +24,14 @@ pub struct UnitDone {
     pub record: UnitRecord,
 }
 
+/// The tenant a unit's database is for: its name, reclaimPolicy and pinned server.
+#[derive(Debug, Clone)]
+pub struct TenantUnit {
+    pub name: String,
+    pub reclaim_policy: ReclaimPolicy,
+    pub pin: Option<String>,
+}
+
 /// What one unit did, counted as it goes: also what a unit that failed part-way did, so the
 /// summary never says 0 when a database, roles and Secrets were made.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,15 +46,13 @@ pub async fn up_one(
     servers: &Servers,
     store: &EnvFileStore,
     s: &manifests::Sourced<ServiceDatabase>,
-    tenant: Option<(&str, ReclaimPolicy)>,
-    pin: Option<&str>,
+    tenant: Option<&TenantUnit>,
     progress: &mut dyn DevProgress,
     tally: &mut Tally,
 ) -> Result<UnitDone, DevError> {
-    let (tenant, tenant_reclaim_policy) = match tenant {
-        Some((name, policy)) => (Some(name), Some(policy)),
-        None => (None, None),
-    };
+    let tenant_reclaim_policy = tenant.map(|t| t.reclaim_policy);
+    let pin = tenant.and_then(|t| t.pin.as_deref());
+    let tenant = tenant.map(|t| t.name.as_str());
     let sdb = &s.value;
     let resource = describe(sdb);
     let resource_error = |message: String| DevError::Resource {
