@@ -1,0 +1,276 @@
+//! Conformance of the fake API server: the four patch formats (merge, JSON patch,
+//! strategic merge, server-side apply).
+//! Shared kinds and helpers: `fake_apiserver_common`; how the suites are held to a real
+//! cluster: see there.
+
+#[allow(dead_code)] // the PostgreSQL half of the support module is not used here
+mod support;
+
+mod fake_apiserver_common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fake_apiserver_common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+/// JSON merge patch (null deletes) and JSON patch (RFC 6902), including `test` ops:
+/// a failing test is 422, and a test of a missing member against null passes, which the
+/// finalizer helper of kube-runtime relies on.
+#[tokio::test]
+async fn merge_and_json_patch() {
+    let cluster = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), cluster.namespace());
+    cms.create(
+        &PostParams::default(),
+        &config_map("p", &[("a", "1"), ("b", "2")]),
+    )
+    .await
+    .unwrap();
+    let pp = PatchParams::default();
+    let merged = cms
+        .patch(
+            "p",
+            &pp,
+            &Patch::Merge(
+                json!({"data": {"a": null, "c": "3"}, "metadata": {"labels": {"x": "y"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        merged.data.unwrap(),
+        BTreeMap::from([("b".into(), "2".into()), ("c".into(), "3".into())])
+    );
+    assert_eq!(merged.metadata.labels.unwrap()["x"], "y");
+
+    let ops = |v: Value| Patch::Json::<()>(serde_json::from_value(v).expect("valid JSON patch"));
+    let patched = cms
+        .patch(
+            "p",
+            &pp,
+            &ops(json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["conformance.servicedb.io/x"]},
+                {"op": "replace", "path": "/data/b", "value": "20"},
+                {"op": "copy", "from": "/data/b", "path": "/data/d"},
+                {"op": "move", "from": "/data/c", "path": "/data/e"},
+                {"op": "remove", "path": "/metadata/labels/x"},
+            ])),
+        )
+        .await
+        .unwrap();
+    let data = patched.data.clone().unwrap();
+    assert_eq!(data["b"], "20");
+    assert_eq!(data["d"], "20");
+    assert_eq!(data["e"], "3");
+    assert!(!data.contains_key("c"));
+    assert_eq!(patched.finalizers(), ["conformance.servicedb.io/x"]);
+
+    let status = status_of(
+        cms.patch(
+            "p",
+            &pp,
+            &ops(json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": "someone-else/finalizer"},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ])),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 422);
+    assert_eq!(
+        cms.get("p").await.unwrap().finalizers().len(),
+        1,
+        "a failed test changes nothing"
+    );
+
+    cms.patch(
+        "p",
+        &pp,
+        &ops(json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": "conformance.servicedb.io/x"},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ])),
+    )
+    .await
+    .unwrap();
+}
+
+/// Strategic merge patch on core kinds merges lists that have a merge key (a
+/// ServiceAccount's `secrets`, by name; `$patch: delete` removes an item) and replaces
+/// atomic ones (its `imagePullSecrets`); custom resources refuse it with 415.
+#[tokio::test]
+async fn strategic_merge_patch() {
+    let cluster = start().await;
+    let ns = cluster.namespace();
+    let sas: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
+    let sa: ServiceAccount = serde_json::from_value(json!({
+        "metadata": {"name": "robot", "labels": {"a": "1"}},
+        "secrets": [{"name": "one"}],
+        "imagePullSecrets": [{"name": "pull-one"}],
+    }))
+    .unwrap();
+    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let pp = PatchParams::default();
+    let patched = sas
+        .patch(
+            "robot",
+            &pp,
+            &Patch::Strategic(json!({
+                "metadata": {"labels": {"b": "2"}},
+                "secrets": [{"name": "two"}],
+                "imagePullSecrets": [{"name": "pull-two"}],
+            })),
+        )
+        .await
+        .unwrap();
+    let secrets = |sa: &ServiceAccount| -> Vec<String> {
+        sa.secrets
+            .iter()
+            .flatten()
+            .filter_map(|r| r.name.clone())
+            .collect()
+    };
+    let pulls = |sa: &ServiceAccount| -> Vec<String> {
+        sa.image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    assert_eq!(secrets(&patched), ["one", "two"], "merged by name");
+    assert_eq!(pulls(&patched), ["pull-two"], "atomic: replaced");
+    assert_eq!(patched.labels().len(), 2);
+    let patched = sas
+        .patch(
+            "robot",
+            &pp,
+            &Patch::Strategic(json!({"secrets": [{"name": "one", "$patch": "delete"}]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(secrets(&patched), ["two"]);
+
+    let widgets: Api<Widget> = Api::namespaced(cluster.client(), ns);
+    widgets
+        .create(&PostParams::default(), &widget("w", "red"))
+        .await
+        .unwrap();
+    let status = status_of(
+        widgets
+            .patch(
+                "w",
+                &pp,
+                &Patch::Strategic(json!({"spec": {"color": "blue"}})),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 415);
+}
+
+/// Server-side apply: a manager's fields are set, fields it stops sending are removed,
+/// a different value for a field another manager owns is a 409 Conflict unless forced,
+/// the same value is shared; managedFields name the managers; a repeated identical
+/// apply is a no-op (same resourceVersion).
+#[tokio::test]
+async fn server_side_apply() {
+    let cluster = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), cluster.namespace());
+    let apply = |manager: &str, force: bool| {
+        let mut pp = PatchParams::apply(manager);
+        pp.force = force;
+        pp
+    };
+    let cfg = |data: Value| {
+        Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data}),
+        )
+    };
+
+    let first = cms
+        .patch(
+            "ssa",
+            &apply("alice", false),
+            &cfg(json!({"a": "1", "b": "2"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.data.as_ref().unwrap().len(), 2);
+    let again = cms
+        .patch(
+            "ssa",
+            &apply("alice", false),
+            &cfg(json!({"a": "1", "b": "2"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.resource_version(),
+        first.resource_version(),
+        "an identical apply changes nothing"
+    );
+
+    let dropped = cms
+        .patch("ssa", &apply("alice", false), &cfg(json!({"a": "1"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        dropped.data.unwrap(),
+        BTreeMap::from([("a".into(), "1".into())])
+    );
+
+    let status = status_of(
+        cms.patch("ssa", &apply("bob", false), &cfg(json!({"a": "other"})))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    let shared = cms
+        .patch(
+            "ssa",
+            &apply("bob", false),
+            &cfg(json!({"a": "1", "z": "bob"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shared.data.as_ref().unwrap()["z"], "bob");
+    let managers: BTreeSet<String> = shared
+        .managed_fields()
+        .iter()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(
+        managers,
+        BTreeSet::from(["alice".to_string(), "bob".to_string()])
+    );
+
+    let forced = cms
+        .patch("ssa", &apply("carol", true), &cfg(json!({"a": "carol"})))
+        .await
+        .unwrap();
+    assert_eq!(forced.data.as_ref().unwrap()["a"], "carol");
+    // alice no longer owns `a`: when she stops applying it, carol's value stays
+    let after = cms
+        .patch("ssa", &apply("alice", false), &cfg(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(after.data.as_ref().unwrap()["a"], "carol");
+
+    // status through the status subresource by apply
+    let widgets: Api<Widget> = Api::namespaced(cluster.client(), cluster.namespace());
+    let w = json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Widget", "metadata": {"name": "w"}, "spec": {"color": "red"}});
+    widgets
+        .patch("w", &apply("alice", false), &Patch::Apply(&w))
+        .await
+        .unwrap();
+    let status = json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Widget", "status": {"phase": "Ready"}});
+    let w = widgets
+        .patch_status("w", &apply("alice", true), &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(w.status.unwrap().phase.as_deref(), Some("Ready"));
+    assert_eq!(w.spec.color, "red");
+}
