@@ -13,12 +13,13 @@ use std::time::Duration;
 use fake_apiserver_common::*;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use serde_json::{Value, json};
+use support::kube::eventually;
 
 /// Discovery serves core, built-in groups and CRD kinds (legacy and aggregated), and
 /// unknown things are 404 with a proper `Status` body (kind Status, reason NotFound).
@@ -90,16 +91,32 @@ async fn discovery_and_not_found() {
 }
 
 /// create, get, list, replace (PUT), delete, plus the metadata-only API and dry run; a
-/// second create of the same name is 409 AlreadyExists; a deleted object is 404.
+/// second create of the same name is 409 AlreadyExists; a deleted object is 404. A new
+/// namespace is not empty: it holds the `kube-root-ca.crt` ConfigMap (key `ca.crt`) and
+/// the `default` ServiceAccount, which kube-controller-manager creates shortly after the
+/// namespace, and puts back when they are deleted.
 #[tokio::test]
 async fn crud() {
     let cluster = start().await;
     let ns = cluster.namespace();
     let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), ns);
-    let created = cms
-        .create(&PostParams::default(), &config_map("one", &[("a", "1")]))
-        .await
-        .unwrap();
+    let root_ca = eventually("the kube-root-ca.crt ConfigMap", || async {
+        cms.get_opt("kube-root-ca.crt").await.unwrap()
+    })
+    .await;
+    assert!(
+        root_ca.data.unwrap_or_default()["ca.crt"].contains("-----BEGIN CERTIFICATE-----"),
+        "a PEM CA bundle"
+    );
+    let sas: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
+    eventually("the default ServiceAccount", || async {
+        sas.get_opt("default").await.unwrap()
+    })
+    .await;
+
+    let mut one = config_map("one", &[("a", "1")]);
+    one.metadata.labels = Some(labels(&[("suite", "crud")]));
+    let created = cms.create(&PostParams::default(), &one).await.unwrap();
     assert_eq!(created.metadata.namespace.as_deref(), Some(ns));
     let status = status_of(
         cms.create(&PostParams::default(), &config_map("one", &[]))
@@ -123,8 +140,10 @@ async fn crud() {
     // the metadata-only API (what metadata watchers use)
     let meta = cms.get_metadata("one").await.unwrap();
     assert_eq!(meta.metadata.resource_version, replaced.resource_version());
-    let metas = cms.list_metadata(&ListParams::default()).await.unwrap();
+    let mine = ListParams::default().labels("suite=crud");
+    let metas = cms.list_metadata(&mine).await.unwrap();
     assert_eq!(metas.items.len(), 1);
+    assert_eq!(metas.items[0].metadata.name.as_deref(), Some("one"));
 
     // dry run answers as if, and stores nothing
     let dry = PostParams {
@@ -134,7 +153,7 @@ async fn crud() {
     cms.create(&dry, &config_map("dry", &[])).await.unwrap();
     assert_eq!(status_of(cms.get("dry").await).code, 404);
 
-    let listed = cms.list(&ListParams::default()).await.unwrap();
+    let listed = cms.list(&mine).await.unwrap();
     assert_eq!(
         listed
             .items
@@ -142,6 +161,14 @@ async fn crud() {
             .map(|c| c.name_any())
             .collect::<Vec<_>>(),
         vec!["one"]
+    );
+    let everything = cms.list(&ListParams::default()).await.unwrap();
+    assert!(
+        everything
+            .items
+            .iter()
+            .any(|c| c.name_any() == "kube-root-ca.crt"),
+        "an unfiltered list holds what the cluster put there too"
     );
     assert!(
         listed
@@ -152,6 +179,18 @@ async fn crud() {
 
     cms.delete("one", &DeleteParams::default()).await.unwrap();
     assert_eq!(status_of(cms.get("one").await).code, 404);
+    // the root CA publisher puts its ConfigMap back
+    let old_uid = cms.get("kube-root-ca.crt").await.unwrap().uid();
+    cms.delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("kube-root-ca.crt to be recreated", || async {
+        cms.get_opt("kube-root-ca.crt")
+            .await
+            .unwrap()
+            .filter(|c| c.uid() != old_uid)
+    })
+    .await;
     assert_eq!(
         status_of(cms.delete("one", &DeleteParams::default()).await).code,
         404
