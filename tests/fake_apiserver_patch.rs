@@ -101,7 +101,9 @@ async fn merge_and_json_patch() {
 
 /// Strategic merge patch on core kinds merges lists that have a merge key (a
 /// ServiceAccount's `secrets`, by name; `$patch: delete` removes an item) and replaces
-/// atomic ones (its `imagePullSecrets`); custom resources refuse it with 415.
+/// atomic ones (its `imagePullSecrets`); custom resources refuse it with 415. Merged
+/// lists are ordered as apimachinery's strategicpatch orders them: new patch items
+/// before the server-only ones unless the live order says otherwise.
 #[tokio::test]
 async fn strategic_merge_patch() {
     let cluster = start().await;
@@ -109,7 +111,7 @@ async fn strategic_merge_patch() {
     let sas: Api<ServiceAccount> = Api::namespaced(cluster.client(), ns);
     let sa: ServiceAccount = serde_json::from_value(json!({
         "metadata": {"name": "robot", "labels": {"a": "1"}},
-        "secrets": [{"name": "one"}],
+        "secrets": [{"name": "one"}, {"name": "three"}],
         "imagePullSecrets": [{"name": "pull-one"}],
     }))
     .unwrap();
@@ -141,9 +143,23 @@ async fn strategic_merge_patch() {
             .map(|r| r.name.clone())
             .collect()
     };
-    assert_eq!(secrets(&patched), ["one", "two"], "merged by name");
+    assert_eq!(
+        secrets(&patched),
+        ["two", "one", "three"],
+        "merged by name, the new item first"
+    );
     assert_eq!(pulls(&patched), ["pull-two"], "atomic: replaced");
     assert_eq!(patched.labels().len(), 2);
+    // a server-only item earlier in the live list than the next patch item goes first
+    let patched = sas
+        .patch(
+            "robot",
+            &pp,
+            &Patch::Strategic(json!({"secrets": [{"name": "four"}, {"name": "one"}]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(secrets(&patched), ["four", "two", "one", "three"]);
     let patched = sas
         .patch(
             "robot",
@@ -152,7 +168,20 @@ async fn strategic_merge_patch() {
         )
         .await
         .unwrap();
-    assert_eq!(secrets(&patched), ["two"]);
+    assert_eq!(secrets(&patched), ["four", "two", "three"]);
+    // $setElementOrder (what kubectl sends) sets the order of the items it names
+    let patched = sas
+        .patch(
+            "robot",
+            &pp,
+            &Patch::Strategic(json!({
+                "$setElementOrder/secrets": [{"name": "three"}, {"name": "two"}],
+                "secrets": [{"name": "two"}],
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(secrets(&patched), ["four", "three", "two"]);
 
     let widgets: Api<Widget> = Api::namespaced(cluster.client(), ns);
     widgets
