@@ -23,7 +23,8 @@ use support::kube::{ClusterOptions, FakeOptions, Fault};
 
 /// A watch from a list's resourceVersion streams ADDED, MODIFIED, DELETED in order,
 /// filtered by label selector (an object that stops matching is DELETED for the
-/// watcher); `timeoutSeconds` ends the stream.
+/// watcher, carrying its previous, still matching state at the new resourceVersion);
+/// `timeoutSeconds` ends the stream.
 #[tokio::test]
 async fn watch_streams_changes_in_order() {
     let cluster = start().await;
@@ -57,7 +58,7 @@ async fn watch_streams_changes_in_order() {
         )
         .await
         .unwrap();
-    widgets
+    let relabeled = widgets
         .patch(
             "w",
             &PatchParams::default(),
@@ -90,7 +91,14 @@ async fn watch_streams_changes_in_order() {
         WatchEvent::Modified(_)
     ));
     match next_event(&mut red).await {
-        WatchEvent::Deleted(w) => assert_eq!(w.labels()["color"], "blue", "it stopped matching"),
+        WatchEvent::Deleted(w) => {
+            assert_eq!(w.labels()["color"], "red", "the last state that matched");
+            assert_eq!(
+                w.resource_version(),
+                relabeled.resource_version(),
+                "at the resourceVersion of the change"
+            );
+        }
         other => panic!("expected DELETED when the label stops matching, got {other:?}"),
     }
 

@@ -9,7 +9,9 @@
 //!   with `sendInitialEvents=true` they end with a bookmark annotated
 //!   `k8s.io/initial-events-end`, as streaming lists expect.
 //! - selectors are applied to both the old and new object, so an object that stops
-//!   matching is seen as `DELETED` and one that starts matching as `ADDED`.
+//!   matching is seen as `DELETED` and one that starts matching as `ADDED`; as in the
+//!   real watch cache, that `DELETED` carries the previous (still matching) object at the
+//!   new resourceVersion.
 //! - `allowWatchBookmarks=true` gets a `BOOKMARK` with the current resourceVersion every
 //!   bookmark interval; `timeoutSeconds` ends the stream cleanly.
 
@@ -209,7 +211,20 @@ impl WatchState {
             (EventType::Deleted, true, _) => EventType::Deleted,
             (EventType::Deleted, false, _) => return None,
             (_, false, true) => EventType::Added,
-            (EventType::Modified, true, false) => EventType::Deleted,
+            (EventType::Modified, true, false) => {
+                let mut previous = e.old.as_deref().cloned().unwrap_or_default();
+                previous["metadata"]["resourceVersion"] =
+                    e.object["metadata"]["resourceVersion"].clone();
+                return Some(line(
+                    "DELETED",
+                    present(
+                        &self.req.rt,
+                        &self.req.version,
+                        &previous,
+                        self.req.metadata_only,
+                    ),
+                ));
+            }
             (EventType::Added, true, false) => return None,
             (_, true, true) => e.kind,
             (_, false, false) => return None,
