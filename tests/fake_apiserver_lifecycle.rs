@@ -327,11 +327,14 @@ async fn namespaces_scope_and_cascade() {
         "the namespace controller to delete the ConfigMap",
     )
     .await;
-    let w = widgets.get("held").await.unwrap();
-    assert!(
-        w.metadata.deletion_timestamp.is_some(),
-        "finalizers hold the widget"
-    );
+    // the real namespace controller deletes one kind at a time: the widget may come later
+    wait_for(
+        &widgets,
+        "held",
+        "the namespace controller to mark the widget deleted, its finalizer holding it",
+        |w: Option<&Widget>| w.is_some_and(|w| w.metadata.deletion_timestamp.is_some()),
+    )
+    .await;
     let terminating = namespaces.get(&ns).await.unwrap();
     assert_eq!(
         terminating.status.unwrap().phase.as_deref(),
