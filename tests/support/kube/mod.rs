@@ -17,16 +17,24 @@
 //! Modules: `cluster` (the entry point), `server` (HTTP and routing), `discovery`,
 //! `registry` (kinds; CRDs register theirs), `store` + `write` (objects, the write path
 //! of every verb), `watch`, `patch`, `fieldpath` + `managed` (managedFields and
-//! server-side apply), `schema` (list types), `selectors`, `defaults` + `validation`,
+//! server-side apply), `schema` (list types), `pruning` + `schema_validation` (custom
+//! resources against their CRD's schema), `selectors`, `defaults` + `validation`,
 //! `gc` (garbage collector and namespace controller), `status` (errors as `Status`),
 //! `instrument` + `faults` + `record` (the client-side middleware), `jobs` + `pod_env`
 //! (the Job controller stand-in).
 //!
 //! What the fake simplifies, compared with a real API server:
 //! - no authentication, RBAC, admission webhooks, API priority and fairness;
-//! - custom resources are not validated against, pruned by, or defaulted from their
-//!   OpenAPI schema (a real server drops unknown fields; the fake keeps them), and the
+//! - custom resources are pruned, defaulted and validated from the storage version's
+//!   `openAPIV3Schema` (unknown fields dropped with a warning, or 400 under
+//!   `fieldValidation=Strict`; type, enum, required, bounds, lengths, pattern,
+//!   date-time, list uniqueness, int-or-string, preserve-unknown-fields,
+//!   embedded-resource), but CEL rules (`x-kubernetes-validations`) are not evaluated,
+//!   formats other than date-time are not checked, invalid values are not ratcheted on
+//!   update, the CRD's own schema is not checked for being structural, and the
 //!   versions of a CRD share one storage without conversion;
+//! - core kinds are not pruned: an unknown field in a ConfigMap is kept (a real server
+//!   drops it while decoding);
 //! - validation covers what operator code plausibly gets wrong (names, labels,
 //!   finalizers, owner references, Secret keys, Job templates and Job status
 //!   transitions, CRD names), not the full rules of every kind;
@@ -61,10 +69,12 @@ mod jobs;
 mod managed;
 mod patch;
 mod pod_env;
+mod pruning;
 mod record;
 mod registry;
 mod request_info;
 mod schema;
+mod schema_validation;
 mod selectors;
 mod server;
 mod status;

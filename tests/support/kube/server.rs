@@ -21,7 +21,7 @@ use super::selectors::{FieldSelector, LabelSelector, Selectors};
 use super::status::{self, ApiError, ApiResult};
 use super::store::Store;
 use super::watch::{self as watching, WatchContext, WatchRequest, present};
-use super::write::{DeleteOptions, Propagation, WriteOptions};
+use super::write::{DeleteOptions, FieldValidation, Propagation, WriteOptions};
 
 /// Knobs of the fake.
 #[derive(Clone, Debug)]
@@ -259,7 +259,26 @@ fn write_options(info: &RequestInfo, headers: &HeaderMap, rt: &ResourceType) -> 
         subresource: info.subresource.clone(),
         dry_run: info.param("dryRun").as_deref() == Some("All"),
         force: info.param("force").as_deref() == Some("true"),
+        field_validation: match info.param("fieldValidation").as_deref() {
+            Some("Strict") => FieldValidation::Strict,
+            Some("Ignore") => FieldValidation::Ignore,
+            _ => FieldValidation::Warn,
+        },
     }
+}
+
+/// Adds the write's warnings as `Warning: 299 - "..."` headers, as the API server does.
+fn with_warnings(mut resp: Response, store: &mut Store) -> Response {
+    for w in store.warnings.drain(..) {
+        let text = format!(
+            "299 - {}",
+            serde_json::to_string(&w).expect("a JSON string")
+        );
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
 }
 
 fn delete_options(info: &RequestInfo, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -311,6 +330,7 @@ fn resource_request(
     body: &Bytes,
 ) -> ApiResult<Response> {
     let mut store = shared.store.lock().expect("store lock");
+    store.warnings.clear();
     let rt = store
         .registry
         .lookup(&info.group, &info.version, &info.resource)
@@ -407,15 +427,24 @@ fn resource_request(
         }
         "create" => {
             let created = store.create(&rt, &ns, parse_body()?, &write())?;
-            Ok(json_response(201, &show(&created)))
+            Ok(with_warnings(
+                json_response(201, &show(&created)),
+                &mut store,
+            ))
         }
         "update" => {
             let updated = store.update(&rt, &ns, &name, parse_body()?, &write())?;
-            Ok(json_response(200, &show(&updated)))
+            Ok(with_warnings(
+                json_response(200, &show(&updated)),
+                &mut store,
+            ))
         }
         "patch" => {
             let patched = store.patch(&rt, &ns, &name, &content_type, body, &write())?;
-            Ok(json_response(200, &show(&patched)))
+            Ok(with_warnings(
+                json_response(200, &show(&patched)),
+                &mut store,
+            ))
         }
         "delete" => {
             let deleted = store.delete(&rt, &ns, &name, &delete_options(info, body)?)?;

@@ -64,14 +64,65 @@ impl Cause {
         }
     }
 
+    /// A value of the wrong JSON type; `message` starts with the value.
+    pub fn type_invalid(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueTypeInvalid",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A value outside an enum; `message`: `"x": supported values: "a", "b"`.
+    pub fn not_supported(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn too_long(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn too_many(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueTooMany",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A repeated item of a set or map list; `value` as shown.
+    pub fn duplicate(field: impl Into<String>, value: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: value.into(),
+        }
+    }
+
     /// How `field.Error.Error()` renders it: `spec.x: Invalid value: ...`.
     fn render(&self) -> String {
         let kind = match self.reason {
             "FieldValueForbidden" => "Forbidden",
             "FieldValueRequired" => "Required value",
+            "FieldValueNotSupported" => "Unsupported value",
+            "FieldValueTooLong" => "Too long",
+            "FieldValueTooMany" => "Too many",
+            "FieldValueDuplicate" => "Duplicate value",
             _ => "Invalid value",
         };
-        format!("{}: {kind}: {}", self.field, self.message)
+        if self.message.is_empty() {
+            format!("{}: {kind}", self.field)
+        } else {
+            format!("{}: {kind}: {}", self.field, self.message)
+        }
     }
 }
 

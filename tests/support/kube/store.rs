@@ -28,6 +28,8 @@ pub(crate) struct Store {
     pub rv: u64,
     pub history: History,
     uids: HashMap<String, ObjRef>,
+    /// `Warning` headers for the response to the current request.
+    pub warnings: Vec<String>,
 }
 
 pub(crate) fn now() -> String {
@@ -97,6 +99,7 @@ impl Store {
             rv: 0,
             history: History::new(history_limit, changes),
             uids: HashMap::new(),
+            warnings: Vec::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let rt = store

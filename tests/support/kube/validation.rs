@@ -7,8 +7,10 @@ use serde_json::Value;
 
 use super::managed::Scope;
 use super::registry::{self, Registry, ResourceType};
+use super::schema_validation;
 use super::status::{ApiError, ApiResult, Cause};
 use super::store::{finalizers, meta_str};
+use super::write::custom_schema;
 
 fn is_alnum(c: char) -> bool {
     c.is_ascii_alphanumeric()
@@ -356,6 +358,9 @@ pub(crate) fn validate(
             }
         },
         _ => {}
+    }
+    if let Some(schema) = custom_schema(rt) {
+        causes.extend(schema_validation::validate(schema, obj));
     }
     if causes.is_empty() {
         Ok(())

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::defaults;
 use super::managed::{self, Scope, Writer};
 use super::patch;
+use super::pruning;
 use super::registry::{self, ResourceType};
 use super::status::{ApiError, ApiResult, Cause, Resource};
 use super::store::{
@@ -22,6 +23,19 @@ pub(crate) struct WriteOptions {
     pub subresource: Option<String>,
     pub dry_run: bool,
     pub force: bool,
+    pub field_validation: FieldValidation,
+}
+
+/// `fieldValidation`: what happens to fields a custom resource's schema does not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum FieldValidation {
+    /// Dropped silently.
+    Ignore,
+    /// Dropped, with a `Warning` header each (the default since v1.27).
+    #[default]
+    Warn,
+    /// The request fails with 400 BadRequest.
+    Strict,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,7 +95,48 @@ fn spec_changed(rt: &ResourceType, old: &Value, new: &Value) -> bool {
     })
 }
 
+/// The schema custom resources of `rt` are pruned, defaulted and validated with.
+pub(crate) fn custom_schema(rt: &ResourceType) -> Option<&Value> {
+    rt.schema.as_ref().filter(|s| rt.custom && s.is_object())
+}
+
 impl Store {
+    /// Custom resources: drops the fields their CRD's schema does not specify (which
+    /// `fieldValidation=Strict` refuses and `Warn` warns about), then applies its
+    /// defaults.
+    fn prune_custom(
+        &mut self,
+        rt: &ResourceType,
+        obj: &mut Value,
+        o: &WriteOptions,
+        defaults: bool,
+    ) -> ApiResult<()> {
+        let Some(schema) = custom_schema(rt) else {
+            return Ok(());
+        };
+        let unknown = pruning::prune(schema, obj);
+        if !unknown.is_empty() {
+            let each: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
+            match o.field_validation {
+                FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        each.join(", ")
+                    )));
+                }
+                FieldValidation::Warn => self.warnings.extend(each),
+                FieldValidation::Ignore => {}
+            }
+        }
+        if defaults {
+            pruning::apply_defaults(schema, obj);
+        }
+        Ok(())
+    }
+
     fn check_namespace(
         &self,
         rt: &ResourceType,
@@ -249,6 +304,7 @@ impl Store {
         {
             obj.remove("status");
         }
+        self.prune_custom(rt, &mut body, o, true)?;
         defaults::prepare(rt, None, &mut body, Scope::All)?;
         validation::validate(&self.registry, rt, None, &body, Scope::All)?;
         if track {
@@ -389,6 +445,8 @@ impl Store {
             )));
         }
         Self::check_type(rt, &mut config, &o.api_version)?;
+        // unknown fields never reach the managed fields
+        self.prune_custom(rt, &mut config, o, false)?;
         let scope = Scope::of(rt, o.subresource.as_deref());
         let time = now();
         let writer = Writer {
@@ -499,6 +557,7 @@ impl Store {
                 ));
             }
         }
+        self.prune_custom(rt, &mut new, o, true)?;
         defaults::prepare(rt, Some(&old), &mut new, scope)?;
         validation::validate(&self.registry, rt, Some(&old), &new, scope)?;
         if rt.generation && spec_changed(rt, &old, &new) {
