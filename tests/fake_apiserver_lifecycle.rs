@@ -109,8 +109,9 @@ async fn status_subresource_and_generation() {
 }
 
 /// Finalizers: deleting an object that has them only sets deletionTimestamp (and
-/// deletionGracePeriodSeconds 0); no finalizer may be added meanwhile (422); removing
-/// the last one deletes it (one DELETED event).
+/// deletionGracePeriodSeconds 0) and bumps its generation (the apiserver's
+/// `BeforeDelete`), which later metadata and status changes do not; no finalizer may be
+/// added meanwhile (422); removing the last one deletes it (one DELETED event).
 #[tokio::test]
 async fn finalizers_and_deletion_timestamp() {
     let cluster = start().await;
@@ -129,8 +130,43 @@ async fn finalizers_and_deletion_timestamp() {
     assert!(marked.metadata.deletion_timestamp.is_some());
     assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(0));
     assert_eq!(widgets.get("w").await.unwrap().finalizers().len(), 2);
+    assert_eq!(
+        marked.metadata.generation,
+        created.metadata.generation.map(|g| g + 1),
+        "deletion starting is a new generation"
+    );
 
     let pp = PatchParams::default();
+    let status = widgets
+        .patch_status(
+            "w",
+            &pp,
+            &Patch::Merge(json!({"status": {"phase": "Deleting"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        status.metadata.generation, marked.metadata.generation,
+        "status: none"
+    );
+    let relabeled = widgets
+        .patch(
+            "w",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"cleanup": "started"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        relabeled.metadata.generation, marked.metadata.generation,
+        "metadata: none"
+    );
+    // deleting again changes nothing
+    let again = widgets.delete("w", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        again.left().expect("still there").metadata.generation,
+        marked.metadata.generation
+    );
     let status = status_of(
         widgets
             .patch("w", &pp, &Patch::Merge(json!({"metadata": {"finalizers": ["conformance.servicedb.io/a", "conformance.servicedb.io/b", "conformance.servicedb.io/c"]}})))

@@ -677,6 +677,10 @@ impl Store {
         if !is_deleting(&obj) {
             obj["metadata"]["deletionTimestamp"] = json!(now());
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            // as the apiserver's BeforeDelete: marking an object deleted is a new generation
+            if let Some(generation) = obj["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+                obj["metadata"]["generation"] = json!(generation + 1);
+            }
             if obj["kind"] == "Namespace" {
                 obj["status"]["phase"] = json!("Terminating");
             }
