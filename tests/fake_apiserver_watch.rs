@@ -16,10 +16,11 @@ use kube::ResourceExt;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, reflector};
 use kube::runtime::watcher::{self, Event};
-use serde_json::json;
-use support::kube::{ClusterOptions, FakeOptions, Fault};
+use serde_json::{Value, json};
+use support::kube::{ClusterOptions, FakeOptions, Fault, eventually};
 
 /// A watch from a list's resourceVersion streams ADDED, MODIFIED, DELETED in order,
 /// filtered by label selector (an object that stops matching is DELETED for the
@@ -250,4 +251,129 @@ async fn watcher_relists_after_410() {
     );
     assert!(rest.contains(&"init-apply w3".to_string()), "{rest:?}");
     assert_eq!(reader.state().len(), 3);
+}
+
+/// Metadata-only list and watch (the `as=PartialObjectMetadataList` /
+/// `as=PartialObjectMetadata` Accept headers that `Controller::owns` and
+/// `watcher(Api<PartialObjectMeta<K>>)` send): objects come as `meta.k8s.io/v1`
+/// PartialObjectMetadata, their metadata without their data.
+#[tokio::test]
+async fn metadata_only_list_and_watch() {
+    let cluster = start().await;
+    let ns = cluster.namespace();
+    let client = cluster.client();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut cm = config_map("meta", &[("secret-ish", "not in metadata")]);
+    cm.metadata.labels = Some(labels(&[("suite", "meta")]));
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+
+    let req = axum::http::Request::get(format!(
+        "/api/v1/namespaces/{ns}/configmaps?labelSelector=suite%3Dmeta"
+    ))
+    .header(
+        "accept",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let list: Value = client.request(req).await.unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["metadata"]["name"], "meta");
+    assert!(items[0].get("data").is_none(), "{}", items[0]);
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut stream = cms
+        .watch_metadata(&WatchParams::default().labels("suite=meta"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.patch(
+        "meta",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"seen": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    let event = loop {
+        let e = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("an event within 20s")
+            .expect("open")
+            .expect("valid");
+        if !matches!(e, WatchEvent::Bookmark(_)) {
+            break e;
+        }
+    };
+    match event {
+        WatchEvent::Modified(m) => {
+            assert_eq!(m.annotations()["seen"], "yes");
+            let types = m.types.expect("typed");
+            assert_eq!(
+                (types.api_version.as_str(), types.kind.as_str()),
+                ("meta.k8s.io/v1", "PartialObjectMetadata")
+            );
+        }
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+
+    // kube-runtime's watcher on Api<PartialObjectMeta<K>> uses the same requests
+    let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), ns);
+    let (reader, writer) = reflector::store();
+    let reflecting = tokio::spawn(
+        reflector(
+            writer,
+            watcher::watcher(metas, watcher::Config::default().labels("suite=meta")),
+        )
+        .for_each(|_| async {}),
+    );
+    eventually("the metadata reflector to list the ConfigMap", || async {
+        reader
+            .state()
+            .iter()
+            .any(|m| m.name_any() == "meta" && m.annotations().contains_key("seen"))
+            .then_some(())
+    })
+    .await;
+    reflecting.abort();
+}
+
+/// `allowWatchBookmarks=true`: a watch gets a BOOKMARK with a current resourceVersion
+/// before it times out (the watch cache sends one 2 s before the end, and every minute
+/// otherwise), metadata-only watches too.
+#[tokio::test]
+async fn watch_bookmarks_before_timeout() {
+    let cluster = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), cluster.namespace());
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams::default().timeout(3);
+    assert!(wp.bookmarks, "kube asks for bookmarks by default");
+    let full = cms.watch(&wp, &rv).await.unwrap().boxed();
+    let meta = cms.watch_metadata(&wp, &rv).await.unwrap().boxed();
+    assert!(!first_bookmark(full).await.is_empty());
+    assert!(!first_bookmark(meta).await.is_empty());
+}
+
+/// The resourceVersion of the first event of `stream`, which must be a BOOKMARK.
+async fn first_bookmark<K: std::fmt::Debug>(
+    mut stream: impl futures::Stream<Item = Result<WatchEvent<K>, kube::Error>> + Unpin,
+) -> String {
+    let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("a bookmark before the end");
+    match next {
+        Some(Ok(WatchEvent::Bookmark(b))) => b.metadata.resource_version,
+        other => panic!("expected a BOOKMARK, got {other:?}"),
+    }
 }
