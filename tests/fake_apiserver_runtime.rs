@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fake_apiserver_common::*;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -262,6 +262,126 @@ async fn job_runner_plays_the_job_controller() {
         .await,
     );
     assert_eq!(status.code, 422);
+}
+
+/// A Job whose one container runs `script` with `sh` (mapped to a local `/bin/sh`).
+fn shell_job(name: &str, script: &str, message_policy: Option<&str>) -> Job {
+    let mut job: Job = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"suite": "pods"}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "registry.example/tools:1.0",
+                "command": ["/usr/bin/tool", "-c", script]}],
+        }}},
+    }))
+    .unwrap();
+    if let Some(policy) = message_policy {
+        job.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .termination_message_policy = Some(policy.into());
+    }
+    job
+}
+
+/// Each run of the Job stand-in leaves a Pod, as the Job controller and the kubelet
+/// would: found by the `batch.kubernetes.io/job-name` label, controlled by the Job,
+/// Succeeded or Failed, with the exit code and the termination message (what the process
+/// wrote to /dev/termination-log or, under FallbackToLogsOnError, the end of its output)
+/// in `status.containerStatuses[].state.terminated`. Deleting a batch/v1 Job without a
+/// propagation policy orphans its Pods (the Job's default, for backward compatibility);
+/// Background deletes them.
+#[tokio::test]
+async fn job_runs_leave_pods_with_termination_messages() {
+    let cluster = start().await;
+    let ns = cluster.namespace();
+    let jobs: Api<Job> = Api::namespaced(cluster.client(), ns);
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let pp = PostParams::default();
+    for job in [
+        shell_job("ok", "echo fine > /dev/termination-log", None),
+        shell_job(
+            "fails",
+            "echo 'V2__bad.sql: syntax error' > /dev/termination-log; exit 3",
+            Some("FallbackToLogsOnError"),
+        ),
+        shell_job(
+            "logs",
+            "echo first; echo 'last words' >&2; exit 1",
+            Some("FallbackToLogsOnError"),
+        ),
+    ] {
+        jobs.create(&pp, &job).await.unwrap();
+    }
+    let runner = cluster.job_runner().program("tool", "/bin/sh");
+    for (name, phase, exit_code, message) in [
+        ("ok", "Succeeded", 0, "fine"),
+        ("fails", "Failed", 3, "V2__bad.sql: syntax error"),
+        ("logs", "Failed", 1, "first\nlast words"),
+    ] {
+        let run = runner.run(ns, name).await.unwrap();
+        assert_eq!(run.termination_message.trim_end(), message, "{name}");
+        let listed = pods
+            .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}")))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 1, "{name}: one Pod per run");
+        let pod = &listed.items[0];
+        assert_eq!(pod.name_any(), run.pod);
+        assert!(pod.name_any().starts_with(&format!("{name}-")));
+        let owner = &pod.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("Job", name, Some(true))
+        );
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some(phase), "{name}");
+        let terminated = status.container_statuses.as_ref().unwrap()[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.clone())
+            .expect("terminated");
+        assert_eq!(terminated.exit_code, exit_code, "{name}");
+        assert_eq!(
+            terminated.message.as_deref().map(str::trim_end),
+            Some(message),
+            "{name}"
+        );
+    }
+
+    let pod_of = async |job: &str| {
+        pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+            .await
+            .unwrap()
+            .items
+            .remove(0)
+            .name_any()
+    };
+    let orphan = pod_of("ok").await;
+    jobs.delete("ok", &DeleteParams::default()).await.unwrap();
+    wait_for(
+        &pods,
+        &orphan,
+        "the Pod to be orphaned",
+        |p: Option<&Pod>| p.is_some_and(|p| p.owner_references().is_empty()),
+    )
+    .await;
+    let dependent = pod_of("fails").await;
+    jobs.delete("fails", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(
+        &pods,
+        &dependent,
+        "the Pod to go with its Job",
+        |p: Option<&Pod>| p.is_none(),
+    )
+    .await;
 }
 
 /// kube-runtime's event `Recorder` (what the operator uses for Kubernetes Events)

@@ -21,7 +21,7 @@
 //! resources against their CRD's schema), `selectors`, `defaults` + `validation`,
 //! `gc` (garbage collector and namespace controller), `status` (errors as `Status`),
 //! `instrument` + `faults` + `record` (the client-side middleware), `jobs` + `pod_env`
-//! (the Job controller stand-in).
+//! (the Job controller stand-in), `job_pods` (the Pod each of its runs leaves).
 //!
 //! What the fake simplifies, compared with a real API server:
 //! - no authentication, RBAC, admission webhooks, API priority and fairness;
@@ -65,6 +65,7 @@ mod faults;
 mod fieldpath;
 mod gc;
 mod instrument;
+mod job_pods;
 mod jobs;
 mod managed;
 mod patch;

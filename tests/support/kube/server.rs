@@ -281,7 +281,16 @@ fn with_warnings(mut resp: Response, store: &mut Store) -> Response {
     resp
 }
 
-fn delete_options(info: &RequestInfo, body: &[u8]) -> ApiResult<DeleteOptions> {
+/// What a DELETE without a propagation policy of a batch/v1 Job warns about: its
+/// default is Orphan, for backward compatibility, so its Pods stay.
+const JOB_ORPHAN_WARNING: &str = "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning";
+
+fn delete_options(
+    info: &RequestInfo,
+    rt: &ResourceType,
+    body: &[u8],
+    warnings: &mut Vec<String>,
+) -> ApiResult<DeleteOptions> {
     let opts: Value = if body.is_empty() {
         json!({})
     } else {
@@ -292,7 +301,12 @@ fn delete_options(info: &RequestInfo, body: &[u8]) -> ApiResult<DeleteOptions> {
         .as_str()
         .map(str::to_string)
         .or_else(|| info.param("propagationPolicy"));
+    let batch_v1_job = rt.group == "batch" && rt.plural == "jobs" && info.version == "v1";
     let propagation = match policy.as_deref() {
+        None if batch_v1_job => {
+            warnings.push(JOB_ORPHAN_WARNING.into());
+            Propagation::Orphan
+        }
         None | Some("Background") => Propagation::Background,
         Some("Foreground") => Propagation::Foreground,
         Some("Orphan") => Propagation::Orphan,
@@ -447,20 +461,22 @@ fn resource_request(
             ))
         }
         "delete" => {
-            let deleted = store.delete(&rt, &ns, &name, &delete_options(info, body)?)?;
+            let opts = delete_options(info, &rt, body, &mut store.warnings)?;
+            let deleted = store.delete(&rt, &ns, &name, &opts)?;
             if deleted.gone && !rt.delete_returns_object() {
                 let uid = deleted.object["metadata"]["uid"]
                     .as_str()
                     .unwrap_or_default();
-                return Ok(json_response(
-                    200,
-                    &status::success(&rt.resource(), &name, uid),
-                ));
+                let resp = json_response(200, &status::success(&rt.resource(), &name, uid));
+                return Ok(with_warnings(resp, &mut store));
             }
-            Ok(json_response(200, &show(&deleted.object)))
+            Ok(with_warnings(
+                json_response(200, &show(&deleted.object)),
+                &mut store,
+            ))
         }
         "deletecollection" => {
-            let opts = delete_options(info, body)?;
+            let opts = delete_options(info, &rt, body, &mut store.warnings)?;
             let sel = selectors(info, &rt)?;
             let victims = store.select(&rt, namespace_filter, &sel);
             let mut items = vec![];

@@ -176,6 +176,39 @@ impl Store {
         }
     }
 
+    /// The ServiceAccount admission plugin: a Pod runs as `default` unless it names
+    /// another, which must exist (403 otherwise, as before the namespace's `default`
+    /// ServiceAccount is created).
+    fn admit_pod(&self, ns: &str, name: &str, pod: &mut Value) -> ApiResult<()> {
+        let sa = match pod["spec"]["serviceAccountName"].as_str() {
+            Some(sa) if !sa.is_empty() => sa.to_string(),
+            _ => {
+                pod["spec"]["serviceAccountName"] = json!("default");
+                "default".to_string()
+            }
+        };
+        let sa_ref = ObjRef {
+            key: ("".into(), "serviceaccounts".into()),
+            namespace: ns.into(),
+            name: sa.clone(),
+        };
+        if self.object(&sa_ref).is_some() {
+            return Ok(());
+        }
+        let pods = Resource {
+            group: String::new(),
+            plural: "pods".into(),
+            kind: "Pod".into(),
+        };
+        Err(ApiError::forbidden(
+            &pods,
+            name,
+            &format!(
+                "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+            ),
+        ))
+    }
+
     /// Checks `apiVersion`/`kind` of a request body against the URL and fills them in.
     fn check_type(rt: &ResourceType, body: &mut Value, api_version: &str) -> ApiResult<()> {
         if !body.is_object() {
@@ -305,6 +338,9 @@ impl Store {
             obj.remove("status");
         }
         self.prune_custom(rt, &mut body, o, true)?;
+        if rt.group.is_empty() && rt.plural == "pods" {
+            self.admit_pod(ns, &name, &mut body)?;
+        }
         defaults::prepare(rt, None, &mut body, Scope::All)?;
         validation::validate(&self.registry, rt, None, &body, Scope::All)?;
         if track {
