@@ -11,6 +11,7 @@ mod fake_apiserver_common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use fake_apiserver_common::*;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -302,4 +303,95 @@ async fn server_side_apply() {
         .unwrap();
     assert_eq!(w.status.unwrap().phase.as_deref(), Some("Ready"));
     assert_eq!(w.spec.color, "red");
+}
+
+fn micro_time() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+/// coordination.k8s.io/v1 Leases as kube-lease-manager 0.13.1 (leader election) uses
+/// them: get (404), create with an empty spec (409 AlreadyExists for the second
+/// contender), lock by a non-forced server-side apply under a per-identity field manager
+/// (a 409 Conflict for a second holder while the first owns `holderIdentity`),
+/// `leaseTransitions`, renewals and release by strategic merge patches (null deletes),
+/// after which another identity's apply takes the lock.
+#[tokio::test]
+async fn leases_for_leader_election() {
+    let cluster = start().await;
+    let leases: Api<Lease> = Api::namespaced(cluster.client(), cluster.namespace());
+    let name = "servicedb-leader";
+    assert_eq!(status_of(leases.get(name).await).code, 404);
+    let empty: Lease =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {}})).unwrap();
+    leases.create(&PostParams::default(), &empty).await.unwrap();
+    let status = status_of(leases.create(&PostParams::default(), &empty).await);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+
+    let manager = |identity: &str| PatchParams {
+        field_manager: Some(format!("kube-lease-manager-{identity}")),
+        ..PatchParams::default()
+    };
+    let lock = |identity: &str| {
+        let now = micro_time();
+        Patch::Apply(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "spec": {"acquireTime": now, "renewTime": now, "holderIdentity": identity, "leaseDurationSeconds": 30},
+        }))
+    };
+    let smp = |spec: Value| {
+        Patch::Strategic(
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": spec}),
+        )
+    };
+    let holder = |l: &Lease| l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+
+    let locked = leases.patch(name, &manager("a"), &lock("a")).await.unwrap();
+    assert_eq!(holder(&locked).as_deref(), Some("a"));
+    let status = status_of(leases.patch(name, &manager("b"), &lock("b")).await);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "Conflict"),
+        "{status:?}"
+    );
+    assert_eq!(
+        holder(&leases.get(name).await.unwrap()).as_deref(),
+        Some("a")
+    );
+
+    leases
+        .patch(name, &manager("a"), &smp(json!({"leaseTransitions": 1})))
+        .await
+        .unwrap();
+    let renewed_at = micro_time();
+    let renewed = leases
+        .patch(
+            name,
+            &manager("a"),
+            &smp(json!({"renewTime": renewed_at, "leaseDurationSeconds": 30})),
+        )
+        .await
+        .unwrap();
+    let spec = renewed.spec.clone().unwrap();
+    assert_eq!(spec.lease_transitions, Some(1));
+    assert_eq!(
+        serde_json::to_value(&spec.renew_time).unwrap(),
+        json!(renewed_at),
+        "MicroTime kept to the microsecond"
+    );
+
+    let released = leases
+        .patch(
+            name,
+            &manager("a"),
+            &smp(json!({"acquireTime": null, "renewTime": null, "holderIdentity": null, "leaseDurationSeconds": null})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(holder(&released), None);
+    let taken = leases.patch(name, &manager("b"), &lock("b")).await.unwrap();
+    assert_eq!(holder(&taken).as_deref(), Some("b"));
+    assert_eq!(taken.spec.unwrap().lease_transitions, Some(1));
 }
