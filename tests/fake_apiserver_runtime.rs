@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fake_apiserver_common::*;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -385,9 +385,12 @@ async fn job_runs_leave_pods_with_termination_messages() {
 }
 
 /// kube-runtime's event `Recorder` (what the operator uses for Kubernetes Events)
-/// creates an events.k8s.io/v1 Event, then patches its series when it repeats.
+/// creates an events.k8s.io/v1 Event, then merge-patches its `series` when it repeats;
+/// an Event about a cluster-scoped object goes to `default`. The server refuses (422) a
+/// note over 1024 bytes, and an Event about a cluster-scoped object in another namespace.
 #[tokio::test]
 async fn event_recorder() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
     use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
     let cluster = start().await;
     let ns = cluster.namespace();
@@ -396,8 +399,9 @@ async fn event_recorder() {
         .create(&PostParams::default(), &widget("w", "red"))
         .await
         .unwrap();
+    let inst = cluster.instrumented_client();
     let recorder = Recorder::new(
-        cluster.client(),
+        inst.client.clone(),
         Reporter {
             controller: "conformance".into(),
             instance: None,
@@ -413,16 +417,68 @@ async fn event_recorder() {
     let reference = w.object_ref(&());
     recorder.publish(&event, &reference).await.unwrap();
     recorder.publish(&event, &reference).await.unwrap();
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client(), ns);
+    let verbs: Vec<String> = inst
+        .requests
+        .all()
+        .iter()
+        .filter(|r| r.info.rbac_resource() == "events.events.k8s.io")
+        .map(|r| format!("{} {}", r.verb(), r.status))
+        .collect();
+    assert_eq!(verbs, ["create 201", "patch 200"]);
+    let events: Api<K8sEvent> = Api::namespaced(cluster.client(), ns);
     let list = events.list(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1, "a repeat patches the same Event");
     let e = &list.items[0];
     assert_eq!(e.reason.as_deref(), Some("Painted"));
+    assert_eq!(e.reporting_controller.as_deref(), Some("conformance"));
+    assert!(e.event_time.is_some());
     assert_eq!(
         e.regarding.as_ref().and_then(|r| r.name.as_deref()),
         Some("w")
     );
-    assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+    let series = e.series.as_ref().expect("a series");
+    assert_eq!(series.count, 2);
+
+    let long = KubeEvent {
+        type_: EventType::Warning,
+        reason: "TooLong".into(),
+        note: Some("x".repeat(1025)),
+        action: "Paint".into(),
+        secondary: None,
+    };
+    let status = status_of(recorder.publish(&long, &reference).await);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (422, "Invalid"),
+        "{status:?}"
+    );
+
+    // a cluster-scoped object's Events live in `default`
+    let namespace = Api::<Namespace>::all(cluster.client())
+        .get(ns)
+        .await
+        .unwrap();
+    let cluster_ref = namespace.object_ref(&());
+    recorder.publish(&event, &cluster_ref).await.unwrap();
+    let in_default: Api<K8sEvent> = Api::namespaced(cluster.client(), "default");
+    let found = in_default
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| e.regarding.and_then(|r| r.name).as_deref() == Some(ns));
+    assert!(found, "the Event about namespace {ns} is in default");
+    let misplaced: K8sEvent = serde_json::from_value(json!({
+        "metadata": {"name": "misplaced"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "conformance", "reportingInstance": "conformance",
+        "action": "Paint", "reason": "Painted", "type": "Normal",
+        "regarding": {"kind": "Namespace", "apiVersion": "v1", "name": ns},
+    }))
+    .unwrap();
+    let status = status_of(events.create(&PostParams::default(), &misplaced).await);
+    assert_eq!(status.code, 422, "{status:?}");
 }
 
 /// What the test controller below saw and did.
