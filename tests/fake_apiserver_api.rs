@@ -363,7 +363,8 @@ async fn selectors() {
     assert!(matches!(event, WatchEvent::Added(cm) if cm.name_any() == "d"));
 }
 
-/// Lists honour `limit` and hand out `continue` tokens until the last page.
+/// Lists honour `limit` and hand out `continue` tokens until the last page; a token
+/// older than the last compaction is 410 Expired (the client must list again).
 #[tokio::test]
 async fn list_pagination() {
     let cluster = start().await;
@@ -388,6 +389,28 @@ async fn list_pagination() {
     }
     assert_eq!(pages, 3);
     assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+
+    let Some(fake) = cluster.fake_only("a continue token outliving a compaction") else {
+        return;
+    };
+    let first = cms
+        .list(&ListParams::default().labels("paged=yes").limit(2))
+        .await
+        .unwrap();
+    let token = first.metadata.continue_.unwrap();
+    cms.create(&PostParams::default(), &config_map("later", &[]))
+        .await
+        .unwrap();
+    fake.compact_history();
+    let status = status_of(
+        cms.list(
+            &ListParams::default()
+                .labels("paged=yes")
+                .continue_token(&token),
+        )
+        .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
 }
 
 /// generateName, uid, creationTimestamp; Secret `stringData` folded into base64 `data`

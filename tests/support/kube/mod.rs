@@ -23,8 +23,19 @@
 //! `instrument` + `faults` + `record` (the client-side middleware), `jobs` + `pod_env`
 //! (the Job controller stand-in), `job_pods` (the Pod each of its runs leaves).
 //!
+//! What the fake does as a v1.33 cluster does (and its conformance suites,
+//! `tests/fake_apiserver_*.rs`, check against a real one): every namespace holds the
+//! `kube-root-ca.crt` ConfigMap and the `default` ServiceAccount; strategic merge orders
+//! lists as apimachinery does; a watcher whose selector an object stops matching gets
+//! DELETED with the old object; metadata-only list and watch; JSON patch `test`; the
+//! generation goes up when deletion starts; Pods need their ServiceAccount; a batch/v1
+//! Job deleted without a propagation policy orphans its Pods; events.k8s.io/v1 Events
+//! are validated; bookmarks come before a watch times out.
+//!
 //! What the fake simplifies, compared with a real API server:
-//! - no authentication, RBAC, admission webhooks, API priority and fairness;
+//! - no authentication, RBAC, admission webhooks, API priority and fairness, Pod
+//!   Security admission; of the built-in admission plugins only NamespaceLifecycle and
+//!   ServiceAccount (a Pod's ServiceAccount must exist);
 //! - custom resources are pruned, defaulted and validated from the storage version's
 //!   `openAPIV3Schema` (unknown fields dropped with a warning, or 400 under
 //!   `fieldValidation=Strict`; type, enum, required, bounds, lengths, pattern,
@@ -35,17 +46,24 @@
 //!   versions of a CRD share one storage without conversion;
 //! - core kinds are not pruned: an unknown field in a ConfigMap is kept (a real server
 //!   drops it while decoding);
-//! - validation covers what operator code plausibly gets wrong (names, labels,
-//!   finalizers, owner references, Secret keys, Job templates and Job status
-//!   transitions, CRD names), not the full rules of every kind;
-//! - no pods run and nothing schedules (Jobs are run by [`JobRunner`]); grace periods are
-//!   ignored (deletion is immediate once finalizers are gone);
-//! - the garbage collector and namespace controller run synchronously inside the write
-//!   that triggers them (a real cluster takes milliseconds to seconds; tests wait with
-//!   [`wait_for`]/[`eventually`], never assume);
+//! - validation of core kinds covers what operator code plausibly gets wrong (names,
+//!   labels, finalizers, owner references, Secret keys, Job templates and Job status
+//!   transitions, events.k8s.io Events, CRD names), not the full rules of every kind
+//!   (Pod specs and statuses, Leases are not validated);
+//! - no pods run and nothing schedules (Jobs are run by [`JobRunner`], which records
+//!   each run as a Pod); grace periods are ignored (deletion is immediate once
+//!   finalizers are gone);
+//! - the garbage collector, namespace controller, root CA publisher and service account
+//!   controller run synchronously inside the write that triggers them, and the
+//!   namespace controller deletes all kinds at once (a real cluster takes milliseconds
+//!   to seconds, one kind after another; tests wait with [`wait_for`]/[`eventually`],
+//!   never assume);
 //! - one watch history for the whole server (the real watch cache has one per
 //!   resource); lists ignore `resourceVersion`/`resourceVersionMatch` and always serve
-//!   the current state; `continue` tokens never expire and are not snapshots;
+//!   the current state; `continue` tokens are not snapshots, and expire only with
+//!   [`FakeApiServer::compact_history`] (410 Expired); bookmarks come every
+//!   [`FakeOptions::bookmark_interval`] (5 s; a real server: 1 min) and 2 s before a
+//!   watch's timeout;
 //! - core `v1` Events and `events.k8s.io/v1` Events are separate collections (one
 //!   storage with two views on a real cluster);
 //! - server-side apply tracks ownership per leaf field with the list types of the CRD
