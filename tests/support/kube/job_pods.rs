@@ -193,7 +193,8 @@ pub(crate) fn termination_message(
     failed: bool,
     output: &str,
 ) -> String {
-    if !file_content.is_empty() || !(failed && policy == Some("FallbackToLogsOnError")) {
+    let fall_back = failed && policy == Some("FallbackToLogsOnError");
+    if !file_content.is_empty() || !fall_back {
         return cut(file_content, MAX_MESSAGE_BYTES, false).to_string();
     }
     let lines: Vec<&str> = output.lines().collect();
