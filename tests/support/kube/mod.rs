@@ -38,7 +38,7 @@
 //!   ServiceAccount (a Pod's ServiceAccount must exist);
 //! - custom resources are pruned, defaulted and validated from the storage version's
 //!   `openAPIV3Schema` (unknown fields dropped with a warning, or 400 under
-//!   `fieldValidation=Strict`; type, enum, required, bounds, lengths, pattern,
+//!   `fieldValidation=Strict`, and always refused by server-side apply; type, enum, required, bounds, lengths, pattern,
 //!   date-time, list uniqueness, int-or-string, preserve-unknown-fields,
 //!   embedded-resource), but CEL rules (`x-kubernetes-validations`) are not evaluated,
 //!   formats other than date-time are not checked, invalid values are not ratcheted on

@@ -3,7 +3,7 @@
 //! `schema/defaulting` of apiextensions-apiserver):
 //! - pruning: fields the schema does not specify are dropped, and reported (as
 //!   `spec.x`, `spec.items[0].y`) so that `fieldValidation=Strict` can refuse them and
-//!   `Warn` can warn. Kept: `apiVersion`, `kind` and `metadata` at the root and in
+//!   `Warn` can warn (server-side apply refuses them outright: `write.rs`). Kept: `apiVersion`, `kind` and `metadata` at the root and in
 //!   `x-kubernetes-embedded-resource` objects (metadata cut down to ObjectMeta's
 //!   fields), everything under `x-kubernetes-preserve-unknown-fields` that no property
 //!   specifies, map values under `additionalProperties`.

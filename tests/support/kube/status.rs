@@ -255,6 +255,12 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// What the server answers for an error it did not turn into a Status (HTTP 500
+    /// without a reason), e.g. server-side apply of a field a schema does not declare.
+    pub fn unclassified(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)
     }
@@ -269,6 +275,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(m) = status.as_object_mut()
+        {
+            // an error the server did not classify: no reason at all
+            m.remove("reason");
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

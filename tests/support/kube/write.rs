@@ -137,6 +137,36 @@ impl Store {
         Ok(())
     }
 
+    /// Server-side apply converts the configuration to a typed object first, whatever
+    /// `fieldValidation` says: a field the CRD's schema does not declare fails the
+    /// request with a 500 and no reason (kubernetes/kubernetes#139253), where other
+    /// writes would only drop it.
+    fn undeclared_fields(rt: &ResourceType, ns: &str, name: &str, config: &Value) -> ApiResult<()> {
+        let Some(schema) = custom_schema(rt) else {
+            return Ok(());
+        };
+        let unknown = pruning::prune(schema, &mut config.clone());
+        let errors: Vec<String> = unknown
+            .iter()
+            .map(|f| format!(".{f}: field not declared in schema"))
+            .collect();
+        let detail = match errors.as_slice() {
+            [] => return Ok(()),
+            [one] => one.clone(),
+            many => format!("errors:\n  {}", many.join("\n  ")),
+        };
+        let gv = config["apiVersion"].as_str().unwrap_or_default();
+        let gv = if gv.contains('/') {
+            gv.to_string()
+        } else {
+            format!("/{gv}")
+        };
+        Err(ApiError::unclassified(format!(
+            "failed to create typed patch object ({ns}/{name}; {gv}, Kind={}): {detail}",
+            rt.kind
+        )))
+    }
+
     fn check_namespace(
         &self,
         rt: &ResourceType,
@@ -481,8 +511,7 @@ impl Store {
             )));
         }
         Self::check_type(rt, &mut config, &o.api_version)?;
-        // unknown fields never reach the managed fields
-        self.prune_custom(rt, &mut config, o, false)?;
+        Self::undeclared_fields(rt, ns, name, &config)?;
         let scope = Scope::of(rt, o.subresource.as_deref());
         let time = now();
         let writer = Writer {
