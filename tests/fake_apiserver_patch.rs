@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 /// JSON merge patch (null deletes) and JSON patch (RFC 6902), including `test` ops:
 /// a failing test is 422, and a test of a missing member against null passes, which the
-/// finalizer helper of kube-runtime relies on.
+/// finalizer helper of kube-runtime relies on (as on its test-then-append and
+/// test-then-remove patches).
 #[tokio::test]
 async fn merge_and_json_patch() {
     let cluster = start().await;
@@ -88,6 +89,36 @@ async fn merge_and_json_patch() {
         "a failed test changes nothing"
     );
 
+    // kube's finalizer helper adds to an existing list by testing the whole list, then
+    // appending with `/-`; a list that changed meanwhile fails the test
+    let appended = cms
+        .patch(
+            "p",
+            &pp,
+            &ops(json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": ["conformance.servicedb.io/x"]},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": "conformance.servicedb.io/y"},
+            ])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.finalizers(),
+        ["conformance.servicedb.io/x", "conformance.servicedb.io/y"]
+    );
+    let stale = status_of(
+        cms.patch(
+            "p",
+            &pp,
+            &ops(json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": ["conformance.servicedb.io/x"]},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": "conformance.servicedb.io/z"},
+            ])),
+        )
+        .await,
+    );
+    assert_eq!(stale.code, 422);
+
     cms.patch(
         "p",
         &pp,
@@ -95,6 +126,18 @@ async fn merge_and_json_patch() {
             {"op": "test", "path": "/metadata/finalizers/0", "value": "conformance.servicedb.io/x"},
             {"op": "remove", "path": "/metadata/finalizers/0"},
         ])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cms.get("p").await.unwrap().finalizers(),
+        ["conformance.servicedb.io/y"]
+    );
+    // nothing may hold the test namespace's deletion on a real cluster
+    cms.patch(
+        "p",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
     )
     .await
     .unwrap();
