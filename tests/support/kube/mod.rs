@@ -16,7 +16,7 @@
 //!
 //! Modules: `cluster` (the entry point), `server` (HTTP and routing), `discovery`,
 //! `registry` (kinds; CRDs register theirs), `store` + `write` (objects, the write path
-//! of every verb), `watch`, `patch`, `fieldpath` + `managed` (managedFields and
+//! of every verb), `admission` (what a write goes through before it is stored), `watch`, `patch`, `fieldpath` + `managed` (managedFields and
 //! server-side apply), `schema` (list types), `pruning` + `schema_validation` (custom
 //! resources against their CRD's schema), `selectors`, `defaults` + `validation`,
 //! `gc` (garbage collector and namespace controller), `status` (errors as `Status`),
@@ -75,6 +75,7 @@
 // Each test binary that includes `support` uses a different part of this module.
 #![allow(dead_code)]
 
+mod admission;
 mod base64;
 mod cluster;
 mod defaults;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::admission::FieldValidation;
 use super::discovery;
 use super::registry::ResourceType;
 use super::request_info::{self, RequestInfo};
@@ -21,7 +22,7 @@ use super::selectors::{FieldSelector, LabelSelector, Selectors};
 use super::status::{self, ApiError, ApiResult};
 use super::store::Store;
 use super::watch::{self as watching, WatchContext, WatchRequest, present};
-use super::write::{DeleteOptions, FieldValidation, Propagation, WriteOptions};
+use super::write::{DeleteOptions, Propagation, WriteOptions};
 
 /// Knobs of the fake.
 #[derive(Clone, Debug)]

@@ -5,12 +5,12 @@
 
 use serde_json::Value;
 
+use super::admission::custom_schema;
 use super::managed::Scope;
 use super::registry::{self, Registry, ResourceType};
 use super::schema_validation;
 use super::status::{ApiError, ApiResult, Cause};
 use super::store::{finalizers, meta_str};
-use super::write::custom_schema;
 
 fn is_alnum(c: char) -> bool {
     c.is_ascii_alphanumeric()
