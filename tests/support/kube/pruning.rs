@@ -76,7 +76,7 @@ pub(crate) fn embedded(s: &Value) -> bool {
 /// their paths.
 pub(crate) fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut pruned = vec![];
-    prune_object_root(obj, Some(schema), "", &mut pruned, false);
+    prune_object_root(obj, Some(schema), "", &mut pruned, preserves(schema));
     pruned
 }
 
