@@ -7,12 +7,36 @@
 //!   cascade); references to owners that are gone are removed when other owners remain;
 //!   `propagationPolicy=Orphan` (finalizer `orphan`) strips the owner's references from
 //!   its dependents first; `Foreground` (finalizer `foregroundDeletion`) deletes the
-//!   dependents first and keeps the owner until those with `blockOwnerDeletion` are gone.
+//!   dependents first and keeps the owner until those with `blockOwnerDeletion` are gone;
+//! - what kube-controller-manager puts in every active namespace: the root CA publisher's
+//!   `kube-root-ca.crt` ConfigMap (key `ca.crt`; recreated when deleted, reset when
+//!   edited) and the service account controller's `default` ServiceAccount (recreated
+//!   when deleted). Tests must not assume an empty namespace.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::store::{ObjRef, Store, finalizers, is_deleting, meta_str, set_finalizers};
+use super::managed::{self, Scope, Writer};
+use super::store::{
+    ObjRef, Store, finalizers, is_deleting, meta_str, new_uid, now, set_finalizers,
+};
 use super::write::Propagation;
+
+/// The ConfigMap the root CA publisher puts into every namespace.
+pub(crate) const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+/// A self-signed CA certificate (`CN=kubernetes`) standing in for the cluster's.
+const FAKE_CLUSTER_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBgTCCASegAwIBAgIUSBd8t2zHOMWnR5cu0Yu0tdFwTckwCgYIKoZIzj0EAwIw
+FTETMBEGA1UEAwwKa3ViZXJuZXRlczAgFw0yNjEyMDEwNzUzMDhaGA8yMTI2MTEw
+NzA3NTMwOFowFTETMBEGA1UEAwwKa3ViZXJuZXRlczBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABDnep+dUWgafuuZkhm0WGZSeQv1UXv9QweFHlCVtkMLJkrQ+CHWA
+GHzm2IdzrxXHSoKmuxBB1ATfycBFSn7yEf+jUzBRMB0GA1UdDgQWBBQ37BgTV2GF
+SEM8k93bosEQDUvGjzAfBgNVHSMEGDAWgBQ37BgTV2GFSEM8k93bosEQDUvGjzAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCLdlpXe5MJKX81EABd
+DVcAHwTUC4ZI5kh5MgmDMfJQqgIgORK8BueaT0Mey8Z4F4yeE0jDiC2J0gDG/4Co
+ahdAaJE=
+-----END CERTIFICATE-----
+";
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
 fn owner_refs(obj: &Value) -> Vec<Value> {
     obj["metadata"]["ownerReferences"]
@@ -44,6 +68,7 @@ impl Store {
         for _ in 0..10_000 {
             let before = self.rv;
             self.namespaces();
+            self.namespace_defaults();
             self.finalizing_owners();
             self.orphans();
             if self.rv == before {
@@ -81,6 +106,61 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The root CA publisher and the service account controller.
+    fn namespace_defaults(&mut self) {
+        let ns_key = (String::new(), "namespaces".to_string());
+        let active = self.objects_where(|r, o| r.key == ns_key && !is_deleting(o));
+        for (ns_ref, _) in active {
+            let ns = ns_ref.name;
+            let cm = ObjRef {
+                key: (String::new(), "configmaps".into()),
+                namespace: ns.clone(),
+                name: ROOT_CA_CONFIG_MAP.into(),
+            };
+            let data = json!({"ca.crt": FAKE_CLUSTER_CA});
+            match self.object(&cm) {
+                None => self.put_new(
+                    &cm,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": ROOT_CA_CONFIG_MAP, "namespace": ns,
+                            "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+                        "data": data}),
+                ),
+                Some(o) if o["data"] != data => self.rewrite(&cm, |o| o["data"] = data),
+                Some(_) => {}
+            }
+            let sa = ObjRef {
+                key: (String::new(), "serviceaccounts".into()),
+                namespace: ns.clone(),
+                name: "default".into(),
+            };
+            if self.object(&sa).is_none() {
+                self.put_new(
+                    &sa,
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": "default", "namespace": ns}}),
+                );
+            }
+        }
+    }
+
+    /// Creates an object as a controller of the control plane would (no admission).
+    fn put_new(&mut self, r: &ObjRef, mut obj: Value) {
+        let Some(rt) = self.rt(&r.key) else {
+            return;
+        };
+        obj["metadata"]["uid"] = json!(new_uid());
+        obj["metadata"]["creationTimestamp"] = json!(now());
+        let writer = Writer {
+            manager: "kube-controller-manager",
+            api_version: "v1",
+            scope: Scope::All,
+            now: &now(),
+        };
+        managed::track_update(&rt, None, &mut obj, &writer);
+        self.put(r, obj, None);
     }
 
     fn dependents(&self, owner_uid: &str) -> Vec<(ObjRef, Value)> {

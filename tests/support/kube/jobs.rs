@@ -23,6 +23,15 @@
 //!   a non-path character. So `--dir=/migrations/0` becomes `--dir=/tmp/.../vol-0/0`,
 //!   while a mount at `/m` leaves `/migrations` and `/var/m` alone.
 //!
+//! - the termination message: the container's `terminationMessagePath` (default
+//!   `/dev/termination-log`) is a local file, rewritten like a mount path wherever it
+//!   appears in argv, env values and `workingDir` (so a program told the path, e.g. by
+//!   an argument or an env var the Job sets, writes there); see `job_pods.rs`.
+//!
+//! Each run is recorded as a Pod (`job_pods.rs`) labelled `batch.kubernetes.io/job-name`,
+//! whose `status.containerStatuses[0].state.terminated` has the exit code and the
+//! termination message, as operators read them.
+//!
 //! One attempt is made: success marks the Job Complete, failure marks it Failed with
 //! reason `BackoffLimitExceeded` (retries are the operator's business to observe, not
 //! this stand-in's to simulate).
@@ -38,6 +47,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::cluster::eventually;
+use super::job_pods;
 use super::pod_env::{PodEnv, expand};
 use super::store::now;
 
@@ -70,6 +80,10 @@ pub struct JobRun {
     pub env: BTreeMap<String, String>,
     pub stdout: String,
     pub stderr: String,
+    /// The Pod that records the run.
+    pub pod: String,
+    /// What the container's status reports as its termination message (may be empty).
+    pub termination_message: String,
 }
 
 /// Plays the Job controller for tests.
@@ -221,15 +235,22 @@ impl JobRunner {
         )
         .await
         .map_err(invalid)?;
+        let mut mounts = mounts;
+        let message_path = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| job_pods::DEFAULT_TERMINATION_MESSAGE_PATH.to_string());
+        let message_file = dir.path().join("termination-log");
+        std::fs::write(&message_file, "")
+            .map_err(|e| invalid(format!("termination message file: {e}")))?;
+        mounts.push((message_path, message_file.clone()));
+        mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
         let rewrite = |s: &str| rewrite_mounts(s, &mounts);
-        let pod_name = format!(
-            "{name}-{}",
-            &job.uid()
-                .unwrap_or_default()
-                .chars()
-                .take(5)
-                .collect::<String>()
-        );
+        // the Pod exists before its container is configured (a missing Secret leaves it
+        // Pending, as CreateContainerConfigError would)
+        let pod_name = job_pods::create(&self.client, &job)
+            .await
+            .map_err(invalid)?;
         let env = PodEnv {
             client: &self.client,
         }
@@ -267,6 +288,7 @@ impl JobRunner {
             .unwrap_or_else(|| dir.path().to_path_buf());
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).map_err(|e| invalid(format!("home directory: {e}")))?;
+        job_pods::running(&self.client, namespace, &pod_name, &container, &started).await?;
         // the pod is running: what the controller reports before it ends
         jobs.patch_status(
             name,
@@ -303,6 +325,41 @@ impl JobRunner {
             Err(_) => None,
         };
         let succeeded = output.as_ref().is_some_and(|o| o.status.success());
+        let log = output
+            .as_ref()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_default();
+        let written = std::fs::read(&message_file).unwrap_or_default();
+        let termination_message = job_pods::termination_message(
+            &String::from_utf8_lossy(&written),
+            container.termination_message_policy.as_deref(),
+            !succeeded,
+            &log,
+        );
+        // a process killed at the deadline has no exit code; the kubelet reports 137
+        let exit_code = output
+            .as_ref()
+            .map(|o| o.status.code().unwrap_or(137))
+            .unwrap_or(137);
+        job_pods::finished(
+            &self.client,
+            namespace,
+            &pod_name,
+            &container,
+            &job_pods::Ending {
+                exit_code,
+                message: &termination_message,
+                started: &started,
+                finished: &now(),
+            },
+        )
+        .await?;
         let run = JobRun {
             namespace: namespace.into(),
             name: name.into(),
@@ -318,6 +375,8 @@ impl JobRunner {
                 .as_ref()
                 .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
                 .unwrap_or_default(),
+            pod: pod_name.clone(),
+            termination_message,
         };
         if !succeeded {
             eprintln!(

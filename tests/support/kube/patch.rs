@@ -7,7 +7,11 @@
 //!   cluster): merge-patch semantics, plus lists merged by key where the core types say so
 //!   (see `schema.rs`), set-like merge of `finalizers`, and the directives `$patch: delete`
 //!   / `$patch: replace` (on maps and list items), `$retainKeys`,
-//!   `$deleteFromPrimitiveList/<field>`; `$setElementOrder/<field>` is accepted and ignored.
+//!   `$deleteFromPrimitiveList/<field>`, `$setElementOrder/<field>`. Merged keyed lists
+//!   are ordered as apimachinery's `strategicpatch` does (`normalizeElementOrder`): the
+//!   patch's items in patch order (or `$setElementOrder`'s), the server-only items in
+//!   their live order, interleaved by live position, a patch item first when either is
+//!   new: `[one, three]` patched with `[two]` is `[two, one, three]`.
 
 use serde_json::{Map, Value};
 
@@ -244,6 +248,15 @@ fn smp(
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
+    // the live lists that `$setElementOrder` directives reorder, before merging
+    let live_lists: Vec<(String, Vec<Value>, Vec<Value>)> = patch_map
+        .iter()
+        .filter_map(|(k, order)| {
+            let field = k.strip_prefix("$setElementOrder/")?;
+            let live = target[field].as_array().cloned().unwrap_or_default();
+            Some((field.to_string(), order.as_array()?.clone(), live))
+        })
+        .collect();
     for (key, value) in patch_map {
         if key.starts_with("$setElementOrder/") || key == "$retainKeys" {
             continue;
@@ -272,6 +285,17 @@ fn smp(
             _ => *slot = value.clone(),
         }
         path.pop();
+    }
+    for (field, order, live) in live_lists {
+        path.push(field.clone());
+        let keys = match list_type(rt, path) {
+            ListType::Map(keys) => Some(keys),
+            _ => None,
+        };
+        path.pop();
+        if let Some(Value::Array(items)) = target.get_mut(&field) {
+            *items = normalize_order(std::mem::take(items), &order, &live, keys.as_deref());
+        }
     }
     if let Some(retain) = patch_map.get("$retainKeys").and_then(Value::as_array) {
         let keep: Vec<&str> = retain.iter().filter_map(Value::as_str).collect();
@@ -312,6 +336,7 @@ fn merge_list(
         Value::Array(items) => std::mem::take(items),
         _ => vec![],
     };
+    let current_order = current.clone();
     let merged = match list_type {
         ListType::Atomic => patch
             .iter()
@@ -346,9 +371,62 @@ fn merge_list(
                 }
             }
             path.pop();
-            items
+            let order: Vec<Value> = patch
+                .iter()
+                .filter(|p| p.get("$patch").is_none())
+                .cloned()
+                .collect();
+            normalize_order(items, &order, &current_order, Some(&keys))
         }
     };
     *target = Value::Array(merged);
     Ok(())
+}
+
+/// Where `item` is in `list`: by key fields for a keyed list, by value otherwise.
+fn position(list: &[Value], item: &Value, keys: Option<&[String]>) -> Option<usize> {
+    match keys {
+        Some(keys) => {
+            let key = item_key(item, keys)?;
+            list.iter()
+                .position(|i| item_key(i, keys).as_ref() == Some(&key))
+        }
+        None => list.iter().position(|i| i == item),
+    }
+}
+
+/// strategicpatch's `normalizeElementOrder`: the merged items that `order` names, in
+/// that order, and the others (server-only) in their `live` order, merged as
+/// `mergeSortedSlice` does: a server-only item goes first only when both it and the next
+/// patch item are in the live list and it comes earlier there.
+fn normalize_order(
+    merged: Vec<Value>,
+    order: &[Value],
+    live: &[Value],
+    keys: Option<&[String]>,
+) -> Vec<Value> {
+    let (mut patched, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|i| position(order, i, keys).is_some());
+    patched.sort_by_key(|i| position(order, i, keys));
+    server_only.sort_by_key(|i| position(live, i, keys));
+    let mut out = Vec::with_capacity(patched.len() + server_only.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        patched.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!(
+                (position(live, l, keys), position(live, r, keys)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }

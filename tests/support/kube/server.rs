@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::admission::FieldValidation;
 use super::discovery;
 use super::registry::ResourceType;
 use super::request_info::{self, RequestInfo};
@@ -259,10 +260,38 @@ fn write_options(info: &RequestInfo, headers: &HeaderMap, rt: &ResourceType) -> 
         subresource: info.subresource.clone(),
         dry_run: info.param("dryRun").as_deref() == Some("All"),
         force: info.param("force").as_deref() == Some("true"),
+        field_validation: match info.param("fieldValidation").as_deref() {
+            Some("Strict") => FieldValidation::Strict,
+            Some("Ignore") => FieldValidation::Ignore,
+            _ => FieldValidation::Warn,
+        },
     }
 }
 
-fn delete_options(info: &RequestInfo, body: &[u8]) -> ApiResult<DeleteOptions> {
+/// Adds the write's warnings as `Warning: 299 - "..."` headers, as the API server does.
+fn with_warnings(mut resp: Response, store: &mut Store) -> Response {
+    for w in store.warnings.drain(..) {
+        let text = format!(
+            "299 - {}",
+            serde_json::to_string(&w).expect("a JSON string")
+        );
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// What a DELETE without a propagation policy of a batch/v1 Job warns about: its
+/// default is Orphan, for backward compatibility, so its Pods stay.
+const JOB_ORPHAN_WARNING: &str = "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning";
+
+fn delete_options(
+    info: &RequestInfo,
+    rt: &ResourceType,
+    body: &[u8],
+    warnings: &mut Vec<String>,
+) -> ApiResult<DeleteOptions> {
     let opts: Value = if body.is_empty() {
         json!({})
     } else {
@@ -273,7 +302,12 @@ fn delete_options(info: &RequestInfo, body: &[u8]) -> ApiResult<DeleteOptions> {
         .as_str()
         .map(str::to_string)
         .or_else(|| info.param("propagationPolicy"));
+    let batch_v1_job = rt.group == "batch" && rt.plural == "jobs" && info.version == "v1";
     let propagation = match policy.as_deref() {
+        None if batch_v1_job => {
+            warnings.push(JOB_ORPHAN_WARNING.into());
+            Propagation::Orphan
+        }
         None | Some("Background") => Propagation::Background,
         Some("Foreground") => Propagation::Foreground,
         Some("Orphan") => Propagation::Orphan,
@@ -311,6 +345,7 @@ fn resource_request(
     body: &Bytes,
 ) -> ApiResult<Response> {
     let mut store = shared.store.lock().expect("store lock");
+    store.warnings.clear();
     let rt = store
         .registry
         .lookup(&info.group, &info.version, &info.resource)
@@ -407,31 +442,42 @@ fn resource_request(
         }
         "create" => {
             let created = store.create(&rt, &ns, parse_body()?, &write())?;
-            Ok(json_response(201, &show(&created)))
+            Ok(with_warnings(
+                json_response(201, &show(&created)),
+                &mut store,
+            ))
         }
         "update" => {
             let updated = store.update(&rt, &ns, &name, parse_body()?, &write())?;
-            Ok(json_response(200, &show(&updated)))
+            Ok(with_warnings(
+                json_response(200, &show(&updated)),
+                &mut store,
+            ))
         }
         "patch" => {
             let patched = store.patch(&rt, &ns, &name, &content_type, body, &write())?;
-            Ok(json_response(200, &show(&patched)))
+            Ok(with_warnings(
+                json_response(200, &show(&patched)),
+                &mut store,
+            ))
         }
         "delete" => {
-            let deleted = store.delete(&rt, &ns, &name, &delete_options(info, body)?)?;
+            let opts = delete_options(info, &rt, body, &mut store.warnings)?;
+            let deleted = store.delete(&rt, &ns, &name, &opts)?;
             if deleted.gone && !rt.delete_returns_object() {
                 let uid = deleted.object["metadata"]["uid"]
                     .as_str()
                     .unwrap_or_default();
-                return Ok(json_response(
-                    200,
-                    &status::success(&rt.resource(), &name, uid),
-                ));
+                let resp = json_response(200, &status::success(&rt.resource(), &name, uid));
+                return Ok(with_warnings(resp, &mut store));
             }
-            Ok(json_response(200, &show(&deleted.object)))
+            Ok(with_warnings(
+                json_response(200, &show(&deleted.object)),
+                &mut store,
+            ))
         }
         "deletecollection" => {
-            let opts = delete_options(info, body)?;
+            let opts = delete_options(info, &rt, body, &mut store.warnings)?;
             let sel = selectors(info, &rt)?;
             let victims = store.select(&rt, namespace_filter, &sel);
             let mut items = vec![];

@@ -64,14 +64,65 @@ impl Cause {
         }
     }
 
+    /// A value of the wrong JSON type; `message` starts with the value.
+    pub fn type_invalid(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueTypeInvalid",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A value outside an enum; `message`: `"x": supported values: "a", "b"`.
+    pub fn not_supported(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueNotSupported",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn too_long(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn too_many(field: impl Into<String>, message: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueTooMany",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A repeated item of a set or map list; `value` as shown.
+    pub fn duplicate(field: impl Into<String>, value: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueDuplicate",
+            field: field.into(),
+            message: value.into(),
+        }
+    }
+
     /// How `field.Error.Error()` renders it: `spec.x: Invalid value: ...`.
     fn render(&self) -> String {
         let kind = match self.reason {
             "FieldValueForbidden" => "Forbidden",
             "FieldValueRequired" => "Required value",
+            "FieldValueNotSupported" => "Unsupported value",
+            "FieldValueTooLong" => "Too long",
+            "FieldValueTooMany" => "Too many",
+            "FieldValueDuplicate" => "Duplicate value",
             _ => "Invalid value",
         };
-        format!("{}: {kind}: {}", self.field, self.message)
+        if self.message.is_empty() {
+            format!("{}: {kind}", self.field)
+        } else {
+            format!("{}: {kind}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -204,6 +255,12 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// What the server answers for an error it did not turn into a Status (HTTP 500
+    /// without a reason), e.g. server-side apply of a field a schema does not declare.
+    pub fn unclassified(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)
     }
@@ -218,6 +275,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(m) = status.as_object_mut()
+        {
+            // an error the server did not classify: no reason at all
+            m.remove("reason");
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

@@ -28,6 +28,8 @@ pub(crate) struct Store {
     pub rv: u64,
     pub history: History,
     uids: HashMap<String, ObjRef>,
+    /// `Warning` headers for the response to the current request.
+    pub warnings: Vec<String>,
 }
 
 pub(crate) fn now() -> String {
@@ -97,6 +99,7 @@ impl Store {
             rv: 0,
             history: History::new(history_limit, changes),
             uids: HashMap::new(),
+            warnings: Vec::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let rt = store
@@ -193,6 +196,12 @@ impl Store {
                     .split_once(':')
                     .and_then(|(rv, key)| Some((rv.parse::<u64>().ok()?, key)))
                     .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+                // the snapshot a token continues from goes with the history (compaction)
+                if rv < self.history.floor() {
+                    return Err(ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    ));
+                }
                 (rv, Some(key.to_string()))
             }
             None => (self.rv, None),

@@ -5,8 +5,10 @@
 
 use serde_json::Value;
 
+use super::admission::custom_schema;
 use super::managed::Scope;
 use super::registry::{self, Registry, ResourceType};
+use super::schema_validation;
 use super::status::{ApiError, ApiResult, Cause};
 use super::store::{finalizers, meta_str};
 
@@ -321,6 +323,71 @@ fn secret_causes(old: Option<&Value>, obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// events.k8s.io/v1 Events, as `ValidateEventCreate` checks them (on the internal
+/// core type, hence its field names): what the reporter must fill in, the length limits
+/// (a note over 1024 characters is refused), and the namespace of an Event about a
+/// cluster-scoped object (`default` or `kube-system` only).
+fn event_causes(obj: &Value, causes: &mut Vec<Cause>) {
+    let text = |f: &str| obj[f].as_str().unwrap_or_default();
+    for (field, json_field, limit) in [
+        ("reportingController", "reportingController", None),
+        ("reportingInstance", "reportingInstance", Some(128)),
+        ("action", "action", Some(128)),
+        ("reason", "reason", Some(128)),
+    ] {
+        let value = text(json_field);
+        if value.is_empty() {
+            causes.push(Cause::required(field, ""));
+        } else if let Some(limit) = limit
+            && value.len() > limit
+        {
+            causes.push(Cause::invalid(
+                field,
+                format!("\"\": can have at most {limit} characters"),
+            ));
+        }
+    }
+    // bytes, as Go's len()
+    if text("note").len() > 1024 {
+        causes.push(Cause::invalid(
+            "message",
+            "\"\": can have at most 1024 characters",
+        ));
+    }
+    if text("eventTime").is_empty() {
+        causes.push(Cause::required("eventTime", ""));
+    }
+    if !matches!(text("type"), "Normal" | "Warning") {
+        causes.push(Cause::invalid(
+            "type",
+            format!("\"\": has invalid value: {}", text("type")),
+        ));
+    }
+    let ns = meta_str(obj, "namespace");
+    if obj["regarding"]["namespace"]
+        .as_str()
+        .is_none_or(str::is_empty)
+        && !matches!(ns, "default" | "kube-system")
+    {
+        causes.push(Cause::invalid(
+            "involvedObject.namespace",
+            "\"\": does not match event.namespace",
+        ));
+    }
+    let series = &obj["series"];
+    if series.is_object() {
+        if series["count"].as_i64().unwrap_or(0) < 2 {
+            causes.push(Cause::invalid("series.count", "should be at least 2"));
+        }
+        if series["lastObservedTime"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            causes.push(Cause::required("series.lastObservedTime", ""));
+        }
+    }
+}
+
 /// Fails a write the real API server would refuse with 422 Invalid.
 pub(crate) fn validate(
     registry: &Registry,
@@ -334,6 +401,7 @@ pub(crate) fn validate(
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "secrets" | "configmaps") => secret_causes(old, obj, &mut causes),
         ("batch", "jobs") => job_causes(old, obj, scope, &mut causes),
+        ("events.k8s.io", "events") => event_causes(obj, &mut causes),
         ("apiextensions.k8s.io", "customresourcedefinitions") => match registry::from_crd(obj) {
             Err(e) => causes.push(Cause::invalid("spec", e)),
             Ok(t) => {
@@ -356,6 +424,9 @@ pub(crate) fn validate(
             }
         },
         _ => {}
+    }
+    if let Some(schema) = custom_schema(rt) {
+        causes.extend(schema_validation::validate(schema, obj));
     }
     if causes.is_empty() {
         Ok(())

@@ -9,9 +9,14 @@
 //!   with `sendInitialEvents=true` they end with a bookmark annotated
 //!   `k8s.io/initial-events-end`, as streaming lists expect.
 //! - selectors are applied to both the old and new object, so an object that stops
-//!   matching is seen as `DELETED` and one that starts matching as `ADDED`.
+//!   matching is seen as `DELETED` and one that starts matching as `ADDED`; as in the
+//!   real watch cache, that `DELETED` carries the previous (still matching) object at the
+//!   new resourceVersion.
 //! - `allowWatchBookmarks=true` gets a `BOOKMARK` with the current resourceVersion every
-//!   bookmark interval; `timeoutSeconds` ends the stream cleanly.
+//!   bookmark interval and, as from the real watch cache, 2 s before `timeoutSeconds`
+//!   ends the stream (cleanly);
+//! - metadata-only watches (`as=PartialObjectMetadata`) get `meta.k8s.io/v1`
+//!   `PartialObjectMetadata` objects, bookmarks included.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -168,15 +173,27 @@ fn bookmark(req: &WatchRequest, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    let kind = if req.metadata_only {
-        "PartialObjectMetadata"
+    let (kind, api_version) = if req.metadata_only {
+        (
+            "PartialObjectMetadata".to_string(),
+            "meta.k8s.io/v1".to_string(),
+        )
     } else {
-        req.rt.kind.as_str()
+        (req.rt.kind.clone(), req.rt.api_version(&req.version))
     };
     line(
         "BOOKMARK",
-        json!({"kind": kind, "apiVersion": req.rt.api_version(&req.version), "metadata": meta}),
+        json!({"kind": kind, "apiVersion": api_version, "metadata": meta}),
     )
+}
+
+/// When the next BOOKMARK is due, as the watch cache decides (`nextBookmarkTime`): every
+/// interval, but also 2 s before the watch times out; None once that moment has passed.
+fn next_bookmark(now: Instant, deadline: Instant, interval: Duration) -> Option<Instant> {
+    let periodic = now + interval;
+    let before_end = deadline.checked_sub(Duration::from_secs(2))?;
+    let next = periodic.min(before_end);
+    (next > now).then_some(next)
 }
 
 struct WatchState {
@@ -187,7 +204,7 @@ struct WatchState {
     started: bool,
     done: bool,
     deadline: Instant,
-    next_bookmark: Instant,
+    next_bookmark: Option<Instant>,
 }
 
 impl WatchState {
@@ -209,7 +226,20 @@ impl WatchState {
             (EventType::Deleted, true, _) => EventType::Deleted,
             (EventType::Deleted, false, _) => return None,
             (_, false, true) => EventType::Added,
-            (EventType::Modified, true, false) => EventType::Deleted,
+            (EventType::Modified, true, false) => {
+                let mut previous = e.old.as_deref().cloned().unwrap_or_default();
+                previous["metadata"]["resourceVersion"] =
+                    e.object["metadata"]["resourceVersion"].clone();
+                return Some(line(
+                    "DELETED",
+                    present(
+                        &self.req.rt,
+                        &self.req.version,
+                        &previous,
+                        self.req.metadata_only,
+                    ),
+                ));
+            }
             (EventType::Added, true, false) => return None,
             (_, true, true) => e.kind,
             (_, false, false) => return None,
@@ -292,9 +322,10 @@ pub(crate) fn stream(
     ctx: WatchContext,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let now = Instant::now();
+    let deadline = now + req.timeout;
     let state = WatchState {
-        deadline: now + req.timeout,
-        next_bookmark: now + ctx.bookmark_interval,
+        deadline,
+        next_bookmark: next_bookmark(now, deadline, ctx.bookmark_interval),
         req,
         ctx,
         cursor: 0,
@@ -316,7 +347,8 @@ pub(crate) fn stream(
             if !st.pending.is_empty() || st.done {
                 continue;
             }
-            let bookmark_at = st.next_bookmark;
+            let bookmark_at = st.next_bookmark.unwrap_or(st.deadline);
+            let bookmarks = st.req.bookmarks && st.next_bookmark.is_some();
             tokio::select! {
                 changed = st.ctx.changes.changed() => {
                     if changed.is_err() {
@@ -325,8 +357,8 @@ pub(crate) fn stream(
                 }
                 _ = st.ctx.closes.changed() => st.done = true,
                 _ = tokio::time::sleep_until(st.deadline) => st.done = true,
-                _ = tokio::time::sleep_until(bookmark_at), if st.req.bookmarks => {
-                    st.next_bookmark = Instant::now() + st.ctx.bookmark_interval;
+                _ = tokio::time::sleep_until(bookmark_at), if bookmarks => {
+                    st.next_bookmark = next_bookmark(Instant::now(), st.deadline, st.ctx.bookmark_interval);
                     let rv = st.cursor;
                     st.pending.push_back(bookmark(&st.req, rv, false));
                 }

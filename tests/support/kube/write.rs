@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::admission::FieldValidation;
 use super::defaults;
 use super::managed::{self, Scope, Writer};
 use super::patch;
@@ -22,6 +23,7 @@ pub(crate) struct WriteOptions {
     pub subresource: Option<String>,
     pub dry_run: bool,
     pub force: bool,
+    pub field_validation: FieldValidation,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -249,6 +251,10 @@ impl Store {
         {
             obj.remove("status");
         }
+        self.prune_custom(rt, &mut body, o, true)?;
+        if rt.group.is_empty() && rt.plural == "pods" {
+            self.admit_pod(ns, &name, &mut body)?;
+        }
         defaults::prepare(rt, None, &mut body, Scope::All)?;
         validation::validate(&self.registry, rt, None, &body, Scope::All)?;
         if track {
@@ -389,6 +395,7 @@ impl Store {
             )));
         }
         Self::check_type(rt, &mut config, &o.api_version)?;
+        Self::undeclared_fields(rt, ns, name, &config)?;
         let scope = Scope::of(rt, o.subresource.as_deref());
         let time = now();
         let writer = Writer {
@@ -499,6 +506,7 @@ impl Store {
                 ));
             }
         }
+        self.prune_custom(rt, &mut new, o, true)?;
         defaults::prepare(rt, Some(&old), &mut new, scope)?;
         validation::validate(&self.registry, rt, Some(&old), &new, scope)?;
         if rt.generation && spec_changed(rt, &old, &new) {
@@ -618,6 +626,10 @@ impl Store {
         if !is_deleting(&obj) {
             obj["metadata"]["deletionTimestamp"] = json!(now());
             obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            // as the apiserver's BeforeDelete: marking an object deleted is a new generation
+            if let Some(generation) = obj["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+                obj["metadata"]["generation"] = json!(generation + 1);
+            }
             if obj["kind"] == "Namespace" {
                 obj["status"]["phase"] = json!("Terminating");
             }
