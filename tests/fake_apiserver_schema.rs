@@ -439,8 +439,8 @@ async fn defaults_are_applied() {
 }
 
 /// The operator's own CRDs (`crds/`) as a real server takes them: a DatabaseServer gets
-/// its schema defaults (port 5432, sslMode prefer, environment production, default
-/// false), loses a status field the schema lacks, and is refused with the field named
+/// its schema defaults (port 5432, environment production, default false; sslMode has
+/// none, since unset means verify-full when a CA is given), loses a status field the schema lacks, and is refused with the field named
 /// when required fields are missing or a value is outside its enum.
 #[tokio::test]
 async fn repository_crds_prune_default_and_validate() {
@@ -462,7 +462,7 @@ async fn repository_crds_prune_default_and_validate() {
     let created = api.create(&PostParams::default(), &server).await.unwrap();
     let spec = &created.data["spec"];
     assert_eq!(spec["port"], 5432);
-    assert_eq!(spec["sslMode"], "prefer");
+    assert!(spec.get("sslMode").is_none(), "{spec}");
     assert_eq!(spec["environment"], "production");
     assert_eq!(spec["default"], false);
     assert!(spec.get("unknownSetting").is_none());
