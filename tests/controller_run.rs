@@ -77,6 +77,12 @@ async fn run_provisions_and_stops_on_sigterm() {
     let server = database_server(&cluster, &ns, "pg-admin").await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = cluster.kubeconfig(dir.path());
+    let probe_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let probe_addr = format!("127.0.0.1:{probe_port}");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicedb"))
         .args([
             "run",
@@ -86,6 +92,8 @@ async fn run_provisions_and_stops_on_sigterm() {
             "1s",
             "--log-format",
             "json",
+            "--metrics-addr",
+            &probe_addr,
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "info")
@@ -98,6 +106,12 @@ async fn run_provisions_and_stops_on_sigterm() {
     wait_ready(&client, &ns, "orders").await;
     let app = secret_data(&client, &ns, "orders-db").await.unwrap();
     login(&app).await.expect("the app Secret logs in");
+    // The kubelet's probes, as the chart configures them.
+    for path in ["/healthz", "/readyz"] {
+        let status = http_status(&probe_addr, path).await;
+        assert_eq!(status, 200, "GET {path}");
+    }
+    assert_eq!(http_status(&probe_addr, "/metrics").await, 404);
 
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -115,4 +129,23 @@ async fn run_provisions_and_stops_on_sigterm() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
     }
+}
+
+/// The status code of `GET path` on `addr`, over plain HTTP/1.1.
+async fn http_status(addr: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"))
 }

@@ -184,8 +184,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub finalizer_timeout: std::time::Duration,
     /// This installation's id in the servers' ownership catalogs (one per cluster).
+    /// Default: derived from the uid of the cluster's kube-system namespace.
     #[arg(long, env = "SERVICEDB_INSTALLATION_ID")]
     pub installation_id: Option<String>,
+    /// Address of the operator's HTTP endpoint for the kubelet's probes: `/healthz` (alive)
+    /// and `/readyz` (CRDs found, controllers started). Prometheus `/metrics` is not served
+    /// yet. Default: none.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

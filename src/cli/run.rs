@@ -23,7 +23,16 @@ pub async fn run(args: RunArgs) -> ExitCode {
         instance: std::env::var("POD_NAME").ok(),
         ..Config::default()
     };
-    match controller::run(client, config, shutdown_signal()).await {
+    let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown_signal()));
+    if let Some(addr) = args.metrics_addr {
+        let (health, stop) = (config.health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = controller::health::serve(addr, health, stop).await {
+                tracing::error!(%addr, error = %e, "cannot serve /healthz and /readyz");
+            }
+        });
+    }
+    match controller::run(client, config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

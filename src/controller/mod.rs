@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod context;
 pub mod database_server;
 pub mod events;
+pub mod health;
 pub mod provisioning;
 pub mod service_database;
 pub mod status_patch;
@@ -46,6 +47,8 @@ pub struct Config {
     pub concurrency: u16,
     /// The Events' reporting instance (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Set once the controllers have started (for `/readyz`).
+    pub health: health::Health,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             reconcile_timeout: Duration::from_secs(60),
             concurrency: 16,
             instance: None,
+            health: health::Health::default(),
         }
     }
 }
@@ -95,6 +99,7 @@ pub async fn run(
         installation = %installation,
         "starting controllers"
     );
+    config.health.set_ready();
     let ctx = std::sync::Arc::new(Context::new(client, config, installation));
     let shutdown = shutdown.boxed().shared();
     futures::join!(
