@@ -1,119 +1,15 @@
 //! The migration engine against a real PostgreSQL, as its users run it: the `servicedb migrate`
 //! and `servicedb wait` commands, connected as a non-superuser that owns the database.
 
+mod migrate_case;
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use migrate_case::*;
 use support::postgres::server;
-
-const FLYWAY_KEY: i64 = 77433833903597;
-
-/// A fresh database and a directory of migration files.
-struct Case {
-    db: String,
-    dir: tempfile::TempDir,
-}
-
-impl Case {
-    async fn new(prefix: &str) -> Case {
-        Case {
-            db: server().create_database(prefix).await,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn url(&self) -> String {
-        server().admin_url(&self.db)
-    }
-
-    fn write(&self, name: &str, sql: &str) -> &Self {
-        std::fs::write(self.dir.path().join(name), sql).unwrap();
-        self
-    }
-
-    fn remove(&self, name: &str) {
-        std::fs::remove_file(self.dir.path().join(name)).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicedb"));
-        cmd.args(args)
-            .env("DATABASE_URL", self.url())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// `servicedb migrate <action> --dir <dir> <extra>`.
-    fn migrate(&self, action: &str, extra: &[&str]) -> Output {
-        let dir = self.dir.path().to_str().unwrap().to_string();
-        let mut args = vec!["migrate", action, "--dir", dir.as_str()];
-        args.extend_from_slice(extra);
-        self.command(&args).output().unwrap()
-    }
-
-    async fn client(&self) -> tokio_postgres::Client {
-        server().admin_client(&self.db).await
-    }
-
-    /// (version or description, script, success) of every history row, in rank order.
-    async fn history(&self) -> Vec<(Option<String>, String, bool)> {
-        self.client()
-            .await
-            .query(
-                "SELECT version, script, success FROM flyway_schema_history ORDER BY installed_rank",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
-    }
-
-    async fn scalar_i64(&self, sql: &str) -> i64 {
-        self.client()
-            .await
-            .query_one(sql, &[])
-            .await
-            .unwrap()
-            .get(0)
-    }
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-#[track_caller]
-fn assert_failed(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected failure\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stderr)
-}
-
-fn rows(versions: &[&str]) -> Vec<Option<String>> {
-    versions.iter().map(|v| Some(v.to_string())).collect()
-}
 
 /// Applying creates Flyway's history, runs every migration once, and a re-run sends no DDL.
 #[tokio::test]
@@ -239,38 +135,6 @@ async fn concurrent_runners_apply_each_migration_once() {
             .await,
         15
     );
-}
-
-/// A runner holding Flyway's advisory lock (Flyway itself, say) makes servicedb wait its turn.
-#[tokio::test]
-async fn waits_for_flyways_advisory_lock() {
-    let case = Case::new("lock").await;
-    case.write("V1__a.sql", "CREATE TABLE a (id int);\n");
-    assert_ok(&case.migrate("apply", &[]));
-    case.write("V2__b.sql", "CREATE TABLE b (id int);\n");
-    let holder = case.client().await;
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&FLYWAY_KEY])
-        .await
-        .unwrap();
-    let dir = case.dir.path().to_str().unwrap().to_string();
-    let mut child = case
-        .command(&["migrate", "apply", "--dir", &dir])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "apply did not wait for the lock"
-    );
-    assert_eq!(case.history().await.len(), 1);
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&FLYWAY_KEY])
-        .await
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(case.history().await.len(), 2);
 }
 
 /// A database migrated by Flyway (its DDL, its rows, its checksums) validates clean and only new

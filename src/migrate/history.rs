@@ -4,7 +4,7 @@ use serde::Serialize;
 use tokio_postgres::ToStatement;
 use tokio_postgres::{GenericClient, Row, Statement};
 
-use crate::pg::quote_ident;
+use crate::pg::{quote_ident, quote_literal};
 
 /// One row of the history table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,6 +109,26 @@ impl HistoryTable {
         )
     }
 
+    /// The insert of `row` as SQL text, with `execution_time` an SQL expression: for scripts
+    /// sent in one message with their history row, where no bind parameters exist.
+    pub fn insert_text(&self, row: &NewRow<'_>, execution_time: &str) -> String {
+        let t = self.qualified();
+        let text = |s: &str| quote_literal(s);
+        format!(
+            "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, \
+             installed_by, execution_time, success) \
+             SELECT coalesce(max(installed_rank), 0) + 1, {version}, {description}, {kind}, {script}, \
+             {checksum}, {by}, {execution_time}, {success} FROM {t}",
+            version = row.version.map_or("NULL".to_string(), text),
+            description = text(stored_description(row.description)),
+            kind = text(row.kind),
+            script = text(&stored_script(row.script)),
+            checksum = row.checksum.map_or("NULL".to_string(), |c| c.to_string()),
+            by = text(truncate(row.installed_by, 100)),
+            success = row.success,
+        )
+    }
+
     /// Rows with a rank above `after`, in rank order: reading only what is new keeps each
     /// migration's re-check under the lock cheap however long the history is.
     pub async fn rows_after(
@@ -189,9 +209,9 @@ async fn insert_row<T: ?Sized + ToStatement + Sync + Send>(
             statement,
             &[
                 &row.version,
-                &truncate(row.description, 200),
+                &stored_description(row.description),
                 &row.kind,
-                &truncate(row.script, 1000),
+                &stored_script(row.script),
                 &row.checksum,
                 &truncate(row.installed_by, 100),
                 &row.execution_time,
@@ -216,6 +236,16 @@ fn read_row(r: &Row) -> Result<AppliedRow, tokio_postgres::Error> {
         execution_time: r.try_get(8)?,
         success: r.try_get(9)?,
     })
+}
+
+/// The description as the history stores it.
+pub fn stored_description(description: &str) -> &str {
+    truncate(description, 200)
+}
+
+/// The script name as the history stores it.
+pub fn stored_script(script: &str) -> String {
+    truncate(script, 1000).to_string()
 }
 
 /// Cuts text to the column's width in characters, as VARCHAR(n) counts them.

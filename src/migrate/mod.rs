@@ -2,6 +2,7 @@
 pub mod checksum;
 pub mod engine;
 pub mod history;
+pub mod lock;
 pub mod placeholders;
 pub mod plan;
 pub mod source;

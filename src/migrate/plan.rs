@@ -363,18 +363,52 @@ fn truncated(s: &str, chars: usize) -> &str {
 }
 
 fn failed_problem(row: &AppliedRow) -> Problem {
-    let what = match &row.version {
-        Some(v) => format!("version {v}"),
-        None => format!("repeatable migration {:?}", row.description),
-    };
     Problem {
         script: row.script.clone(),
         message: format!(
-            "{what} failed on {} outside a transaction, so part of it may have run; \
-             undo what it did by hand, then run `servicedb migrate repair` to remove the failed row",
+            "{} failed on {} outside a transaction, so part of it may have run; {REPAIR_ADVICE}",
+            what_failed(row.version.as_deref(), &row.description),
             row.installed_on
         ),
     }
+}
+
+const REPAIR_ADVICE: &str =
+    "undo what it did by hand, then run `servicedb migrate repair` to remove the failed row";
+
+fn what_failed(version: Option<&str>, description: &str) -> String {
+    match version {
+        Some(v) => format!("version {v}"),
+        None => format!("repeatable migration {description:?}"),
+    }
+}
+
+/// Said at once when a migration outside a transaction fails: which of its statements had
+/// already run (they stay applied), and that its failed row now blocks every run until repair.
+pub fn partly_applied_note(
+    version: Option<&str>,
+    description: &str,
+    ran: &[crate::migrate::sql_split::Statement<'_>],
+) -> String {
+    let ran = match ran.len() {
+        0 => "no statement of it had run before the failing one".to_string(),
+        n => format!(
+            "{n} statement{} before the failing one had already run and stay applied:\n{}",
+            if n == 1 { "" } else { "s" },
+            ran.iter()
+                .map(|s| format!(
+                    "    line {}: {}",
+                    s.line,
+                    s.sql.lines().next().unwrap_or("")
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    };
+    format!(
+        "\n  it ran outside a transaction: {ran}\n  {} is now recorded as failed and blocks every run; {REPAIR_ADVICE}",
+        what_failed(version, description)
+    )
 }
 
 fn entry_from_row(row: &AppliedRow, state: State, file: Option<usize>) -> Entry {

@@ -20,8 +20,9 @@ pub fn class_of_sqlstate(code: &str) -> ErrorClass {
     match code {
         // admin_shutdown, crash_shutdown, cannot_connect_now, query_canceled (timeouts),
         // serialization_failure, deadlock_detected, lock_not_available, idle-session timeout
-        "57P01" | "57P02" | "57P03" | "57P05" | "57014" | "40001" | "40P01" | "55P03"
-        | "25P03" => ErrorClass::Transient,
+        "57P01" | "57P02" | "57P03" | "57P05" | "57014" | "40001" | "40P01" | "55P03" | "25P03" => {
+            ErrorClass::Transient
+        }
         // connection_exception and insufficient_resources (53300 too_many_connections)
         c if c.starts_with("08") || c.starts_with("53") => ErrorClass::Transient,
         _ => ErrorClass::Permanent,
@@ -66,10 +67,14 @@ mod tests {
 
     #[test]
     fn sqlstates_sort_into_classes() {
-        for code in ["57P01", "53300", "40001", "08006", "08001", "57014", "40P01"] {
+        for code in [
+            "57P01", "53300", "40001", "08006", "08001", "57014", "40P01",
+        ] {
             assert_eq!(class_of_sqlstate(code), Transient, "{code}");
         }
-        for code in ["28P01", "28000", "3D000", "42501", "42P01", "42601", "0A000"] {
+        for code in [
+            "28P01", "28000", "3D000", "42501", "42P01", "42601", "0A000",
+        ] {
             assert_eq!(class_of_sqlstate(code), Permanent, "{code}");
         }
     }
