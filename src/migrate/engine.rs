@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
-use super::history::{AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, SCHEMA_MARKER};
+use super::history::{
+    AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, SCHEMA_MARKER, stored_description,
+};
 use super::lock;
 use super::placeholders::{Builtins, PlaceholderError, Placeholders};
 use super::plan::{Options, Plan, Problem, plan};
@@ -457,15 +459,16 @@ impl Engine {
                 {
                     let f = &state.files[fi];
                     let sum = state.checksums[fi];
+                    let description = stored_description(&f.description);
                     if row.checksum != Some(sum)
-                        || row.description != f.description
+                        || row.description != description
                         || row.kind != "SQL"
                     {
                         tx.execute(
                             &format!(
                                 "UPDATE {t} SET checksum = $1, description = $2, type = 'SQL' WHERE installed_rank = $3"
                             ),
-                            &[&sum, &f.description, &rank],
+                            &[&sum, &description.as_ref(), &rank],
                         )
                         .await
                         .map_err(db("realigning a checksum"))?;

@@ -120,7 +120,7 @@ impl HistoryTable {
              SELECT coalesce(max(installed_rank), 0) + 1, {version}, {description}, {kind}, {script}, \
              {checksum}, {by}, {execution_time}, {success} FROM {t}",
             version = row.version.map_or("NULL".to_string(), text),
-            description = text(stored_description(row.description)),
+            description = text(&stored_description(row.description)),
             kind = text(row.kind),
             script = text(&stored_script(row.script)),
             checksum = row.checksum.map_or("NULL".to_string(), |c| c.to_string()),
@@ -238,14 +238,44 @@ fn read_row(r: &Row) -> Result<AppliedRow, tokio_postgres::Error> {
     })
 }
 
-/// The description as the history stores it.
-pub fn stored_description(description: &str) -> &str {
-    truncate(description, 200)
+/// The description as the history stores it, shortened as Flyway's
+/// `AbbreviationUtils.abbreviateDescription` does: over 200 (Java, so UTF-16) characters, the
+/// first 197 and `...`. Validation compares files by this form, so a history Flyway wrote for a
+/// long description matches, and rows written here are the ones Flyway would write.
+pub fn stored_description(description: &str) -> std::borrow::Cow<'_, str> {
+    if utf16_len(description) <= 200 {
+        return description.into();
+    }
+    format!("{}...", utf16_prefix(description, 197)).into()
 }
 
-/// The script name as the history stores it.
+/// The script name as the history stores it, as Flyway's `abbreviateScript`: over 1000
+/// characters, `...` in place of the first three, then characters 3 to 1000 (Flyway keeps the
+/// start, not the end).
 pub fn stored_script(script: &str) -> String {
-    truncate(script, 1000).to_string()
+    if utf16_len(script) <= 1000 {
+        return script.to_string();
+    }
+    let head = utf16_prefix(script, 3).len();
+    let upto = utf16_prefix(script, 1000).len();
+    format!("...{}", &script[head..upto])
+}
+
+fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The longest prefix of `s` of at most `units` UTF-16 code units (Java's `substring(0, n)`,
+/// except that a character is never cut in half).
+fn utf16_prefix(s: &str, units: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += c.len_utf16();
+        if used > units {
+            return &s[..i];
+        }
+    }
+    s
 }
 
 /// Cuts text to the column's width in characters, as VARCHAR(n) counts them.
@@ -288,6 +318,26 @@ mod tests {
         assert!(
             sql.contains("CREATE INDEX \"history_s_idx\" ON \"app\".\"history\" (\"success\")")
         );
+    }
+
+    /// Flyway's AbbreviationUtils, counted in Java (UTF-16) characters.
+    #[test]
+    fn abbreviates_as_flyway() {
+        let short = "d".repeat(200);
+        assert_eq!(stored_description(&short), short);
+        let long = format!("{}xyz", "d".repeat(198));
+        let stored = stored_description(&long);
+        assert_eq!(stored, format!("{}...", "d".repeat(197)));
+        assert_eq!(stored.chars().count(), 200);
+        // An emoji is two UTF-16 units: 100 of them are already 200.
+        let wide = "😀".repeat(101);
+        assert_eq!(stored_description(&wide), format!("{}...", "😀".repeat(98)));
+
+        assert_eq!(stored_script("V1__a.sql"), "V1__a.sql");
+        let script = format!("abc{}/V1__x.sql", "p".repeat(1000));
+        let stored = stored_script(&script);
+        assert_eq!(stored, format!("...{}", "p".repeat(997)));
+        assert_eq!(stored.chars().count(), 1000);
     }
 
     #[test]

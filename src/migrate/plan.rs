@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::history::AppliedRow;
+use super::history::{AppliedRow, stored_description};
 use super::source::{Kind, MigrationFile};
 use super::version::Version;
 
@@ -257,7 +257,7 @@ pub fn plan(
             continue;
         }
         let rows = by_description
-            .remove(file.description.as_str())
+            .remove(stored_description(&file.description).as_ref())
             .unwrap_or_default();
         for &ri in rows.iter().rev().skip(1).rev() {
             plan.entries
@@ -341,7 +341,7 @@ fn check_applied(
             ),
         });
     }
-    if row.description != truncated(&file.description, 200) {
+    if row.description != stored_description(&file.description) {
         problems.push(Problem {
             script: file.script.clone(),
             message: format!(
@@ -352,13 +352,6 @@ fn check_applied(
                 file.description
             ),
         });
-    }
-}
-
-fn truncated(s: &str, chars: usize) -> &str {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 
