@@ -243,6 +243,18 @@ async fn create_index_concurrently_and_failed_row_blocks_until_repair() {
     );
     let err = assert_failed(&case.migrate("apply", &[]));
     assert!(err.contains("V3__bad.sql:2:"), "{err}");
+    // Said at once: what of the script stays applied, and that the failed row now blocks.
+    assert!(
+        err.contains(
+            "1 statement before the failing one had already run and stay applied:\n    line 1: CREATE INDEX CONCURRENTLY t_x2 ON t (x)\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("version 3 is now recorded as failed and blocks every run")
+            && err.contains("then run `servicedb migrate repair` to remove the failed row"),
+        "{err}"
+    );
     let last = case.history().await.pop().unwrap();
     assert_eq!(last, (Some("3".into()), "V3__bad.sql".into(), false));
 
