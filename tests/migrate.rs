@@ -512,11 +512,23 @@ async fn info_prints_states() {
 async fn mistyped_file_names_are_errors() {
     let case = Case::new("names").await;
     case.write("V1__a.sql", "SELECT 1;")
-        .write("v2__b.sql", "SELECT 2;");
+        .write("v2__b.sql", "SELECT 2;")
+        .write("V10__x.sql.bak", "SELECT 10;");
     let err = assert_failed(&case.migrate("apply", &[]));
+    // Both in one run, each with a hint that fits it.
     assert!(
         err.contains("v2__b.sql") && err.contains("case-sensitive"),
         "{err}"
+    );
+    assert!(
+        err.contains("V10__x.sql.bak: looks like a copy of V10__x.sql")
+            && !err.contains(".sql.sql"),
+        "{err}"
+    );
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'flyway_schema_history'")
+            .await,
+        0
     );
     assert!(!Path::new(&case.dir.path().join("V2__b.sql")).exists());
 }

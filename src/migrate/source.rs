@@ -69,6 +69,8 @@ pub enum SourceError {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error("{} misnamed migration files:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    BadNames(Vec<SourceError>),
     #[error("{path}:{line}: {problem}")]
     BadConf {
         path: PathBuf,
@@ -139,6 +141,16 @@ fn classify(file_name: &str, path: &Path) -> Result<Name, SourceError> {
         return Ok(Name::Other(why.to_string()));
     }
     if !is_sql {
+        // `V10__x.sql.bak`, `V3__y.sql.orig`: a copy of a migration, not one to be renamed `.sql.sql`.
+        if let Some((original, _)) = stem
+            .rsplit_once('.')
+            .filter(|(_, e)| e.eq_ignore_ascii_case("sql"))
+        {
+            return Err(bad(format!(
+                "looks like a copy of {original}.sql and would never run; move it out of the migration \
+                 directory, or name it {original}.sql if it should run"
+            )));
+        }
         return Err(bad(format!(
             "looks like a migration but does not end in .sql, so it would never run; name it {stem}.sql"
         )));
@@ -274,9 +286,18 @@ pub fn from_texts(
 ) -> Result<Scan, SourceError> {
     let mut scan = Scan::default();
     let mut confs = Vec::new();
+    // Every misnamed file is reported at once, not one per run.
+    let mut misnamed = Vec::new();
     for (script, path, text) in texts {
         let file_name = script.rsplit('/').next().unwrap_or(&script).to_string();
-        match classify(&file_name, &path)? {
+        let name = match classify(&file_name, &path) {
+            Ok(name) => name,
+            Err(e) => {
+                misnamed.push(e);
+                continue;
+            }
+        };
+        match name {
             Name::Conf => confs.push((path, text)),
             Name::Other(why) => scan
                 .warnings
@@ -294,6 +315,11 @@ pub fn from_texts(
                 });
             }
         }
+    }
+    match misnamed.len() {
+        0 => {}
+        1 => return Err(misnamed.remove(0)),
+        _ => return Err(SourceError::BadNames(misnamed)),
     }
     for (conf, text) in confs {
         let target = conf.with_extension("");
@@ -320,8 +346,12 @@ pub fn scan(dirs: &[PathBuf]) -> Result<Scan, SourceError> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            // Only migrations and their sidecars are read; other files are named in warnings.
-            let wanted = !matches!(classify(&file_name, &path)?, Name::Other(_));
+            // Only migrations and their sidecars are read; other files are named in warnings,
+            // misnamed ones in the error from_texts gives for all of them.
+            let wanted = matches!(
+                classify(&file_name, &path),
+                Ok(Name::Migration { .. } | Name::Conf)
+            );
             let text = if wanted {
                 let bytes = std::fs::read(&path).map_err(|e| SourceError::Io {
                     path: path.clone(),
@@ -420,6 +450,33 @@ mod tests {
         }
         let msg = name("v1__x.sql").unwrap_err().to_string();
         assert!(msg.contains("V1__x"), "{msg}");
+    }
+
+    #[test]
+    fn copies_of_migrations_get_a_hint_that_fits() {
+        let msg = name("V10__x.sql.bak").unwrap_err().to_string();
+        assert!(msg.contains("copy of V10__x.sql"), "{msg}");
+        assert!(!msg.contains(".sql.sql"), "{msg}");
+        let msg = name("V1__x.txt").unwrap_err().to_string();
+        assert!(msg.contains("name it V1__x.sql"), "{msg}");
+    }
+
+    #[test]
+    fn every_misnamed_file_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, sql) in [
+            ("V1__a.sql", "SELECT 1;"),
+            ("v2__b.sql", "SELECT 2;"),
+            ("V3_c.sql", "SELECT 3;"),
+            ("V10__x.sql.bak", "SELECT 10;"),
+        ] {
+            std::fs::write(dir.path().join(n), sql).unwrap();
+        }
+        let err = scan(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(err.starts_with("3 misnamed migration files:"), "{err}");
+        for n in ["v2__b.sql", "V3_c.sql", "V10__x.sql.bak"] {
+            assert!(err.contains(n), "{n}: {err}");
+        }
     }
 
     #[test]
