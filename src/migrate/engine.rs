@@ -94,6 +94,7 @@ impl Progress for Quiet {}
 
 /// One migration that `apply` ran.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Applied {
     pub version: Option<String>,
     pub description: String,
@@ -103,6 +104,7 @@ pub struct Applied {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApplyReport {
     pub applied: Vec<Applied>,
     /// The version the database is at afterwards.
@@ -111,6 +113,7 @@ pub struct ApplyReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RepairReport {
     pub removed_failed: Vec<String>,
     pub realigned: Vec<String>,

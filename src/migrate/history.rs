@@ -8,6 +8,7 @@ use crate::pg::{quote_ident, quote_literal};
 
 /// One row of the history table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppliedRow {
     pub installed_rank: i32,
     pub version: Option<String>,
@@ -18,7 +19,10 @@ pub struct AppliedRow {
     pub script: String,
     pub checksum: Option<i32>,
     pub installed_by: String,
+    /// RFC 3339 with the offset. Flyway's column has no zone: it holds the session's local
+    /// time of the insert, read back here in the session's time zone.
     pub installed_on: String,
+    #[serde(rename = "executionTimeMs")]
     pub execution_time: i32,
     pub success: bool,
 }
@@ -185,7 +189,8 @@ impl Prepared {
 }
 
 const ROW_COLUMNS: &str = "installed_rank, version, description, type, script, checksum, installed_by, \
-     to_char(installed_on, 'YYYY-MM-DD HH24:MI:SS'), execution_time, success";
+     to_char(installed_on AT TIME ZONE current_setting('TimeZone'), 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), \
+     execution_time, success";
 
 async fn select_rows<T: ?Sized + ToStatement + Sync + Send>(
     db: &impl GenericClient,

@@ -55,6 +55,7 @@ impl State {
 
 /// One line of `info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub version: Option<String>,
     pub description: String,
@@ -63,7 +64,9 @@ pub struct Entry {
     pub script: String,
     pub checksum: Option<i32>,
     pub installed_rank: Option<i32>,
+    /// RFC 3339, with the offset.
     pub installed_on: Option<String>,
+    #[serde(rename = "executionTimeMs")]
     pub execution_time: Option<i32>,
     pub state: State,
     /// Index into the files, when there is one.
@@ -72,7 +75,7 @@ pub struct Entry {
 }
 
 /// What `validate` refuses, with the file and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Problem {
     pub script: String,
     pub message: String,
