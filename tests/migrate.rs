@@ -48,6 +48,12 @@ async fn apply_then_rerun_executes_nothing() {
         .filter(|l| l.contains(&format!("@{} ", case.db)))
         .collect();
     assert!(!ours.is_empty(), "the re-run's queries are in the log");
+    // Nothing pending by what it read: it neither waits for nor takes the migration lock.
+    assert!(
+        !ours.iter().any(|l| l.contains("advisory")),
+        "a no-op re-run took the lock:\n{}",
+        ours.join("\n")
+    );
     for ddl in ["CREATE", "ALTER", "INSERT", "DROP"] {
         assert!(
             !ours

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient};
 
 use super::history::{
@@ -162,10 +163,26 @@ impl Engine {
         files: Vec<MigrationFile>,
         warnings: Vec<String>,
     ) -> Result<Engine, MigrateError> {
-        let row = client
-            .query_one("SELECT current_user::text, current_database()::text", &[])
-            .await
-            .map_err(db("reading the current user"))?;
+        // One round trip: who we are and whether the history exists, pipelined with reading
+        // the history on the bet that it does (when it does not, that read fails harmlessly).
+        let history = &settings.history;
+        let identity = format!(
+            "SELECT current_user::text, current_database()::text, {}",
+            super::history::EXISTS_SQL
+        );
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+            [(&history.schema, Type::TEXT), (&history.table, Type::TEXT)];
+        let (row, rows) = futures::join!(
+            client.query_typed_one(&identity, &params),
+            history.rows_after(&client, -1)
+        );
+        let row = row.map_err(db("reading the current user"))?;
+        let table_exists: bool = row.get(2);
+        let rows = if table_exists {
+            rows.map_err(db("reading the history"))?
+        } else {
+            Vec::new()
+        };
         let builtins = Builtins {
             default_schema: settings.history.schema.clone(),
             user: row.get(0),
@@ -188,22 +205,14 @@ impl Engine {
                 ),
             });
         }
-        let table_exists = settings
-            .history
-            .exists(&client)
-            .await
-            .map_err(db("looking for the history table"))?;
-        let mut state = State {
+        let state = State {
             files,
             checksums,
-            history: Vec::new(),
+            history: rows,
             table_exists,
             builtins,
             warnings,
         };
-        if table_exists {
-            state.refresh(&client, &settings.history).await?;
-        }
         Ok(Engine {
             client,
             settings,

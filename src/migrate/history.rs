@@ -1,8 +1,8 @@
 //! Flyway's `flyway_schema_history` table: its exact DDL, and reading and writing its rows.
 
 use serde::Serialize;
-use tokio_postgres::ToStatement;
-use tokio_postgres::{GenericClient, Row, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, Row, ToStatement};
 
 use crate::pg::{quote_ident, quote_literal};
 
@@ -85,15 +85,12 @@ impl HistoryTable {
     }
 
     pub async fn exists(&self, db: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
-        let row = db
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
-                &[&self.schema, &self.table],
-            )
-            .await?;
-        row.try_get(0)
+        db.query_typed_one(
+            &format!("SELECT {EXISTS_SQL}"),
+            &[(&self.schema, Type::TEXT), (&self.table, Type::TEXT)],
+        )
+        .await?
+        .try_get(0)
     }
 
     fn rows_after_sql(&self) -> String {
@@ -134,13 +131,17 @@ impl HistoryTable {
     }
 
     /// Rows with a rank above `after`, in rank order: reading only what is new keeps each
-    /// migration's re-check under the lock cheap however long the history is.
+    /// re-read cheap however long the history is. One round trip (no separate prepare).
     pub async fn rows_after(
         &self,
         db: &impl GenericClient,
         after: i32,
     ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-        select_rows(db, self.rows_after_sql().as_str(), after).await
+        db.query_typed(&self.rows_after_sql(), &[(&after, Type::INT4)])
+            .await?
+            .iter()
+            .map(read_row)
+            .collect()
     }
 
     /// Inserts a row at rank `max + 1` (computed in the statement, under the caller's lock).
@@ -151,58 +152,16 @@ impl HistoryTable {
     ) -> Result<AppliedRow, tokio_postgres::Error> {
         insert_row(db, self.insert_sql().as_str(), row).await
     }
-
-    /// The two statements `apply` runs per migration, parsed once per connection.
-    pub async fn prepare(
-        &self,
-        db: &impl GenericClient,
-    ) -> Result<Prepared, tokio_postgres::Error> {
-        Ok(Prepared {
-            rows_after: db.prepare(&self.rows_after_sql()).await?,
-            insert: db.prepare(&self.insert_sql()).await?,
-        })
-    }
 }
 
-/// Prepared history statements, valid on the connection that prepared them.
-pub struct Prepared {
-    rows_after: Statement,
-    insert: Statement,
-}
-
-impl Prepared {
-    pub async fn rows_after(
-        &self,
-        db: &impl GenericClient,
-        after: i32,
-    ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-        select_rows(db, &self.rows_after, after).await
-    }
-
-    pub async fn insert(
-        &self,
-        db: &impl GenericClient,
-        row: &NewRow<'_>,
-    ) -> Result<AppliedRow, tokio_postgres::Error> {
-        insert_row(db, &self.insert, row).await
-    }
-}
+/// Whether the table `$1`.`$2` exists, as an SQL expression.
+pub const EXISTS_SQL: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))";
 
 const ROW_COLUMNS: &str = "installed_rank, version, description, type, script, checksum, installed_by, \
      to_char(installed_on AT TIME ZONE current_setting('TimeZone'), 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), \
      execution_time, success";
-
-async fn select_rows<T: ?Sized + ToStatement + Sync + Send>(
-    db: &impl GenericClient,
-    statement: &T,
-    after: i32,
-) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-    db.query(statement, &[&after])
-        .await?
-        .iter()
-        .map(read_row)
-        .collect()
-}
 
 async fn insert_row<T: ?Sized + ToStatement + Sync + Send>(
     db: &impl GenericClient,

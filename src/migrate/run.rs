@@ -91,7 +91,7 @@ pub(super) async fn run_pending(
                 run_outside_transaction(client, settings, state, &job, started).await
             };
             result?;
-            record(client, settings, state, &[job], progress, applied).await?;
+            record(client, settings, state, &[job], None, progress, applied).await?;
         }
     }
     Ok(())
@@ -136,17 +136,36 @@ async fn run_pipelined(
             format!("{BEGIN}{}{}", job.sql, closing(settings, state, job.index))
         })
         .collect();
-    // Polled in order, so sent in order on the one connection, before any answer is awaited.
-    let results = futures::future::join_all(messages.iter().map(|m| client.batch_execute(m))).await;
+    // Polled in order, so sent in order on the one connection, before any answer is awaited;
+    // the read of the new history rows goes in the same round trip.
+    let (results, rows) = futures::join!(
+        futures::future::join_all(messages.iter().map(|m| client.batch_execute(m))),
+        settings.history.rows_after(client, state.max_rank())
+    );
     let failed = results.iter().position(Result::is_err);
     let done = failed.unwrap_or(batch.len());
-    if failed.is_some() {
-        client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(db("ROLLBACK"))?;
-    }
-    record(client, settings, state, &batch[..done], progress, applied).await?;
+    let rows = match (failed, rows) {
+        (None, Ok(rows)) => Some(rows),
+        (None, Err(e)) => return Err(db("reading the history")(e)),
+        // The read came after the failure, in the aborted transaction: read again below.
+        (Some(_), _) => {
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(db("ROLLBACK"))?;
+            None
+        }
+    };
+    record(
+        client,
+        settings,
+        state,
+        &batch[..done],
+        rows,
+        progress,
+        applied,
+    )
+    .await?;
     match failed {
         None => Ok(()),
         Some(k) => {
@@ -256,24 +275,28 @@ async fn execute(client: &Client, stmt: &Statement<'_>) -> Result<(), tokio_post
     sink.as_mut().finish().await.map(drop)
 }
 
-/// Reads the rows just written for `jobs` (the lock is held: they are exactly the new rows, in
-/// order) and reports them as applied.
+/// Reads the rows just written for `jobs` unless given (the lock is held: they are exactly the
+/// new rows, in order) and reports them as applied.
 async fn record(
     client: &Client,
     settings: &Settings,
     state: &mut State,
     jobs: &[Job],
+    rows: Option<Vec<AppliedRow>>,
     progress: &mut dyn Progress,
     applied: &mut Vec<Applied>,
 ) -> Result<(), MigrateError> {
     if jobs.is_empty() {
         return Ok(());
     }
-    let rows = settings
-        .history
-        .rows_after(client, state.max_rank())
-        .await
-        .map_err(db("reading the history"))?;
+    let rows = match rows {
+        Some(rows) => rows,
+        None => settings
+            .history
+            .rows_after(client, state.max_rank())
+            .await
+            .map_err(db("reading the history"))?,
+    };
     for (job, row) in jobs.iter().zip(&rows) {
         let file = &state.files[job.index];
         progress.applied(file, row.execution_time);
