@@ -624,3 +624,29 @@ async fn libpq_environment_variables_connect() {
     assert_ok(&out);
     assert_eq!(case.history().await.len(), 1);
 }
+
+/// A script with its own COMMIT that then fails is not in an aborted transaction any more, so
+/// nothing after it may already be on its way: the next migration must not run.
+#[tokio::test]
+async fn nothing_runs_after_a_failed_script_that_committed_itself() {
+    let case = Case::new("owncommit").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n")
+        .write(
+            "V2__b.sql",
+            "BEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\nSELECT * FROM missing;\n",
+        )
+        .write("V3__c.sql", "CREATE TABLE c (id int);\n");
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("V2__b.sql:4: ERROR: relation \"missing\" does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'c'")
+            .await,
+        0,
+        "V3 ran after V2 failed"
+    );
+    let versions: Vec<_> = case.history().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(versions, rows(&["1"]));
+}

@@ -12,7 +12,9 @@ use futures::SinkExt;
 use tokio_postgres::Client;
 
 use super::*;
-use crate::migrate::sql_split::{Statement, has_copy_data, line_of_offset, split_statements};
+use crate::migrate::sql_split::{
+    Statement, controls_transactions, has_copy_data, line_of_offset, split_statements,
+};
 
 /// Migrations sent per pipeline: enough to hide the round trips, few enough that progress moves.
 const PIPELINE: usize = 32;
@@ -36,11 +38,19 @@ struct Job {
     sql: String,
     in_transaction: bool,
     copy: bool,
+    /// The script has its own BEGIN/COMMIT: it is sent alone, never with others in flight.
+    own_transactions: bool,
 }
 
 impl Job {
-    fn pipelined(&self) -> bool {
+    /// Sent as one message (script, history row, commit).
+    fn one_message(&self) -> bool {
         self.in_transaction && !self.copy
+    }
+
+    /// May share a pipeline with the scripts around it.
+    fn pipelined(&self) -> bool {
+        self.one_message() && !self.own_transactions
     }
 }
 
@@ -68,17 +78,22 @@ pub(super) async fn run_pending(
             .execute_in_transaction
             .unwrap_or_else(|| first_non_transactional(&sql).is_none());
         let copy = has_copy_data(&sql);
+        let own_transactions = controls_transactions(&sql);
         queue.push_back(Job {
             index,
             sql,
             in_transaction,
             copy,
+            own_transactions,
         });
     }
     while let Some(job) = queue.pop_front() {
-        if job.pipelined() {
+        if job.one_message() {
             let mut batch = vec![job];
-            while batch.len() < PIPELINE && queue.front().is_some_and(Job::pipelined) {
+            while batch.len() < PIPELINE
+                && batch[0].pipelined()
+                && queue.front().is_some_and(Job::pipelined)
+            {
                 batch.extend(queue.pop_front());
             }
             run_pipelined(client, settings, state, &batch, progress, applied).await?;

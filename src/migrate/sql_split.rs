@@ -91,6 +91,19 @@ pub fn split_statements(script: &str) -> Vec<Statement<'_>> {
     statements
 }
 
+/// Whether the script ends or starts transactions itself (`BEGIN`, `COMMIT`, `ROLLBACK`, ...).
+/// Such a script can commit part of itself, after which an error no longer leaves the session
+/// in an aborted transaction, so it must not share a pipeline with the scripts after it.
+pub fn controls_transactions(script: &str) -> bool {
+    split_statements(script).iter().any(|s| {
+        let mut words = Words::new(s.sql);
+        ["BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"]
+            .iter()
+            .any(|kw| words.eat(kw))
+            || (words.eat("PREPARE") && words.eat("TRANSACTION"))
+    })
+}
+
 /// Whether any statement of the script carries inline COPY data.
 pub fn has_copy_data(script: &str) -> bool {
     split_statements(script)
@@ -650,6 +663,19 @@ impl<'a> LineCounter<'a> {
 #[cfg(test)]
 mod review_tests {
     use super::*;
+
+    #[test]
+    fn transaction_control_is_found() {
+        assert!(controls_transactions(
+            "BEGIN;\nCREATE TABLE t (x int);\nCOMMIT;"
+        ));
+        assert!(controls_transactions("create table t (x int); commit"));
+        assert!(controls_transactions("START TRANSACTION; SELECT 1; END;"));
+        assert!(!controls_transactions(
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nSELECT 'COMMIT';"
+        ));
+        assert!(!controls_transactions("-- COMMIT\nSELECT 1;"));
+    }
 
     #[test]
     fn copy_from_stdin_data_is_not_sql() {
