@@ -244,8 +244,10 @@ impl Engine {
         self.state.plan(&self.settings.options)
     }
 
-    /// Applies what is pending: validates first, then each migration under Flyway's lock,
-    /// re-reading the history each time so concurrent runners never apply anything twice.
+    /// Applies what is pending: validates first; then, holding Flyway's lock for the whole run
+    /// (waited for without a transaction), plans again from the history as it is now, so
+    /// concurrent runners never apply anything twice, and runs each migration in its own
+    /// transaction with its history row.
     pub async fn apply(
         &mut self,
         progress: &mut dyn Progress,
