@@ -185,3 +185,48 @@ async fn concurrent_runners_with_mixed_scripts_apply_each_once() {
     assert_eq!(history.len(), 9, "{history:?}");
     assert!(history.iter().all(|r| r.2), "{history:?}");
 }
+
+/// A caller that keeps the connection after a failed apply (`dev` does) must not keep the lock:
+/// it is released on error, and the connection is left usable.
+#[tokio::test]
+async fn lock_is_released_on_error_while_the_connection_stays() {
+    use servicedb::migrate::engine::{Engine, Quiet, Settings};
+    use servicedb::migrate::history::HistoryTable;
+    use servicedb::migrate::placeholders::Placeholders;
+    use servicedb::migrate::plan::Options;
+
+    let case = Case::new("lockrelease").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n")
+        .write("V2__b.sql", "SELECT * FROM missing;\n");
+    let scan = servicedb::migrate::source::scan(&[case.dir.path().to_path_buf()]).unwrap();
+    let settings = Settings {
+        dirs: Vec::new(),
+        history: HistoryTable {
+            schema: "public".into(),
+            table: "flyway_schema_history".into(),
+        },
+        options: Options::default(),
+        placeholders: Placeholders::default(),
+        allow_non_empty_schema: false,
+    };
+    let mut engine = Engine::with_client(case.client().await, settings, scan.files, scan.warnings)
+        .await
+        .unwrap();
+    let err = engine.apply(&mut Quiet).await.unwrap_err().to_string();
+    assert!(err.contains("V2__b.sql:1:"), "{err}");
+    assert_eq!(engine.applied().len(), 1, "V1 was applied before V2 failed");
+    let kept = engine.into_client();
+    let other = case.client().await;
+    let locked: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&FLYWAY_KEY])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(locked, "the failed apply kept Flyway's lock");
+    let n: i64 = kept
+        .query_one("SELECT count(*) FROM flyway_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
