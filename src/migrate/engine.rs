@@ -151,8 +151,15 @@ impl Engine {
         connect: &ConnectOptions,
         settings: Settings,
     ) -> Result<Engine, MigrateError> {
-        let scanned = scan(&settings.dirs)?;
-        let client = connect.connect().await?;
+        // Reading the files and connecting overlap: neither waits for the other.
+        let dirs = settings.dirs.clone();
+        let scanning = tokio::task::spawn_blocking(move || scan(&dirs));
+        let client = connect.connect().await;
+        let scanned = match scanning.await {
+            Ok(scanned) => scanned?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let client = client?;
         Self::with_client(client, settings, scanned.files, scanned.warnings).await
     }
 

@@ -265,12 +265,19 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, SourceError> {
                 continue;
             }
             let path = entry.path();
-            // metadata() follows symlinks, which is what a mounted ConfigMap needs.
-            let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+            // The directory listing says what an entry is without a stat per file; only a
+            // symlink (what a mounted ConfigMap holds) is followed with metadata().
+            let kind = entry.file_type().map_err(|e| io(&path, e))?;
+            let (is_dir, is_file) = if kind.is_symlink() {
+                let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+                (meta.is_dir(), meta.is_file())
+            } else {
+                (kind.is_dir(), kind.is_file())
+            };
             let script = format!("{prefix}{name}");
-            if meta.is_dir() {
+            if is_dir {
                 stack.push((format!("{script}/"), path));
-            } else if meta.is_file() {
+            } else if is_file {
                 out.push((script, path));
             }
         }
@@ -524,6 +531,24 @@ mod tests {
         std::fs::write(d.join("V1.0__again.sql"), "SELECT 1;").unwrap();
         let err = super::scan(&[d.to_path_buf()]).unwrap_err().to_string();
         assert!(err.contains("version 1") && err.contains("twice"), "{err}");
+    }
+
+    /// A mounted ConfigMap: keys are symlinks into `..data`, itself a symlink to a timestamped
+    /// directory; symlinked directories are followed too.
+    #[test]
+    fn configmap_symlinks_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("..2026_12_01")).unwrap();
+        std::fs::write(d.join("..2026_12_01/V1__a.sql"), "SELECT 1;").unwrap();
+        std::os::unix::fs::symlink("..2026_12_01", d.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/V1__a.sql", d.join("V1__a.sql")).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("V2__b.sql"), "SELECT 2;").unwrap();
+        std::os::unix::fs::symlink(other.path(), d.join("more")).unwrap();
+        let scan = scan(&[d.to_path_buf()]).unwrap();
+        let names: Vec<_> = scan.files.iter().map(|f| f.script.as_str()).collect();
+        assert_eq!(names, ["V1__a.sql", "more/V2__b.sql"]);
     }
 
     #[test]
