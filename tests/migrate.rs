@@ -1,119 +1,15 @@
 //! The migration engine against a real PostgreSQL, as its users run it: the `servicedb migrate`
 //! and `servicedb wait` commands, connected as a non-superuser that owns the database.
 
+mod migrate_case;
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use migrate_case::*;
 use support::postgres::server;
-
-const FLYWAY_KEY: i64 = 77433833903597;
-
-/// A fresh database and a directory of migration files.
-struct Case {
-    db: String,
-    dir: tempfile::TempDir,
-}
-
-impl Case {
-    async fn new(prefix: &str) -> Case {
-        Case {
-            db: server().create_database(prefix).await,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn url(&self) -> String {
-        server().admin_url(&self.db)
-    }
-
-    fn write(&self, name: &str, sql: &str) -> &Self {
-        std::fs::write(self.dir.path().join(name), sql).unwrap();
-        self
-    }
-
-    fn remove(&self, name: &str) {
-        std::fs::remove_file(self.dir.path().join(name)).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicedb"));
-        cmd.args(args)
-            .env("DATABASE_URL", self.url())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// `servicedb migrate <action> --dir <dir> <extra>`.
-    fn migrate(&self, action: &str, extra: &[&str]) -> Output {
-        let dir = self.dir.path().to_str().unwrap().to_string();
-        let mut args = vec!["migrate", action, "--dir", dir.as_str()];
-        args.extend_from_slice(extra);
-        self.command(&args).output().unwrap()
-    }
-
-    async fn client(&self) -> tokio_postgres::Client {
-        server().admin_client(&self.db).await
-    }
-
-    /// (version or description, script, success) of every history row, in rank order.
-    async fn history(&self) -> Vec<(Option<String>, String, bool)> {
-        self.client()
-            .await
-            .query(
-                "SELECT version, script, success FROM flyway_schema_history ORDER BY installed_rank",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
-    }
-
-    async fn scalar_i64(&self, sql: &str) -> i64 {
-        self.client()
-            .await
-            .query_one(sql, &[])
-            .await
-            .unwrap()
-            .get(0)
-    }
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-#[track_caller]
-fn assert_failed(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected failure\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stderr)
-}
-
-fn rows(versions: &[&str]) -> Vec<Option<String>> {
-    versions.iter().map(|v| Some(v.to_string())).collect()
-}
 
 /// Applying creates Flyway's history, runs every migration once, and a re-run sends no DDL.
 #[tokio::test]
@@ -152,6 +48,12 @@ async fn apply_then_rerun_executes_nothing() {
         .filter(|l| l.contains(&format!("@{} ", case.db)))
         .collect();
     assert!(!ours.is_empty(), "the re-run's queries are in the log");
+    // Nothing pending by what it read: it neither waits for nor takes the migration lock.
+    assert!(
+        !ours.iter().any(|l| l.contains("advisory")),
+        "a no-op re-run took the lock:\n{}",
+        ours.join("\n")
+    );
     for ddl in ["CREATE", "ALTER", "INSERT", "DROP"] {
         assert!(
             !ours
@@ -239,38 +141,6 @@ async fn concurrent_runners_apply_each_migration_once() {
             .await,
         15
     );
-}
-
-/// A runner holding Flyway's advisory lock (Flyway itself, say) makes servicedb wait its turn.
-#[tokio::test]
-async fn waits_for_flyways_advisory_lock() {
-    let case = Case::new("lock").await;
-    case.write("V1__a.sql", "CREATE TABLE a (id int);\n");
-    assert_ok(&case.migrate("apply", &[]));
-    case.write("V2__b.sql", "CREATE TABLE b (id int);\n");
-    let holder = case.client().await;
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&FLYWAY_KEY])
-        .await
-        .unwrap();
-    let dir = case.dir.path().to_str().unwrap().to_string();
-    let mut child = case
-        .command(&["migrate", "apply", "--dir", &dir])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "apply did not wait for the lock"
-    );
-    assert_eq!(case.history().await.len(), 1);
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&FLYWAY_KEY])
-        .await
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(case.history().await.len(), 2);
 }
 
 /// A database migrated by Flyway (its DDL, its rows, its checksums) validates clean and only new
@@ -379,6 +249,18 @@ async fn create_index_concurrently_and_failed_row_blocks_until_repair() {
     );
     let err = assert_failed(&case.migrate("apply", &[]));
     assert!(err.contains("V3__bad.sql:2:"), "{err}");
+    // Said at once: what of the script stays applied, and that the failed row now blocks.
+    assert!(
+        err.contains(
+            "1 statement before the failing one had already run and stay applied:\n    line 1: CREATE INDEX CONCURRENTLY t_x2 ON t (x)\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("version 3 is now recorded as failed and blocks every run")
+            && err.contains("then run `servicedb migrate repair` to remove the failed row"),
+        "{err}"
+    );
     let last = case.history().await.pop().unwrap();
     assert_eq!(last, (Some("3".into()), "V3__bad.sql".into(), false));
 
@@ -636,11 +518,23 @@ async fn info_prints_states() {
 async fn mistyped_file_names_are_errors() {
     let case = Case::new("names").await;
     case.write("V1__a.sql", "SELECT 1;")
-        .write("v2__b.sql", "SELECT 2;");
+        .write("v2__b.sql", "SELECT 2;")
+        .write("V10__x.sql.bak", "SELECT 10;");
     let err = assert_failed(&case.migrate("apply", &[]));
+    // Both in one run, each with a hint that fits it.
     assert!(
         err.contains("v2__b.sql") && err.contains("case-sensitive"),
         "{err}"
+    );
+    assert!(
+        err.contains("V10__x.sql.bak: looks like a copy of V10__x.sql")
+            && !err.contains(".sql.sql"),
+        "{err}"
+    );
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'flyway_schema_history'")
+            .await,
+        0
     );
     assert!(!Path::new(&case.dir.path().join("V2__b.sql")).exists());
 }
@@ -718,4 +612,30 @@ async fn libpq_environment_variables_connect() {
         .unwrap();
     assert_ok(&out);
     assert_eq!(case.history().await.len(), 1);
+}
+
+/// A script with its own COMMIT that then fails is not in an aborted transaction any more, so
+/// nothing after it may already be on its way: the next migration must not run.
+#[tokio::test]
+async fn nothing_runs_after_a_failed_script_that_committed_itself() {
+    let case = Case::new("owncommit").await;
+    case.write("V1__a.sql", "CREATE TABLE a (id int);\n")
+        .write(
+            "V2__b.sql",
+            "BEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\nSELECT * FROM missing;\n",
+        )
+        .write("V3__c.sql", "CREATE TABLE c (id int);\n");
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(
+        err.contains("V2__b.sql:4: ERROR: relation \"missing\" does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'c'")
+            .await,
+        0,
+        "V3 ran after V2 failed"
+    );
+    let versions: Vec<_> = case.history().await.into_iter().map(|r| r.0).collect();
+    assert_eq!(versions, rows(&["1"]));
 }

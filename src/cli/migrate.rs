@@ -4,10 +4,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
 
 use super::{ConnectionArgs, MigrateAction, MigrateArgs, fail, table};
-use crate::migrate::engine::{Engine, MigrateError, Progress, Settings};
+use crate::migrate::engine::{Applied, Engine, MigrateError, Progress, Settings};
 use crate::migrate::history::HistoryTable;
+use crate::migrate::outcome::{ErrorSummary, Summary};
 use crate::migrate::placeholders::Placeholders;
 use crate::migrate::plan::{Entry, Options};
 use crate::migrate::source::MigrationFile;
@@ -15,17 +17,87 @@ use crate::migrate::version::Version;
 use crate::pg::ConnectOptions;
 
 pub async fn run(action: MigrateAction) -> ExitCode {
+    let json = match &action {
+        MigrateAction::Apply(a)
+        | MigrateAction::Info(a)
+        | MigrateAction::Validate(a)
+        | MigrateAction::Repair(a) => a.json,
+        MigrateAction::Baseline(a) => a.json,
+    };
+    let command = match &action {
+        MigrateAction::Apply(_) => "apply",
+        MigrateAction::Info(_) => "info",
+        MigrateAction::Validate(_) => "validate",
+        MigrateAction::Repair(_) => "repair",
+        MigrateAction::Baseline(_) => "baseline",
+    };
+    let mut done = Done::default();
     let result = match action {
-        MigrateAction::Apply(args) => apply(args).await,
+        MigrateAction::Apply(args) => apply(args, &mut done).await,
         MigrateAction::Info(args) => info(args).await,
-        MigrateAction::Validate(args) => validate(args).await,
+        MigrateAction::Validate(args) => validate(args, &mut done).await,
         MigrateAction::Repair(args) => repair(args).await,
         MigrateAction::Baseline(args) => baseline(args).await,
     };
+    if json {
+        // Also on failure: what was done, then the error.
+        print_json(&full_json(&done, &result));
+    }
+    if let Some(path) = termination_log_path() {
+        let summary = Summary::new(
+            command,
+            &done.applied,
+            done.current.clone(),
+            result.as_ref().err(),
+        );
+        if let Err(e) = std::fs::write(&path, summary.to_termination_message()) {
+            eprintln!(
+                "warning: cannot write the termination log {}: {e}",
+                path.display()
+            );
+        }
+    }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
+}
+
+/// Where to write the run's summary for Kubernetes (the Job passes /dev/termination-log).
+/// `SERVICEDB_TERMINATION_LOG` until the `--termination-log PATH` flag reads the same.
+fn termination_log_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("SERVICEDB_TERMINATION_LOG")
+        .filter(|p| !p.is_empty())
+        .map(Into::into)
+}
+
+/// The command's JSON: its result and `"outcome": "succeeded"`, or what it did before it
+/// failed (applied migrations, the version reached), then `"outcome": "failed"` and the error.
+fn full_json(done: &Done, result: &Result<Value, MigrateError>) -> Value {
+    match result {
+        Ok(body) => {
+            let mut body = body.clone();
+            if let Value::Object(map) = &mut body {
+                map.insert("outcome".into(), "succeeded".into());
+            }
+            body
+        }
+        Err(e) => json!({
+            "outcome": "failed",
+            "applied": done.applied,
+            "current": done.current,
+            "error": ErrorSummary::from_error(e),
+        }),
+    }
+}
+
+/// What a command did before it ended, kept for the JSON and the termination log even when it
+/// then failed.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub applied: Vec<Applied>,
+    pub current: Option<String>,
+    pub pending: Vec<String>,
 }
 
 fn history_table(c: &ConnectionArgs) -> HistoryTable {
@@ -69,35 +141,37 @@ fn print_json(value: &impl serde::Serialize) {
     }
 }
 
-async fn apply(args: MigrateArgs) -> Result<(), MigrateError> {
+async fn apply(args: MigrateArgs, done: &mut Done) -> Result<Value, MigrateError> {
     let mut engine = open(&args).await?;
     let mut progress = CliProgress::new(args.json);
-    let report = engine.apply(&mut progress).await?;
-    if args.json {
-        print_json(&report);
-        return Ok(());
+    let result = engine.apply(&mut progress).await;
+    progress.finish();
+    done.applied = engine.applied().to_vec();
+    done.current = engine.info().current.as_ref().map(Version::to_string);
+    let report = result?;
+    if !args.json {
+        let at = report.current.as_deref().unwrap_or("<none>");
+        match report.applied.len() {
+            0 => println!("Schema is up to date at version {at}: nothing to apply"),
+            n => println!(
+                "Applied {n} migration{}; schema now at version {at}",
+                if n == 1 { "" } else { "s" }
+            ),
+        }
     }
-    let at = report.current.as_deref().unwrap_or("<none>");
-    match report.applied.len() {
-        0 => println!("Schema is up to date at version {at}: nothing to apply"),
-        n => println!(
-            "Applied {n} migration{}; schema now at version {at}",
-            if n == 1 { "" } else { "s" }
-        ),
-    }
-    Ok(())
+    Ok(serde_json::to_value(&report).unwrap_or_default())
 }
 
-async fn info(args: MigrateArgs) -> Result<(), MigrateError> {
+async fn info(args: MigrateArgs) -> Result<Value, MigrateError> {
     let engine = open(&args).await?;
     let plan = engine.info();
+    let body = json!({
+        "current": plan.current.as_ref().map(Version::to_string),
+        "migrations": plan.entries,
+        "problems": plan.problems,
+    });
     if args.json {
-        print_json(&serde_json::json!({
-            "current": plan.current.as_ref().map(Version::to_string),
-            "migrations": plan.entries,
-            "problems": plan.problems,
-        }));
-        return Ok(());
+        return Ok(body);
     }
     let rows: Vec<Vec<String>> = plan.entries.iter().map(info_row).collect();
     println!(
@@ -123,7 +197,7 @@ async fn info(args: MigrateArgs) -> Result<(), MigrateError> {
     for p in &plan.problems {
         eprintln!("warning: {p}");
     }
-    Ok(())
+    Ok(body)
 }
 
 fn info_row(e: &Entry) -> Vec<String> {
@@ -143,14 +217,16 @@ fn info_row(e: &Entry) -> Vec<String> {
     ]
 }
 
-async fn validate(args: MigrateArgs) -> Result<(), MigrateError> {
+async fn validate(args: MigrateArgs, done: &mut Done) -> Result<Value, MigrateError> {
     let engine = open(&args).await?;
     let plan = engine.info();
-    if args.json {
-        print_json(
-            &serde_json::json!({ "valid": plan.problems.is_empty(), "problems": plan.problems }),
-        );
-    }
+    done.current = plan.current.as_ref().map(Version::to_string);
+    // Pending migrations are not a problem here (unlike Flyway's default): see README.
+    done.pending = plan
+        .pending
+        .iter()
+        .map(|&i| engine.files()[i].script.clone())
+        .collect();
     if !plan.problems.is_empty() {
         return Err(MigrateError::Validation(plan.problems));
     }
@@ -162,15 +238,15 @@ async fn validate(args: MigrateArgs) -> Result<(), MigrateError> {
             plan.pending.len()
         );
     }
-    Ok(())
+    Ok(json!({ "valid": true, "problems": [], "pending": done.pending }))
 }
 
-async fn repair(args: MigrateArgs) -> Result<(), MigrateError> {
+async fn repair(args: MigrateArgs) -> Result<Value, MigrateError> {
     let mut engine = open(&args).await?;
     let report = engine.repair().await?;
+    let body = serde_json::to_value(&report).unwrap_or_default();
     if args.json {
-        print_json(&report);
-        return Ok(());
+        return Ok(body);
     }
     for s in &report.removed_failed {
         println!("Removed failed row of {s}");
@@ -187,10 +263,10 @@ async fn repair(args: MigrateArgs) -> Result<(), MigrateError> {
     {
         println!("Nothing to repair");
     }
-    Ok(())
+    Ok(body)
 }
 
-async fn baseline(args: super::BaselineArgs) -> Result<(), MigrateError> {
+async fn baseline(args: super::BaselineArgs) -> Result<Value, MigrateError> {
     let version = Version::parse(&args.baseline_version)
         .map_err(|e| MigrateError::Refused(format!("--baseline-version: {e}")))?;
     let settings = Settings {
@@ -205,12 +281,10 @@ async fn baseline(args: super::BaselineArgs) -> Result<(), MigrateError> {
     engine
         .baseline(&version, &args.baseline_description)
         .await?;
-    if args.json {
-        print_json(&serde_json::json!({ "baselineVersion": version.to_string() }));
-    } else {
+    if !args.json {
         println!("Baselined at version {version}: later versions will be applied");
     }
-    Ok(())
+    Ok(json!({ "baselineVersion": version.to_string() }))
 }
 
 /// A bar on a terminal; plain lines otherwise (CI logs, Job logs), on stderr when stdout is JSON.

@@ -1,20 +1,20 @@
 //! Running the plan against PostgreSQL: creating the history table, applying migrations one
 //! transaction at a time under Flyway's advisory lock, baseline and repair.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient};
 
-use super::history::{AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, Prepared, SCHEMA_MARKER};
+use super::history::{
+    AppliedRow, BASELINE_MARKER, HistoryTable, NewRow, SCHEMA_MARKER, stored_description,
+};
+use super::lock;
 use super::placeholders::{Builtins, PlaceholderError, Placeholders};
 use super::plan::{Options, Plan, Problem, plan};
 use super::source::{Kind, MigrationFile, SourceError, scan};
-use super::sql_split::{
-    first_non_transactional, line_of_offset, mixed_transactionality, split_statements,
-};
+use super::sql_split::{first_non_transactional, mixed_transactionality};
 use super::version::Version;
 use crate::pg::{ConnectError, ConnectOptions, quote_ident};
 
@@ -46,12 +46,8 @@ pub enum MigrateError {
     },
     #[error("validation failed:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Validation(Vec<Problem>),
-    #[error("{script}{}: {message}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Failed {
-        script: String,
-        line: Option<usize>,
-        message: String,
-    },
+    #[error("{0}")]
+    Failed(Box<Failure>),
     #[error(
         "schema {schema:?} already holds tables but has no {table} table, so servicedb cannot tell what was applied; \
          take it over with `servicedb migrate baseline --baseline-version <the version it is at>`"
@@ -64,6 +60,21 @@ pub enum MigrateError {
 }
 
 use crate::pg::describe_pg;
+
+/// A migration script that failed (or was refused before it ran): `FILE:LINE: message`.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{script}{}: {message}{}", .line.map(|l| format!(":{l}")).unwrap_or_default(), .note.as_deref().unwrap_or_default())]
+pub struct Failure {
+    pub script: String,
+    pub line: Option<usize>,
+    /// The server's SQLSTATE, when the server refused.
+    pub sqlstate: Option<String>,
+    pub message: String,
+    /// What else the user must know at once (what stays applied, what blocks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
 
 fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
     let context = context.into();
@@ -84,6 +95,7 @@ impl Progress for Quiet {}
 
 /// One migration that `apply` ran.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Applied {
     pub version: Option<String>,
     pub description: String,
@@ -93,6 +105,7 @@ pub struct Applied {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApplyReport {
     pub applied: Vec<Applied>,
     /// The version the database is at afterwards.
@@ -101,17 +114,23 @@ pub struct ApplyReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RepairReport {
     pub removed_failed: Vec<String>,
     pub realigned: Vec<String>,
     pub marked_deleted: Vec<String>,
 }
 
+#[path = "run.rs"]
+mod run;
+
 /// A connected engine with the files read.
 pub struct Engine {
     client: Client,
     settings: Settings,
     state: State,
+    /// What the last `apply` applied.
+    applied: Vec<Applied>,
 }
 
 /// What the engine knows; kept apart from the client so a transaction can borrow the client
@@ -132,8 +151,15 @@ impl Engine {
         connect: &ConnectOptions,
         settings: Settings,
     ) -> Result<Engine, MigrateError> {
-        let scanned = scan(&settings.dirs)?;
-        let client = connect.connect().await?;
+        // Reading the files and connecting overlap: neither waits for the other.
+        let dirs = settings.dirs.clone();
+        let scanning = tokio::task::spawn_blocking(move || scan(&dirs));
+        let client = connect.connect().await;
+        let scanned = match scanning.await {
+            Ok(scanned) => scanned?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let client = client?;
         Self::with_client(client, settings, scanned.files, scanned.warnings).await
     }
 
@@ -144,10 +170,26 @@ impl Engine {
         files: Vec<MigrationFile>,
         warnings: Vec<String>,
     ) -> Result<Engine, MigrateError> {
-        let row = client
-            .query_one("SELECT current_user::text, current_database()::text", &[])
-            .await
-            .map_err(db("reading the current user"))?;
+        // One round trip: who we are and whether the history exists, pipelined with reading
+        // the history on the bet that it does (when it does not, that read fails harmlessly).
+        let history = &settings.history;
+        let identity = format!(
+            "SELECT current_user::text, current_database()::text, {}",
+            super::history::EXISTS_SQL
+        );
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+            [(&history.schema, Type::TEXT), (&history.table, Type::TEXT)];
+        let (row, rows) = futures::join!(
+            client.query_typed_one(&identity, &params),
+            history.rows_after(&client, -1)
+        );
+        let row = row.map_err(db("reading the current user"))?;
+        let table_exists: bool = row.get(2);
+        let rows = if table_exists {
+            rows.map_err(db("reading the history"))?
+        } else {
+            Vec::new()
+        };
         let builtins = Builtins {
             default_schema: settings.history.schema.clone(),
             user: row.get(0),
@@ -170,26 +212,19 @@ impl Engine {
                 ),
             });
         }
-        let table_exists = settings
-            .history
-            .exists(&client)
-            .await
-            .map_err(db("looking for the history table"))?;
-        let mut state = State {
+        let state = State {
             files,
             checksums,
-            history: Vec::new(),
+            history: rows,
             table_exists,
             builtins,
             warnings,
         };
-        if table_exists {
-            state.refresh(&client, &settings.history).await?;
-        }
         Ok(Engine {
             client,
             settings,
             state,
+            applied: Vec::new(),
         })
     }
 
@@ -216,8 +251,10 @@ impl Engine {
         self.state.plan(&self.settings.options)
     }
 
-    /// Applies what is pending: validates first, then each migration under Flyway's lock,
-    /// re-reading the history each time so concurrent runners never apply anything twice.
+    /// Applies what is pending: validates first; then, holding Flyway's lock for the whole run
+    /// (waited for without a transaction), plans again from the history as it is now, so
+    /// concurrent runners never apply anything twice, and runs each migration in its own
+    /// transaction with its history row.
     pub async fn apply(
         &mut self,
         progress: &mut dyn Progress,
@@ -243,9 +280,11 @@ impl Engine {
             if f.execute_in_transaction.is_none()
                 && let Some((line, reason)) = mixed_transactionality(&f.sql)
             {
-                return Err(MigrateError::Failed {
+                return Err(MigrateError::Failed(Box::new(Failure {
                     script: f.path.display().to_string(),
                     line: Some(line),
+                    sqlstate: None,
+                    note: None,
                     message: format!(
                         "{reason} cannot run in a transaction, but the rest of this script can; move it into a \
                          migration of its own, or add {}.conf with executeInTransaction=false to run the whole \
@@ -255,7 +294,7 @@ impl Engine {
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default()
                     ),
-                });
+                })));
             }
             scripts[i] = Some(settings.placeholders.substitute(
                 &f.sql,
@@ -263,56 +302,46 @@ impl Engine {
                 &state.builtins,
             )?);
         }
-        ensure_table(
-            &mut self.client,
-            state,
-            &settings.history,
-            settings.allow_non_empty_schema,
-        )
-        .await?;
-        progress.start(plan.pending.len());
-
-        let client = &self.client;
-        let statements = settings
-            .history
-            .prepare(client)
-            .await
-            .map_err(db("preparing history statements"))?;
-        // The key is a number computed here, so formatting it into the text is safe; sending
-        // BEGIN and the lock together saves a round trip per migration.
-        let begin = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({})",
-            settings.history.lock_key()
-        );
-        let mut run = Run {
-            pending: plan.pending.into(),
-            replan: false,
-            scripts,
-        };
-        let mut applied = Vec::new();
-        loop {
-            let step = apply_next(client, settings, state, &statements, &begin, &mut run).await;
-            match step {
-                Ok(Step::Done) => break,
-                Ok(Step::Retry) => continue,
-                Ok(Step::Applied(index, done)) => {
-                    progress.applied(&state.files[index], done.execution_time_ms);
-                    applied.push(done);
-                }
-                Err(e) => {
-                    // Leave the connection usable for callers that keep it (dev mode).
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(e);
-                }
-            }
+        self.applied.clear();
+        if plan.pending.is_empty() && state.table_exists {
+            // Nothing to do by what was just read: no lock, no further round trip.
+            progress.start(0);
+            progress.finish();
+            return Ok(ApplyReport {
+                applied: Vec::new(),
+                current: plan.current.map(|v| v.to_string()),
+                target: settings.options.target.as_ref().map(Version::to_string),
+            });
         }
+        let key = settings.history.lock_key();
+        lock::acquire(&self.client, key)
+            .await
+            .map_err(db("taking the migration lock"))?;
+        let outcome = apply_locked(
+            &mut self.client,
+            settings,
+            state,
+            &mut scripts,
+            progress,
+            &mut self.applied,
+        )
+        .await;
+        // Released on error too, so a caller that keeps the connection (dev) does not keep it.
+        let released = lock::release(&self.client, key, outcome.is_err()).await;
+        outcome?;
+        released.map_err(db("releasing the migration lock"))?;
         progress.finish();
         let current = state.plan(&settings.options).current.map(|v| v.to_string());
         Ok(ApplyReport {
-            applied,
+            applied: self.applied.clone(),
             current,
             target: settings.options.target.as_ref().map(Version::to_string),
         })
+    }
+
+    /// What the last `apply` applied, also when it then failed.
+    pub fn applied(&self) -> &[Applied] {
+        &self.applied
     }
 
     /// Takes over a database that has no history: records `version` as applied, so only later
@@ -322,15 +351,24 @@ impl Engine {
         version: &Version,
         description: &str,
     ) -> Result<(), MigrateError> {
+        let key = self.settings.history.lock_key();
+        lock::acquire(&self.client, key)
+            .await
+            .map_err(db("taking the migration lock"))?;
+        let outcome = self.baseline_locked(version, description).await;
+        let released = lock::release(&self.client, key, outcome.is_err()).await;
+        outcome?;
+        released.map_err(db("releasing the migration lock"))
+    }
+
+    async fn baseline_locked(
+        &mut self,
+        version: &Version,
+        description: &str,
+    ) -> Result<(), MigrateError> {
         let settings = &self.settings;
         let state = &mut self.state;
         let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&settings.history.lock_key()],
-        )
-        .await
-        .map_err(db("taking the migration lock"))?;
         state.table_exists = settings
             .history
             .exists(&tx)
@@ -391,6 +429,21 @@ impl Engine {
     /// applied versions with their files, and marks applied migrations whose file is gone as
     /// deleted.
     pub async fn repair(&mut self) -> Result<RepairReport, MigrateError> {
+        if !self.state.table_exists {
+            return Ok(RepairReport::default());
+        }
+        let key = self.settings.history.lock_key();
+        lock::acquire(&self.client, key)
+            .await
+            .map_err(db("taking the migration lock"))?;
+        let outcome = self.repair_locked().await;
+        let released = lock::release(&self.client, key, outcome.is_err()).await;
+        let report = outcome?;
+        released.map_err(db("releasing the migration lock"))?;
+        Ok(report)
+    }
+
+    async fn repair_locked(&mut self) -> Result<RepairReport, MigrateError> {
         let settings = &self.settings;
         let state = &mut self.state;
         let mut report = RepairReport::default();
@@ -399,12 +452,6 @@ impl Engine {
         }
         let t = settings.history.qualified();
         let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&settings.history.lock_key()],
-        )
-        .await
-        .map_err(db("taking the migration lock"))?;
         state.history.clear();
         state.refresh(&tx, &settings.history).await?;
         let removed = tx
@@ -433,15 +480,16 @@ impl Engine {
                 {
                     let f = &state.files[fi];
                     let sum = state.checksums[fi];
+                    let description = stored_description(&f.description);
                     if row.checksum != Some(sum)
-                        || row.description != f.description
+                        || row.description != description
                         || row.kind != "SQL"
                     {
                         tx.execute(
                             &format!(
                                 "UPDATE {t} SET checksum = $1, description = $2, type = 'SQL' WHERE installed_rank = $3"
                             ),
-                            &[&sum, &f.description, &rank],
+                            &[&sum, &description.as_ref(), &rank],
                         )
                         .await
                         .map_err(db("realigning a checksum"))?;
@@ -506,148 +554,46 @@ impl State {
     }
 }
 
-/// The apply loop's memory between migrations.
-struct Run {
-    /// What is left to apply, from the last plan.
-    pending: VecDeque<usize>,
-    /// Set when the last plan can no longer be trusted.
-    replan: bool,
-    /// Placeholder-substituted scripts of what was pending at the start.
-    scripts: Vec<Option<String>>,
-}
-
-enum Step {
-    Done,
-    /// Someone else changed the history meanwhile: look again.
-    Retry,
-    Applied(usize, Applied),
-}
-
-/// Takes the migration lock in a new transaction, then applies the next pending migration, or
-/// commits and reports that nothing is left. On error the caller rolls back.
-async fn apply_next(
-    client: &Client,
+/// Under the lock: creates the history table if needed, plans again from the history as it is
+/// now (another runner may have applied some), then runs what is pending.
+async fn apply_locked(
+    client: &mut Client,
     settings: &Settings,
     state: &mut State,
-    statements: &Prepared,
-    begin: &str,
-    run: &mut Run,
-) -> Result<Step, MigrateError> {
-    // Pipelined: both are sent before either answer is awaited, one round trip in all.
-    let (locked, fresh) = futures::join!(
-        client.batch_execute(begin),
-        statements.rows_after(client, state.max_rank())
-    );
-    locked.map_err(db("taking the migration lock"))?;
-    let fresh = fresh.map_err(db("reading the history"))?;
-    if !fresh.is_empty() || run.replan {
-        // Another runner applied something: plan again from what is now in the table.
-        state.history.extend(fresh);
-        let plan = state.plan(&settings.options);
-        if !plan.problems.is_empty() {
-            return Err(MigrateError::Validation(plan.problems));
-        }
-        run.pending = plan.pending.into();
-        run.replan = false;
-    }
-    let Some(next) = run.pending.pop_front() else {
-        client.batch_execute("COMMIT").await.map_err(db("COMMIT"))?;
-        return Ok(Step::Done);
-    };
-    let file = &state.files[next];
-    let sql = match &run.scripts[next] {
-        Some(sql) => sql.clone(),
-        None => settings
-            .placeholders
-            .substitute(&file.sql, &file.script, &state.builtins)?,
-    };
-    let in_transaction = file
-        .execute_in_transaction
-        .unwrap_or_else(|| first_non_transactional(&sql).is_none());
-    let row = |ms, success| NewRow {
-        rank: None,
-        version: file.version().map(Version::as_str),
-        description: &file.description,
-        kind: "SQL",
-        script: &file.script,
-        checksum: Some(state.checksums[next]),
-        installed_by: &state.builtins.user,
-        execution_time: ms,
-        success,
-    };
-    let started = Instant::now();
-    let inserted = if in_transaction {
-        // The script and its history row commit together or not at all.
-        if let Err(e) = client.batch_execute(&sql).await {
-            return Err(failure(file, &sql, 0, None, &e));
-        }
-        // Pipelined too; if the insert fails, PostgreSQL turns the COMMIT into a rollback.
-        let done = row(elapsed_ms(started), true);
-        let (inserted, committed) = futures::join!(
-            statements.insert(client, &done),
-            client.batch_execute("COMMIT")
-        );
-        let inserted = inserted.map_err(db("recording the migration"))?;
-        committed.map_err(db("COMMIT"))?;
-        inserted
+    scripts: &mut [Option<String>],
+    progress: &mut dyn Progress,
+    applied: &mut Vec<Applied>,
+) -> Result<(), MigrateError> {
+    if state.table_exists {
+        state.refresh(client, &settings.history).await?;
     } else {
-        client.batch_execute("COMMIT").await.map_err(db("COMMIT"))?;
-        let key = settings.history.lock_key();
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&key])
-            .await
-            .map_err(db("taking the migration lock"))?;
-        let outcome = async {
-            // The transaction's lock is gone: check again under the session lock.
-            let fresh = statements
-                .rows_after(client, state.max_rank())
-                .await
-                .map_err(db("reading the history"))?;
-            if !fresh.is_empty() {
-                return Ok(None);
-            }
-            for stmt in split_statements(&sql) {
-                if let Err(e) = client.batch_execute(stmt.sql).await {
-                    statements
-                        .insert(client, &row(elapsed_ms(started), false))
-                        .await
-                        .map_err(db("recording the failed migration"))?;
-                    return Err(failure(file, &sql, stmt.offset, Some(stmt.line), &e));
-                }
-            }
-            statements
-                .insert(client, &row(elapsed_ms(started), true))
-                .await
-                .map(Some)
-                .map_err(db("recording the migration"))
-        }
-        .await;
-        let unlocked = client
-            .execute("SELECT pg_advisory_unlock($1)", &[&key])
-            .await;
-        match outcome? {
-            Some(inserted) => {
-                unlocked.map_err(db("releasing the migration lock"))?;
-                inserted
-            }
-            None => {
-                run.replan = true;
-                return Ok(Step::Retry);
-            }
-        }
-    };
-    let done = Applied {
-        version: file.version().map(Version::to_string),
-        description: file.description.clone(),
-        script: file.script.clone(),
-        execution_time_ms: inserted.execution_time,
-        in_transaction,
-    };
-    state.history.push(inserted);
-    Ok(Step::Applied(next, done))
+        ensure_table(
+            client,
+            state,
+            &settings.history,
+            settings.allow_non_empty_schema,
+        )
+        .await?;
+    }
+    let plan = state.plan(&settings.options);
+    if !plan.problems.is_empty() {
+        return Err(MigrateError::Validation(plan.problems));
+    }
+    progress.start(plan.pending.len());
+    run::run_pending(
+        client,
+        settings,
+        state,
+        plan.pending,
+        scripts,
+        progress,
+        applied,
+    )
+    .await
 }
 
-/// Creates the schema (if missing) and the history table under the lock, unless it exists.
+/// Creates the schema (if missing) and the history table (the caller holds the lock), unless
+/// it exists.
 async fn ensure_table(
     client: &mut Client,
     state: &mut State,
@@ -658,9 +604,6 @@ async fn ensure_table(
         return Ok(());
     }
     let tx = client.transaction().await.map_err(db("BEGIN"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&table.lock_key()])
-        .await
-        .map_err(db("taking the migration lock"))?;
     if table
         .exists(&tx)
         .await
@@ -734,40 +677,4 @@ async fn create_table_in(
             .map_err(db("recording the schema creation"))?;
     }
     Ok(())
-}
-
-fn elapsed_ms(started: Instant) -> i32 {
-    i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX)
-}
-
-/// `FILE:LINE: message`, with the server's error position mapped back to a line of the script;
-/// without a position, the line of the statement that failed, when known.
-fn failure(
-    file: &MigrationFile,
-    sql: &str,
-    stmt_offset: usize,
-    stmt_line: Option<usize>,
-    e: &tokio_postgres::Error,
-) -> MigrateError {
-    let line = e
-        .as_db_error()
-        .and_then(|d| d.position())
-        .and_then(|p| match p {
-            tokio_postgres::error::ErrorPosition::Original(pos) => {
-                // The server counts characters from 1 within the text it was sent.
-                let text = &sql[stmt_offset..];
-                let byte = text
-                    .char_indices()
-                    .nth((*pos as usize).saturating_sub(1))
-                    .map_or(text.len(), |(b, _)| b);
-                Some(line_of_offset(sql, stmt_offset + byte))
-            }
-            tokio_postgres::error::ErrorPosition::Internal { .. } => None,
-        });
-    let line = line.or(stmt_line);
-    MigrateError::Failed {
-        script: file.path.display().to_string(),
-        line,
-        message: describe_pg(e),
-    }
 }

@@ -1,13 +1,14 @@
 //! Flyway's `flyway_schema_history` table: its exact DDL, and reading and writing its rows.
 
 use serde::Serialize;
-use tokio_postgres::ToStatement;
-use tokio_postgres::{GenericClient, Row, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, Row, ToStatement};
 
-use crate::pg::quote_ident;
+use crate::pg::{quote_ident, quote_literal};
 
 /// One row of the history table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppliedRow {
     pub installed_rank: i32,
     pub version: Option<String>,
@@ -18,7 +19,10 @@ pub struct AppliedRow {
     pub script: String,
     pub checksum: Option<i32>,
     pub installed_by: String,
+    /// RFC 3339 with the offset. Flyway's column has no zone: it holds the session's local
+    /// time of the insert, read back here in the session's time zone.
     pub installed_on: String,
+    #[serde(rename = "executionTimeMs")]
     pub execution_time: i32,
     pub success: bool,
 }
@@ -81,15 +85,12 @@ impl HistoryTable {
     }
 
     pub async fn exists(&self, db: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
-        let row = db
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))",
-                &[&self.schema, &self.table],
-            )
-            .await?;
-        row.try_get(0)
+        db.query_typed_one(
+            &format!("SELECT {EXISTS_SQL}"),
+            &[(&self.schema, Type::TEXT), (&self.table, Type::TEXT)],
+        )
+        .await?
+        .try_get(0)
     }
 
     fn rows_after_sql(&self) -> String {
@@ -109,14 +110,38 @@ impl HistoryTable {
         )
     }
 
+    /// The insert of `row` as SQL text, with `execution_time` an SQL expression: for scripts
+    /// sent in one message with their history row, where no bind parameters exist.
+    pub fn insert_text(&self, row: &NewRow<'_>, execution_time: &str) -> String {
+        let t = self.qualified();
+        let text = |s: &str| quote_literal(s);
+        format!(
+            "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, \
+             installed_by, execution_time, success) \
+             SELECT coalesce(max(installed_rank), 0) + 1, {version}, {description}, {kind}, {script}, \
+             {checksum}, {by}, {execution_time}, {success} FROM {t}",
+            version = row.version.map_or("NULL".to_string(), text),
+            description = text(&stored_description(row.description)),
+            kind = text(row.kind),
+            script = text(&stored_script(row.script)),
+            checksum = row.checksum.map_or("NULL".to_string(), |c| c.to_string()),
+            by = text(truncate(row.installed_by, 100)),
+            success = row.success,
+        )
+    }
+
     /// Rows with a rank above `after`, in rank order: reading only what is new keeps each
-    /// migration's re-check under the lock cheap however long the history is.
+    /// re-read cheap however long the history is. One round trip (no separate prepare).
     pub async fn rows_after(
         &self,
         db: &impl GenericClient,
         after: i32,
     ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-        select_rows(db, self.rows_after_sql().as_str(), after).await
+        db.query_typed(&self.rows_after_sql(), &[(&after, Type::INT4)])
+            .await?
+            .iter()
+            .map(read_row)
+            .collect()
     }
 
     /// Inserts a row at rank `max + 1` (computed in the statement, under the caller's lock).
@@ -127,57 +152,16 @@ impl HistoryTable {
     ) -> Result<AppliedRow, tokio_postgres::Error> {
         insert_row(db, self.insert_sql().as_str(), row).await
     }
-
-    /// The two statements `apply` runs per migration, parsed once per connection.
-    pub async fn prepare(
-        &self,
-        db: &impl GenericClient,
-    ) -> Result<Prepared, tokio_postgres::Error> {
-        Ok(Prepared {
-            rows_after: db.prepare(&self.rows_after_sql()).await?,
-            insert: db.prepare(&self.insert_sql()).await?,
-        })
-    }
 }
 
-/// Prepared history statements, valid on the connection that prepared them.
-pub struct Prepared {
-    rows_after: Statement,
-    insert: Statement,
-}
-
-impl Prepared {
-    pub async fn rows_after(
-        &self,
-        db: &impl GenericClient,
-        after: i32,
-    ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-        select_rows(db, &self.rows_after, after).await
-    }
-
-    pub async fn insert(
-        &self,
-        db: &impl GenericClient,
-        row: &NewRow<'_>,
-    ) -> Result<AppliedRow, tokio_postgres::Error> {
-        insert_row(db, &self.insert, row).await
-    }
-}
+/// Whether the table `$1`.`$2` exists, as an SQL expression.
+pub const EXISTS_SQL: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))";
 
 const ROW_COLUMNS: &str = "installed_rank, version, description, type, script, checksum, installed_by, \
-     to_char(installed_on, 'YYYY-MM-DD HH24:MI:SS'), execution_time, success";
-
-async fn select_rows<T: ?Sized + ToStatement + Sync + Send>(
-    db: &impl GenericClient,
-    statement: &T,
-    after: i32,
-) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
-    db.query(statement, &[&after])
-        .await?
-        .iter()
-        .map(read_row)
-        .collect()
-}
+     to_char(installed_on AT TIME ZONE current_setting('TimeZone'), 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), \
+     execution_time, success";
 
 async fn insert_row<T: ?Sized + ToStatement + Sync + Send>(
     db: &impl GenericClient,
@@ -189,9 +173,9 @@ async fn insert_row<T: ?Sized + ToStatement + Sync + Send>(
             statement,
             &[
                 &row.version,
-                &truncate(row.description, 200),
+                &stored_description(row.description),
                 &row.kind,
-                &truncate(row.script, 1000),
+                &stored_script(row.script),
                 &row.checksum,
                 &truncate(row.installed_by, 100),
                 &row.execution_time,
@@ -216,6 +200,46 @@ fn read_row(r: &Row) -> Result<AppliedRow, tokio_postgres::Error> {
         execution_time: r.try_get(8)?,
         success: r.try_get(9)?,
     })
+}
+
+/// The description as the history stores it, shortened as Flyway's
+/// `AbbreviationUtils.abbreviateDescription` does: over 200 (Java, so UTF-16) characters, the
+/// first 197 and `...`. Validation compares files by this form, so a history Flyway wrote for a
+/// long description matches, and rows written here are the ones Flyway would write.
+pub fn stored_description(description: &str) -> std::borrow::Cow<'_, str> {
+    if utf16_len(description) <= 200 {
+        return description.into();
+    }
+    format!("{}...", utf16_prefix(description, 197)).into()
+}
+
+/// The script name as the history stores it, as Flyway's `abbreviateScript`: over 1000
+/// characters, `...` in place of the first three, then characters 3 to 1000 (Flyway keeps the
+/// start, not the end).
+pub fn stored_script(script: &str) -> String {
+    if utf16_len(script) <= 1000 {
+        return script.to_string();
+    }
+    let head = utf16_prefix(script, 3).len();
+    let upto = utf16_prefix(script, 1000).len();
+    format!("...{}", &script[head..upto])
+}
+
+fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// The longest prefix of `s` of at most `units` UTF-16 code units (Java's `substring(0, n)`,
+/// except that a character is never cut in half).
+fn utf16_prefix(s: &str, units: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += c.len_utf16();
+        if used > units {
+            return &s[..i];
+        }
+    }
+    s
 }
 
 /// Cuts text to the column's width in characters, as VARCHAR(n) counts them.
@@ -258,6 +282,26 @@ mod tests {
         assert!(
             sql.contains("CREATE INDEX \"history_s_idx\" ON \"app\".\"history\" (\"success\")")
         );
+    }
+
+    /// Flyway's AbbreviationUtils, counted in Java (UTF-16) characters.
+    #[test]
+    fn abbreviates_as_flyway() {
+        let short = "d".repeat(200);
+        assert_eq!(stored_description(&short), short);
+        let long = format!("{}xyz", "d".repeat(198));
+        let stored = stored_description(&long);
+        assert_eq!(stored, format!("{}...", "d".repeat(197)));
+        assert_eq!(stored.chars().count(), 200);
+        // An emoji is two UTF-16 units: 100 of them are already 200.
+        let wide = "😀".repeat(101);
+        assert_eq!(stored_description(&wide), format!("{}...", "😀".repeat(98)));
+
+        assert_eq!(stored_script("V1__a.sql"), "V1__a.sql");
+        let script = format!("abc{}/V1__x.sql", "p".repeat(1000));
+        let stored = stored_script(&script);
+        assert_eq!(stored, format!("...{}", "p".repeat(997)));
+        assert_eq!(stored.chars().count(), 1000);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 pub mod checksum;
 pub mod engine;
 pub mod history;
+pub mod lock;
+pub mod outcome;
 pub mod placeholders;
 pub mod plan;
 pub mod source;

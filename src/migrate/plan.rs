@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::history::AppliedRow;
+use super::history::{AppliedRow, stored_description};
 use super::source::{Kind, MigrationFile};
 use super::version::Version;
 
@@ -55,6 +55,7 @@ impl State {
 
 /// One line of `info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub version: Option<String>,
     pub description: String,
@@ -63,7 +64,9 @@ pub struct Entry {
     pub script: String,
     pub checksum: Option<i32>,
     pub installed_rank: Option<i32>,
+    /// RFC 3339, with the offset.
     pub installed_on: Option<String>,
+    #[serde(rename = "executionTimeMs")]
     pub execution_time: Option<i32>,
     pub state: State,
     /// Index into the files, when there is one.
@@ -72,7 +75,7 @@ pub struct Entry {
 }
 
 /// What `validate` refuses, with the file and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Problem {
     pub script: String,
     pub message: String,
@@ -257,7 +260,7 @@ pub fn plan(
             continue;
         }
         let rows = by_description
-            .remove(file.description.as_str())
+            .remove(stored_description(&file.description).as_ref())
             .unwrap_or_default();
         for &ri in rows.iter().rev().skip(1).rev() {
             plan.entries
@@ -341,7 +344,7 @@ fn check_applied(
             ),
         });
     }
-    if row.description != truncated(&file.description, 200) {
+    if row.description != stored_description(&file.description) {
         problems.push(Problem {
             script: file.script.clone(),
             message: format!(
@@ -355,26 +358,53 @@ fn check_applied(
     }
 }
 
-fn truncated(s: &str, chars: usize) -> &str {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 fn failed_problem(row: &AppliedRow) -> Problem {
-    let what = match &row.version {
-        Some(v) => format!("version {v}"),
-        None => format!("repeatable migration {:?}", row.description),
-    };
     Problem {
         script: row.script.clone(),
         message: format!(
-            "{what} failed on {} outside a transaction, so part of it may have run; \
-             undo what it did by hand, then run `servicedb migrate repair` to remove the failed row",
+            "{} failed on {} outside a transaction, so part of it may have run; {REPAIR_ADVICE}",
+            what_failed(row.version.as_deref(), &row.description),
             row.installed_on
         ),
     }
+}
+
+const REPAIR_ADVICE: &str =
+    "undo what it did by hand, then run `servicedb migrate repair` to remove the failed row";
+
+fn what_failed(version: Option<&str>, description: &str) -> String {
+    match version {
+        Some(v) => format!("version {v}"),
+        None => format!("repeatable migration {description:?}"),
+    }
+}
+
+/// Said at once when a migration outside a transaction fails: which of its statements had
+/// already run (they stay applied), and that its failed row now blocks every run until repair.
+pub fn partly_applied_note(
+    version: Option<&str>,
+    description: &str,
+    ran: &[crate::migrate::sql_split::Statement<'_>],
+) -> String {
+    let ran = match ran.len() {
+        0 => "no statement of it had run before the failing one".to_string(),
+        n => format!(
+            "{n} statement{} before the failing one had already run and stay applied:\n{}",
+            if n == 1 { "" } else { "s" },
+            ran.iter()
+                .map(|s| format!(
+                    "    line {}: {}",
+                    s.line,
+                    s.sql.lines().next().unwrap_or("")
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    };
+    format!(
+        "\n  it ran outside a transaction: {ran}\n  {} is now recorded as failed and blocks every run; {REPAIR_ADVICE}",
+        what_failed(version, description)
+    )
 }
 
 fn entry_from_row(row: &AppliedRow, state: State, file: Option<usize>) -> Entry {

@@ -69,6 +69,8 @@ pub enum SourceError {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error("{} misnamed migration files:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    BadNames(Vec<SourceError>),
     #[error("{path}:{line}: {problem}")]
     BadConf {
         path: PathBuf,
@@ -139,6 +141,16 @@ fn classify(file_name: &str, path: &Path) -> Result<Name, SourceError> {
         return Ok(Name::Other(why.to_string()));
     }
     if !is_sql {
+        // `V10__x.sql.bak`, `V3__y.sql.orig`: a copy of a migration, not one to be renamed `.sql.sql`.
+        if let Some((original, _)) = stem
+            .rsplit_once('.')
+            .filter(|(_, e)| e.eq_ignore_ascii_case("sql"))
+        {
+            return Err(bad(format!(
+                "looks like a copy of {original}.sql and would never run; move it out of the migration \
+                 directory, or name it {original}.sql if it should run"
+            )));
+        }
         return Err(bad(format!(
             "looks like a migration but does not end in .sql, so it would never run; name it {stem}.sql"
         )));
@@ -253,12 +265,19 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, SourceError> {
                 continue;
             }
             let path = entry.path();
-            // metadata() follows symlinks, which is what a mounted ConfigMap needs.
-            let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+            // The directory listing says what an entry is without a stat per file; only a
+            // symlink (what a mounted ConfigMap holds) is followed with metadata().
+            let kind = entry.file_type().map_err(|e| io(&path, e))?;
+            let (is_dir, is_file) = if kind.is_symlink() {
+                let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+                (meta.is_dir(), meta.is_file())
+            } else {
+                (kind.is_dir(), kind.is_file())
+            };
             let script = format!("{prefix}{name}");
-            if meta.is_dir() {
+            if is_dir {
                 stack.push((format!("{script}/"), path));
-            } else if meta.is_file() {
+            } else if is_file {
                 out.push((script, path));
             }
         }
@@ -274,9 +293,18 @@ pub fn from_texts(
 ) -> Result<Scan, SourceError> {
     let mut scan = Scan::default();
     let mut confs = Vec::new();
+    // Every misnamed file is reported at once, not one per run.
+    let mut misnamed = Vec::new();
     for (script, path, text) in texts {
         let file_name = script.rsplit('/').next().unwrap_or(&script).to_string();
-        match classify(&file_name, &path)? {
+        let name = match classify(&file_name, &path) {
+            Ok(name) => name,
+            Err(e) => {
+                misnamed.push(e);
+                continue;
+            }
+        };
+        match name {
             Name::Conf => confs.push((path, text)),
             Name::Other(why) => scan
                 .warnings
@@ -294,6 +322,11 @@ pub fn from_texts(
                 });
             }
         }
+    }
+    match misnamed.len() {
+        0 => {}
+        1 => return Err(misnamed.remove(0)),
+        _ => return Err(SourceError::BadNames(misnamed)),
     }
     for (conf, text) in confs {
         let target = conf.with_extension("");
@@ -320,8 +353,12 @@ pub fn scan(dirs: &[PathBuf]) -> Result<Scan, SourceError> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            // Only migrations and their sidecars are read; other files are named in warnings.
-            let wanted = !matches!(classify(&file_name, &path)?, Name::Other(_));
+            // Only migrations and their sidecars are read; other files are named in warnings,
+            // misnamed ones in the error from_texts gives for all of them.
+            let wanted = matches!(
+                classify(&file_name, &path),
+                Ok(Name::Migration { .. } | Name::Conf)
+            );
             let text = if wanted {
                 let bytes = std::fs::read(&path).map_err(|e| SourceError::Io {
                     path: path.clone(),
@@ -423,6 +460,33 @@ mod tests {
     }
 
     #[test]
+    fn copies_of_migrations_get_a_hint_that_fits() {
+        let msg = name("V10__x.sql.bak").unwrap_err().to_string();
+        assert!(msg.contains("copy of V10__x.sql"), "{msg}");
+        assert!(!msg.contains(".sql.sql"), "{msg}");
+        let msg = name("V1__x.txt").unwrap_err().to_string();
+        assert!(msg.contains("name it V1__x.sql"), "{msg}");
+    }
+
+    #[test]
+    fn every_misnamed_file_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, sql) in [
+            ("V1__a.sql", "SELECT 1;"),
+            ("v2__b.sql", "SELECT 2;"),
+            ("V3_c.sql", "SELECT 3;"),
+            ("V10__x.sql.bak", "SELECT 10;"),
+        ] {
+            std::fs::write(dir.path().join(n), sql).unwrap();
+        }
+        let err = scan(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(err.starts_with("3 misnamed migration files:"), "{err}");
+        for n in ["v2__b.sql", "V3_c.sql", "V10__x.sql.bak"] {
+            assert!(err.contains(n), "{n}: {err}");
+        }
+    }
+
+    #[test]
     fn unrelated_files_are_skipped() {
         for other in [
             "README.md",
@@ -467,6 +531,24 @@ mod tests {
         std::fs::write(d.join("V1.0__again.sql"), "SELECT 1;").unwrap();
         let err = super::scan(&[d.to_path_buf()]).unwrap_err().to_string();
         assert!(err.contains("version 1") && err.contains("twice"), "{err}");
+    }
+
+    /// A mounted ConfigMap: keys are symlinks into `..data`, itself a symlink to a timestamped
+    /// directory; symlinked directories are followed too.
+    #[test]
+    fn configmap_symlinks_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("..2026_12_01")).unwrap();
+        std::fs::write(d.join("..2026_12_01/V1__a.sql"), "SELECT 1;").unwrap();
+        std::os::unix::fs::symlink("..2026_12_01", d.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/V1__a.sql", d.join("V1__a.sql")).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("V2__b.sql"), "SELECT 2;").unwrap();
+        std::os::unix::fs::symlink(other.path(), d.join("more")).unwrap();
+        let scan = scan(&[d.to_path_buf()]).unwrap();
+        let names: Vec<_> = scan.files.iter().map(|f| f.script.as_str()).collect();
+        assert_eq!(names, ["V1__a.sql", "more/V2__b.sql"]);
     }
 
     #[test]

@@ -24,6 +24,19 @@ pub struct Statement<'a> {
     pub offset: usize,
     /// 1-based line number in the script where `sql` starts.
     pub line: usize,
+    /// The inline data of a `COPY ... FROM STDIN` statement (pg_dump style: the lines after the
+    /// statement up to a line `\.`), which is data, not SQL.
+    pub copy_data: Option<CopyData<'a>>,
+}
+
+/// Inline rows of `COPY ... FROM STDIN`, without the terminating `\.` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyData<'a> {
+    pub data: &'a str,
+    /// Byte offset of `data` in the script.
+    pub offset: usize,
+    /// 1-based line of the first data row in the script.
+    pub line: usize,
 }
 
 /// Splits a PostgreSQL script into statements. Never panics on any input (unterminated quotes/comments just run to the end of the script). Statements that are empty or comment-only are not returned.
@@ -38,19 +51,33 @@ pub fn split_statements(script: &str) -> Vec<Statement<'_>> {
     let mut start: Option<usize> = None;
     let mut atomic = AtomicTracker::default();
 
-    let mut push = |start: usize, end: usize| {
+    let mut push = |start: usize, end: usize, copy_data: Option<(usize, usize)>| {
         let sql = script[start..end].trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8));
+        let line = lines.line_at(start);
+        let copy_data = copy_data.map(|(from, to)| CopyData {
+            data: &script[from..to],
+            offset: from,
+            line: lines.line_at(from),
+        });
         statements.push(Statement {
             sql,
             offset: start,
-            line: lines.line_at(start),
+            line,
+            copy_data,
         });
     };
 
-    for token in Lexer::new(script) {
+    let mut lexer = Lexer::new(script);
+    while let Some(token) = lexer.next() {
         if token.kind == Kind::Semicolon && !atomic.inside() {
             if let Some(start) = start.take() {
-                push(start, token.start);
+                if is_copy_from_stdin(&script[start..token.start]) {
+                    let (data, resume) = copy_block(script, token.end);
+                    push(start, token.start, Some(data));
+                    lexer.pos = resume;
+                } else {
+                    push(start, token.start, None);
+                }
             }
             atomic = AtomicTracker::default();
             continue;
@@ -59,9 +86,71 @@ pub fn split_statements(script: &str) -> Vec<Statement<'_>> {
         atomic.observe(token, &script[token.start..token.end]);
     }
     if let Some(start) = start {
-        push(start, script.len());
+        push(start, script.len(), None);
     }
     statements
+}
+
+/// Whether the script ends or starts transactions itself (`BEGIN`, `COMMIT`, `ROLLBACK`, ...).
+/// Such a script can commit part of itself, after which an error no longer leaves the session
+/// in an aborted transaction, so it must not share a pipeline with the scripts after it.
+pub fn controls_transactions(script: &str) -> bool {
+    split_statements(script).iter().any(|s| {
+        let mut words = Words::new(s.sql);
+        ["BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"]
+            .iter()
+            .any(|kw| words.eat(kw))
+            || (words.eat("PREPARE") && words.eat("TRANSACTION"))
+    })
+}
+
+/// Whether any statement of the script carries inline COPY data.
+pub fn has_copy_data(script: &str) -> bool {
+    split_statements(script)
+        .iter()
+        .any(|s| s.copy_data.is_some())
+}
+
+/// `COPY <table> [(columns)] FROM STDIN ...`: FROM STDIN outside parentheses (a `COPY (query)`
+/// goes TO somewhere and never reads stdin).
+fn is_copy_from_stdin(statement: &str) -> bool {
+    let mut words = Words::new(statement);
+    if !words.eat("COPY") {
+        return false;
+    }
+    let mut depth = 0usize;
+    while let Some((kind, text)) = words.next() {
+        match (kind, text) {
+            (Kind::Punct, "(") => depth += 1,
+            (Kind::Punct, ")") => depth = depth.saturating_sub(1),
+            (Kind::Word, w) if depth == 0 && w.eq_ignore_ascii_case("FROM") => {
+                return words.eat("STDIN");
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The data block after a COPY statement ending at `after_semicolon`: it starts on the next
+/// line, as in psql, and ends before a line holding only `\.` (or at the end of the script).
+/// Returns the data's byte range and where the SQL goes on.
+fn copy_block(script: &str, after_semicolon: usize) -> ((usize, usize), usize) {
+    let from = match script[after_semicolon..].find('\n') {
+        Some(n) => after_semicolon + n + 1,
+        None => return ((script.len(), script.len()), script.len()),
+    };
+    let mut line_start = from;
+    while line_start < script.len() {
+        let line_end = script[line_start..]
+            .find('\n')
+            .map_or(script.len(), |n| line_start + n);
+        if script[line_start..line_end].trim_end_matches('\r') == "\\." {
+            return ((from, line_start), line_end);
+        }
+        line_start = line_end + 1;
+    }
+    ((from, script.len()), script.len())
 }
 
 /// Why this one statement cannot run inside a transaction block, as Flyway's PostgreSQL parser decides, e.g. Some("CREATE INDEX CONCURRENTLY"); None when it can.
@@ -574,6 +663,45 @@ impl<'a> LineCounter<'a> {
 #[cfg(test)]
 mod review_tests {
     use super::*;
+
+    #[test]
+    fn transaction_control_is_found() {
+        assert!(controls_transactions(
+            "BEGIN;\nCREATE TABLE t (x int);\nCOMMIT;"
+        ));
+        assert!(controls_transactions("create table t (x int); commit"));
+        assert!(controls_transactions("START TRANSACTION; SELECT 1; END;"));
+        assert!(!controls_transactions(
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nSELECT 'COMMIT';"
+        ));
+        assert!(!controls_transactions("-- COMMIT\nSELECT 1;"));
+    }
+
+    #[test]
+    fn copy_from_stdin_data_is_not_sql() {
+        let script = "CREATE TABLE t (a int, b text);\nCOPY public.t (a, b) FROM stdin;\n1\tit's; here\n2\t$x$\n\\.\nSELECT 1;\n";
+        let st = split_statements(script);
+        assert_eq!(st.len(), 3, "{st:?}");
+        assert_eq!(st[1].sql, "COPY public.t (a, b) FROM stdin");
+        let data = st[1].copy_data.as_ref().unwrap();
+        assert_eq!(data.data, "1\tit's; here\n2\t$x$\n");
+        assert_eq!(data.line, 3);
+        assert_eq!(&script[data.offset..data.offset + 1], "1");
+        assert_eq!((st[2].sql, st[2].line), ("SELECT 1", 6));
+        assert!(st[0].copy_data.is_none() && st[2].copy_data.is_none());
+        // Without the terminator the data runs to the end, as psql reads it.
+        let st = split_statements("COPY t FROM STDIN WITH (FORMAT csv);\r\n1,2\r\n");
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].copy_data.as_ref().unwrap().data, "1,2\r\n");
+        // COPY ... TO STDOUT and COPY (query) carry no data.
+        for sql in [
+            "COPY t TO STDOUT;\n1\n",
+            "COPY (SELECT 1 FROM x) TO stdout;\n1\n",
+        ] {
+            assert!(!has_copy_data(sql), "{sql}");
+        }
+        assert!(has_copy_data("copy \"T\" from stdin;\n\\.\n"));
+    }
 
     #[test]
     fn detach_partition_concurrently_is_non_transactional() {
