@@ -17,12 +17,12 @@ use crate::migrate::version::Version;
 use crate::pg::ConnectOptions;
 
 pub async fn run(action: MigrateAction) -> ExitCode {
-    let json = match &action {
+    let (json, termination_log) = match &action {
         MigrateAction::Apply(a)
         | MigrateAction::Info(a)
         | MigrateAction::Validate(a)
-        | MigrateAction::Repair(a) => a.json,
-        MigrateAction::Baseline(a) => a.json,
+        | MigrateAction::Repair(a) => (a.json, a.termination_log.clone()),
+        MigrateAction::Baseline(a) => (a.json, a.termination_log.clone()),
     };
     let command = match &action {
         MigrateAction::Apply(_) => "apply",
@@ -43,7 +43,7 @@ pub async fn run(action: MigrateAction) -> ExitCode {
         // Also on failure: what was done, then the error.
         print_json(&full_json(&done, &result));
     }
-    if let Some(path) = termination_log_path() {
+    if let Some(path) = termination_log {
         let summary = Summary::new(
             command,
             &done.applied,
@@ -61,14 +61,6 @@ pub async fn run(action: MigrateAction) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
-}
-
-/// Where to write the run's summary for Kubernetes (the Job passes /dev/termination-log).
-/// `SERVICEDB_TERMINATION_LOG` until the `--termination-log PATH` flag reads the same.
-fn termination_log_path() -> Option<std::path::PathBuf> {
-    std::env::var_os("SERVICEDB_TERMINATION_LOG")
-        .filter(|p| !p.is_empty())
-        .map(Into::into)
 }
 
 /// The command's JSON: its result and `"outcome": "succeeded"`, or what it did before it

@@ -150,6 +150,11 @@ pub struct MigrateArgs {
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write a short JSON summary here (outcome, applied versions, and on failure the
+    /// script, line, SQLSTATE and message; at most 4 KiB), success or failure: the migration
+    /// Job passes /dev/termination-log, where Kubernetes keeps it for the operator.
+    #[arg(long, value_name = "PATH", env = "SERVICEDB_TERMINATION_LOG")]
+    pub termination_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -166,6 +171,9 @@ pub struct BaselineArgs {
     /// Print the baselined version as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write a short JSON summary here, success or failure (see `apply --help`).
+    #[arg(long, value_name = "PATH", env = "SERVICEDB_TERMINATION_LOG")]
+    pub termination_log: Option<PathBuf>,
 }
 
 /// `servicedb run`: the controllers, until SIGTERM or SIGINT.

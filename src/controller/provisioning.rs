@@ -120,24 +120,8 @@ fn sort(e: UnitError, foreign_secret: Option<String>) -> Failure {
 }
 
 /// Logs in as the admin (creating or migrating the ownership catalog when needed).
-///
-/// `Server::connect` holds a `&mut dyn Progress` (not `Send`) across an await while it
-/// migrates the catalog, so its future cannot be part of a reconcile (which must be
-/// `Send`). It is driven on a blocking thread instead; its connection tasks are spawned on
-/// the runtime as usual. (Once the core's `Progress` is `Send`, this is a plain await.)
 pub async fn connect(spec: ServerSpec) -> Result<Server, ServerError> {
-    let handle = tokio::runtime::Handle::current();
-    let name = spec.name.clone();
-    tokio::task::spawn_blocking(move || handle.block_on(Server::connect(spec)))
-        .await
-        .unwrap_or_else(|e| {
-            Err(ServerError::Connect {
-                server: name,
-                source: crate::pg::ConnectError::Invalid(format!(
-                    "the connecting task failed: {e}"
-                )),
-            })
-        })
+    Server::connect(spec).await
 }
 
 /// How many databases servicedb manages on the server (all resources, all installations).

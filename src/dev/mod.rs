@@ -324,7 +324,7 @@ impl DevProgress for SharedProgress<'_, '_, '_> {
 }
 
 /// How `dev` reports progress, as it happens: a spinner or bar on a terminal, lines otherwise.
-pub trait DevProgress {
+pub trait DevProgress: Send {
     /// What is being done now (replaced by the next step on a terminal).
     fn step(&mut self, message: &str);
     /// Something the user should see and keep (a server started, a fallback taken).

@@ -82,7 +82,7 @@ fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Migra
 }
 
 /// Hooks for showing progress; the CLI draws a bar or prints lines, `dev` prints its own.
-pub trait Progress {
+pub trait Progress: Send {
     fn start(&mut self, _pending: usize) {}
     fn applying(&mut self, _file: &MigrationFile) {}
     fn applied(&mut self, _file: &MigrationFile, _millis: i32) {}
