@@ -182,3 +182,25 @@ async fn a_tenant_database_follows_the_policy_it_is_given() {
     assert!(matches!(cleanup, Cleanup::Dropped(o) if o.changed()));
     assert!(!database_exists(&unit.layout.database).await);
 }
+
+/// Two resources racing for one database name at the same moment: one wins, and the loser
+/// writes no Secret (the claim comes before the Secrets, not only the check).
+#[tokio::test]
+async fn the_loser_of_a_race_writes_no_secret() {
+    let server = connect_server().await;
+    for _ in 0..3 {
+        let name = unique("race");
+        let mut a = sdb("team-a", "orders", ReclaimPolicy::Retain);
+        a.spec.database_name = Some(name.clone());
+        let mut b = sdb("team-b", "orders", ReclaimPolicy::Retain);
+        b.spec.database_name = Some(name.clone());
+        let (store_a, store_b) = (Memory::default(), Memory::default());
+        let (ra, rb) = futures::join!(
+            reconcile_unit(&server, &store_a, &a, None, &[]),
+            reconcile_unit(&server, &store_b, &b, None, &[])
+        );
+        assert!(ra.is_ok() != rb.is_ok(), "exactly one wins");
+        let loser = if ra.is_ok() { &store_b } else { &store_a };
+        assert!(loser.names().is_empty(), "{:?}", loser.names());
+    }
+}

@@ -34,7 +34,9 @@ async fn a_password_changed_by_hand_is_set_back() {
     let shown = outcome.executed();
     for role in [&app.name, &d.owner.name] {
         assert!(
-            shown.contains(&format!("ALTER ROLE {role} PASSWORD '<redacted>'")),
+            shown.contains(&format!(
+                "ALTER ROLE {role} PASSWORD '<redacted>' VALID UNTIL 'infinity'"
+            )),
             "{shown:?}"
         );
     }
@@ -235,4 +237,115 @@ async fn a_tight_bound_never_deadlocks_concurrent_passes() {
         .await
         .expect("concurrent passes finished");
     assert!(results.into_iter().all(|r| !r.unwrap().changed()));
+}
+
+/// The owner (or anyone with the migrator credentials) may set the database's search_path
+/// and create functions: none of them ever runs in servicedb's admin sessions, whose
+/// search_path is pinned to pg_catalog first.
+#[tokio::test]
+async fn a_hostile_search_path_never_runs_code_as_the_admin() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("path"));
+    reconcile(&server, &d).await.unwrap();
+    let db = d.database.as_str();
+    let owner = login(db, &d.owner).await.unwrap();
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLE public.calls (who text); GRANT INSERT ON public.calls TO PUBLIC; \
+             CREATE FUNCTION public.pg_get_userbyid(oid) RETURNS name LANGUAGE sql AS \
+               $$ INSERT INTO public.calls VALUES (current_user) RETURNING 'x'::name $$; \
+             CREATE FUNCTION public.has_table_privilege(text, oid, text) RETURNS boolean \
+               LANGUAGE sql AS $$ INSERT INTO public.calls VALUES (current_user) RETURNING true $$; \
+             ALTER DATABASE {db} SET search_path = public, pg_catalog;"
+        ))
+        .await
+        .unwrap();
+    // Looking inside on an admin session (as after migrations) and a full pass.
+    let mut outcome = Default::default();
+    servicedb::provision::execute::reconcile_inside(&server, &d, &mut outcome)
+        .await
+        .unwrap();
+    reconcile(&server, &d).await.unwrap();
+    let calls: Vec<String> = owner
+        .query("SELECT who FROM public.calls", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(calls.is_empty(), "the owner's functions ran as {calls:?}");
+}
+
+/// An expired password (VALID UNTIL in the past) fails a login like a wrong one; the repair
+/// clears the expiry, so the Secret logs in again and the next pass changes nothing.
+#[tokio::test]
+async fn an_expired_password_is_repaired_for_good() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("expired"));
+    reconcile(&server, &d).await.unwrap();
+    let app = d.app.as_ref().unwrap();
+    pg().superuser_client("postgres")
+        .await
+        .batch_execute(&format!("ALTER ROLE {} VALID UNTIL '2000-01-01'", app.name))
+        .await
+        .unwrap();
+    assert!(login(d.database.as_str(), app).await.is_err());
+    assert!(reconcile(&server, &d).await.unwrap().changed());
+    assert!(login(d.database.as_str(), app).await.is_ok());
+    assert!(!reconcile(&server, &d).await.unwrap().changed());
+}
+
+/// A membership granted by a superuser: PostgreSQL 15 lets the admin revoke it; 16 and
+/// later only let it revoke what it granted itself, so there it stays (documented) and the
+/// pass still converges instead of repeating a REVOKE that does nothing.
+#[tokio::test]
+async fn memberships_granted_by_a_superuser_converge_on_every_version() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("grantor"));
+    reconcile(&server, &d).await.unwrap();
+    let app = d.app.as_ref().unwrap();
+    let su = pg().superuser_client("postgres").await;
+    su.batch_execute(&format!("GRANT {} TO {}", d.owner.name, app.name))
+        .await
+        .unwrap();
+    reconcile(&server, &d).await.unwrap();
+    assert!(
+        !reconcile(&server, &d).await.unwrap().changed(),
+        "converges"
+    );
+    let version: i32 = su
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let member: bool = su
+        .query_one(
+            "SELECT pg_has_role($1, $2, 'MEMBER')",
+            &[&app.name.as_str(), &d.owner.name.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(member, version >= 160_000, "server {version}");
+}
+
+/// Many new databases at once (a first `dev up`, a controller start): claims and
+/// observations take the two admin pools in one order, so nothing deadlocks.
+#[tokio::test]
+async fn many_new_databases_at_once_do_not_deadlock_the_pools() {
+    let server = Arc::new(connect_server().await);
+    let prefix = unique("fresh");
+    let all: Vec<_> = (0..10)
+        .map(|i| desired("fresh", &format!("{prefix}_{i}")))
+        .collect();
+    let passes = all.iter().map(|d| {
+        let server = server.clone();
+        async move { reconcile(&server, d).await }
+    });
+    let results = tokio::time::timeout(Duration::from_secs(25), futures::future::join_all(passes))
+        .await
+        .expect("no pool deadlock (a stuck pool waits 30 s)");
+    for r in results {
+        r.unwrap();
+    }
 }

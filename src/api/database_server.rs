@@ -92,9 +92,11 @@ pub struct DatabaseServerSpec {
     pub client_port: Option<i32>,
 
     /// TLS mode, with libpq's meaning, used by servicedb and written into the Secrets
-    /// (`PGSSLMODE`, `sslmode=` in URIs). Default: `verify-full` for servicedb's own
-    /// connections when `caSecretRef` is given (`prefer` in the Secrets, whose apps may not
-    /// have the CA), else `prefer`.
+    /// (`PGSSLMODE`, `sslmode=` in URIs). Default for servicedb's own (admin) connections:
+    /// `verify-full` when `caSecretRef` is given, else `require` (never `prefer`, which a man
+    /// in the middle can turn into plain text and a cleartext password request; say
+    /// `disable` or `prefer` explicitly for a server without TLS). Default in the Secrets:
+    /// `prefer`, since apps may not have the CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "SslMode")]
     pub ssl_mode: Option<SslMode>,
@@ -230,7 +232,7 @@ impl DatabaseServerSpec {
         match (self.ssl_mode, &self.ca_secret_ref) {
             (Some(mode), _) => mode,
             (None, Some(_)) => SslMode::VerifyFull,
-            (None, None) => SslMode::Prefer,
+            (None, None) => SslMode::Require,
         }
     }
 
@@ -257,13 +259,17 @@ fn default_ca_key() -> String {
 mod ssl_mode_tests {
     use super::*;
 
-    /// A CA given without an sslMode means servicedb checks the server's certificate and
-    /// name; Secrets keep `prefer`, since the apps may not have the CA. An explicit sslMode
-    /// always wins.
+    /// Unset, servicedb's own connections use TLS (`require`), and with a CA they check the
+    /// server's certificate and name; Secrets keep `prefer`, since the apps may not have the
+    /// CA. An explicit sslMode always wins.
     #[test]
     fn a_ca_means_verify_full_unless_said_otherwise() {
         let mut spec = DatabaseServerSpec::default();
-        assert_eq!(spec.admin_ssl_mode(), SslMode::Prefer);
+        assert_eq!(
+            spec.admin_ssl_mode(),
+            SslMode::Require,
+            "never a strippable prefer"
+        );
         spec.ca_secret_ref = Some(SecretKeyRef {
             namespace: "ops".into(),
             name: "pg-ca".into(),

@@ -335,8 +335,9 @@ impl ConnectOptions {
         Ok(Prepared {
             tls,
             ssl_mode: self.ssl_mode,
-            verified: matches!(self.ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull)
-                || self.ca_pem.is_some(),
+            // Authenticated: the name is checked, or the chain leads to a CA given for this
+            // server (any publicly trusted certificate would pass verify-ca on system roots).
+            verified: self.ssl_mode == SslMode::VerifyFull || self.ca_pem.is_some(),
         })
     }
 

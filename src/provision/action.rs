@@ -71,6 +71,11 @@ pub enum Action {
     RecordDatabaseOid {
         database: Ident,
     },
+    /// Our database is gone: forget its oid before creating it again, so a pass stopped
+    /// between CREATE DATABASE and recording the new oid is still recognised as ours.
+    ForgetDatabaseOid {
+        database: Ident,
+    },
     ClaimRole {
         role: Ident,
         database: Ident,
@@ -212,6 +217,7 @@ impl Action {
             ClaimDatabase { .. }
             | RecordInstallation { .. }
             | RecordDatabaseOid { .. }
+            | ForgetDatabaseOid { .. }
             | ClaimRole { .. }
             | RecordFingerprint { .. }
             | ReleaseDatabase { .. } => Target::Catalog,
@@ -278,6 +284,10 @@ impl Action {
                  WHERE database_name = {0}",
                 quote_literal(database.as_str())
             ),
+            ForgetDatabaseOid { database } => format!(
+                "UPDATE servicedb.databases SET database_oid = NULL WHERE database_name = {}",
+                quote_literal(database.as_str())
+            ),
             ClaimRole {
                 role,
                 database,
@@ -295,7 +305,7 @@ impl Action {
                 password,
             } => format!(
                 "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT \
-                 CONNECTION LIMIT {connection_limit} PASSWORD {}",
+                 CONNECTION LIMIT {connection_limit} PASSWORD {} VALID UNTIL 'infinity'",
                 verifier(password)
             ),
             SetLogin { role } => format!("ALTER ROLE {role} LOGIN"),
@@ -315,7 +325,11 @@ impl Action {
                 format!("ALTER ROLE {role} CONNECTION LIMIT {limit}")
             }
             SetPassword { role, password } => {
-                format!("ALTER ROLE {role} PASSWORD {}", verifier(password))
+                // An expired password fails a login like a wrong one: clear the expiry too.
+                format!(
+                    "ALTER ROLE {role} PASSWORD {} VALID UNTIL 'infinity'",
+                    verifier(password)
+                )
             }
             RecordFingerprint { role, fingerprint } => format!(
                 "UPDATE servicedb.roles SET password_fingerprint = {}, password_changed_at = now() WHERE role_name = {}",
@@ -369,7 +383,10 @@ impl Action {
             }
             SetSchemaOwner { schema, owner } => format!("ALTER SCHEMA {schema} OWNER TO {owner}"),
             CreateExtension { extension, owner } => {
-                format!("SET ROLE {owner}; CREATE EXTENSION IF NOT EXISTS {extension}; RESET ROLE")
+                // SCHEMA public: sessions pin search_path to pg_catalog first.
+                format!(
+                    "SET ROLE {owner}; CREATE EXTENSION IF NOT EXISTS {extension} SCHEMA public; RESET ROLE"
+                )
             }
             GrantUsageOnSchema { schema, role } => {
                 format!("GRANT USAGE ON SCHEMA {schema} TO {role}")

@@ -79,6 +79,24 @@ pub async fn observe(
     Ok(observe_server(&maintenance, &catalog, desired).await?)
 }
 
+/// Makes this resource's claims (database, roles, installation) if it has none yet, in one
+/// transaction that a racing resource cannot also win, and returns the state after them.
+/// Claims set no password, so they can come before the Secrets: a resource that loses the
+/// race then writes no Secret at all.
+pub async fn claim_first(
+    server: &Server,
+    desired: &DesiredDatabase,
+    observed: ObservedServer,
+    outcome: &mut Outcome,
+) -> Result<ObservedServer, ProvisionError> {
+    let plan = plan_server(desired, &observed)?;
+    if plan.claims.is_empty() {
+        return Ok(observed);
+    }
+    claim(server, desired, &plan.claims, outcome).await?;
+    observe(server, desired).await
+}
+
 /// Observes, then makes the server match (see [`reconcile_observed`]).
 pub async fn reconcile(
     server: &Server,
@@ -174,6 +192,9 @@ async fn claim(
     claims: &[Action],
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
+    // Maintenance before catalog, as `observe` takes them: holding a catalog session while
+    // waiting for a maintenance one (and others the other way round) would deadlock the pools.
+    let maintenance = server.maintenance().await?;
     let mut own = server.catalog().await?;
     let tx = own
         .transaction()
@@ -184,7 +205,6 @@ async fn claim(
             .await
             .map_err(|e| statement_error(&action.to_string(), e))?;
     }
-    let maintenance = server.maintenance().await?;
     let observed = observe_server(&maintenance, tx.client(), desired).await?;
     // On a conflict the transaction is dropped, which rolls the claims back.
     check_claims(desired, &observed)?;

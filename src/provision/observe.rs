@@ -33,7 +33,9 @@ const SERVER_SQL: &str = "\
 SELECT json_build_object(
   'roles', (SELECT coalesce(json_agg(json_build_array(r.rolname, r.rolcanlogin, r.rolconnlimit,
               pg_has_role(current_user, r.oid, 'USAGE'),
-              ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid),
+              ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid
+                 AND (m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                      OR current_setting('server_version_num')::int < 160000)),
               (SELECT c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
                  unnest(s.setconfig) c WHERE s.setrole = r.oid AND d.datname = $2 AND c LIKE 'role=%' LIMIT 1))), '[]')
             FROM pg_roles r WHERE r.rolname = ANY($1)),

@@ -145,11 +145,19 @@ pub fn plan_server(
             service: desired.service.clone(),
             tenant: desired.tenant.clone(),
         }),
-        Some(c) if c.installation.is_none() => plan.claims.push(Action::RecordInstallation {
-            database: db.clone(),
-            installation: desired.installation.clone(),
-        }),
-        Some(_) => {}
+        Some(c) => {
+            if c.installation.is_none() {
+                plan.claims.push(Action::RecordInstallation {
+                    database: db.clone(),
+                    installation: desired.installation.clone(),
+                });
+            }
+            if c.oid.is_some() && !observed.database_exists {
+                plan.claims.push(Action::ForgetDatabaseOid {
+                    database: db.clone(),
+                });
+            }
+        }
     }
     for role in desired.roles() {
         if !observed.role_claims.contains_key(role.name.as_str()) {
@@ -189,6 +197,7 @@ pub fn plan_server(
     }
     let oid_recorded = observed.claim.as_ref().and_then(|c| c.oid);
     if !observed.database_exists || oid_recorded.is_none() {
+        // After CREATE DATABASE, or for a database claimed before oids were recorded.
         a.push(Action::RecordDatabaseOid {
             database: db.clone(),
         });
@@ -718,7 +727,7 @@ mod tests {
         let s = shown(&plan.actions);
         assert_eq!(
             s[0],
-            "CREATE ROLE \"shop_orders_owner\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>'"
+            "CREATE ROLE \"shop_orders_owner\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>' VALID UNTIL 'infinity'"
         );
         assert!(s[1].starts_with("UPDATE servicedb.roles SET password_fingerprint"));
         assert_eq!(s[2], "GRANT \"shop_orders_owner\" TO CURRENT_USER");
@@ -763,7 +772,7 @@ mod tests {
             s,
             [
                 "ALTER ROLE \"shop_orders_owner\" CONNECTION LIMIT 5",
-                "CREATE ROLE \"shop_orders_app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>'",
+                "CREATE ROLE \"shop_orders_app\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT CONNECTION LIMIT 5 PASSWORD '<redacted>' VALID UNTIL 'infinity'",
                 "UPDATE servicedb.roles SET password_fingerprint = '<redacted>', password_changed_at = now() WHERE role_name = 'shop_orders_app'",
                 "GRANT \"shop_orders_app\" TO CURRENT_USER",
                 "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM PUBLIC",
@@ -817,7 +826,10 @@ mod tests {
         let o = provisioned(&d);
         d.app.as_mut().unwrap().password = Password::from_existing("rotated");
         let s = shown(&plan_server(&d, &o).unwrap().actions);
-        assert_eq!(s[0], "ALTER ROLE \"shop_orders_app\" PASSWORD '<redacted>'");
+        assert_eq!(
+            s[0],
+            "ALTER ROLE \"shop_orders_app\" PASSWORD '<redacted>' VALID UNTIL 'infinity'"
+        );
         assert_eq!(s.len(), 2);
     }
 
@@ -919,7 +931,15 @@ mod tests {
         );
         o.database_exists = false;
         o.database_oid = None;
-        let s = shown(&plan_server(&d, &o).unwrap().actions);
+        let plan = plan_server(&d, &o).unwrap();
+        assert_eq!(
+            shown(&plan.claims),
+            [
+                "UPDATE servicedb.databases SET database_oid = NULL WHERE database_name = 'shop_orders'"
+            ],
+            "the old oid is forgotten first, so a pass stopped after CREATE DATABASE still knows it"
+        );
+        let s = shown(&plan.actions);
         let create = s
             .iter()
             .position(|x| x.starts_with("CREATE DATABASE"))
@@ -957,7 +977,7 @@ mod tests {
         );
         assert_eq!(
             s[1],
-            "SET ROLE \"shop_orders_owner\"; CREATE EXTENSION IF NOT EXISTS \"pgcrypto\"; RESET ROLE"
+            "SET ROLE \"shop_orders_owner\"; CREATE EXTENSION IF NOT EXISTS \"pgcrypto\" SCHEMA public; RESET ROLE"
         );
         assert!(s.contains(&"ALTER DEFAULT PRIVILEGES FOR ROLE \"shop_orders_owner\" IN SCHEMA \"orders\" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"shop_orders_app\"".to_string()));
         assert!(s.contains(&"ALTER DEFAULT PRIVILEGES FOR ROLE \"shop_orders_owner\" IN SCHEMA \"public\" GRANT SELECT ON TABLES TO \"shop_orders_reporting\"".to_string()));

@@ -247,7 +247,7 @@ impl Server {
 
     /// An admin connection to one of the server's databases, within the bound.
     pub async fn connect_to(&self, database: &str) -> Result<DatabaseConnection, ServerError> {
-        let options = self.spec.options_for(database);
+        let options = self.spec.pinned_options_for(database);
         self.open(&options)
             .await
             .map_err(|source| ServerError::Connect {
@@ -276,7 +276,7 @@ impl Server {
         user: &str,
         password: &str,
     ) -> Result<DatabaseConnection, ConnectError> {
-        let mut options = self.spec.options_for(database);
+        let mut options = self.spec.pinned_options_for(database);
         options.config.user(user).password(password);
         self.open_within(permit, &options).await
     }
@@ -315,10 +315,23 @@ fn check_version(server: &str, version: &str, num: i32) -> Result<(), ServerErro
 }
 
 impl ServerSpec {
-    /// The admin's connection options with another database name.
+    /// The admin's connection options with another database name (as is: migrations run
+    /// with these and the owner's credentials, on the database's own search_path).
     pub fn options_for(&self, database: &str) -> ConnectOptions {
         let mut options = self.admin.clone();
         options.config.dbname(database);
+        options
+    }
+
+    /// For servicedb's own sessions inside a database (looking, granting, login probes): the
+    /// search_path is pinned to pg_catalog alone. A database's settings (which its owner,
+    /// holder of the migrator credentials, may change) can then never make a function or
+    /// operator in our queries resolve to one of theirs, run with the admin's rights. (A
+    /// schema anywhere in the path is enough for that: an exact-type match there beats a
+    /// catalog function that needs a cast.)
+    pub fn pinned_options_for(&self, database: &str) -> ConnectOptions {
+        let mut options = self.options_for(database);
+        options.config.options("-c search_path=pg_catalog");
         options
     }
 }

@@ -9,7 +9,7 @@ use crate::api::ServiceDatabase;
 use crate::password::Password;
 use crate::pg::{Ident, IdentError};
 use crate::provision::execute::{
-    Outcome, ProvisionError, delete_into, observe, reconcile_observed,
+    Outcome, ProvisionError, claim_first, delete_into, observe, reconcile_observed,
 };
 use crate::provision::plan::check_claims;
 use crate::provision::server::{Environment, Server};
@@ -114,6 +114,18 @@ pub async fn reconcile_unit<S: SecretStore>(
     let names = desired_database(&layout, &BTreeMap::new(), &server.spec.installation)?;
     let observed = observe(server, &names).await.map_err(UnitError::from)?;
     check_claims(&names, &observed).map_err(ProvisionError::from)?;
+    // Claimed before any Secret is written: two resources racing for one name both pass
+    // the check above, but only one wins the claim, and the loser writes nothing.
+    let mut done = Done::default();
+    let observed = match claim_first(server, &names, observed, &mut done.outcome).await {
+        Ok(observed) => observed,
+        Err(e) => {
+            return Err(UnitFailure {
+                error: e.into(),
+                done,
+            });
+        }
+    };
 
     let endpoint = ClientEndpoint {
         host: server.spec.client_host.clone(),
@@ -144,7 +156,6 @@ pub async fn reconcile_unit<S: SecretStore>(
     let credentials = plan_credentials(&layout, &endpoint, &template, &existing, rotate)?;
     // Written before any role gets the password: a crash in between leaves a Secret whose
     // password the next pass sets, never a role whose password nobody has.
-    let mut done = Done::default();
     for (name, data) in &credentials.writes {
         if let Err(e) = store.write(&layout, name, data).await {
             return Err(UnitFailure {
