@@ -218,14 +218,9 @@ fn a_terminal_gets_a_progress_bar_for_many_databases() {
     assert!(out.status.success(), "{seen}");
     // Four databases (the management one and three tenants'), reconciled several at once:
     // the bar starts at 0 of 4 and counts them as they finish.
+    // (The bar redraws at most 20 times a second and databases are reconciled several at
+    // once, so which later counts get drawn before it is cleared varies: not asserted.)
     assert!(seen.contains(" 0/4 reconciling"), "{seen}");
-    // The bar redraws at most 20 times a second, so which counts are drawn varies.
-    assert!(
-        [" 1/4 ", " 2/4 ", " 3/4 ", " 4/4 "]
-            .iter()
-            .any(|n| seen.contains(n)),
-        "{seen}"
-    );
 }
 
 /// `dev reset` on a terminal asks; only "yes" deletes. (`script` gives it a terminal and
