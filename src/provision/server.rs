@@ -281,6 +281,25 @@ impl Server {
         self.open_within(permit, &options).await
     }
 
+    /// A session as `user` on the database's own settings (its search_path: migrations run
+    /// here), within the bound: the slot is held as long as the caller keeps the permit.
+    pub async fn session_as(
+        &self,
+        database: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<(Client, OwnedSemaphorePermit), ConnectError> {
+        let permit = self.database_slot().await;
+        let mut options = self.spec.options_for(database);
+        options.config.user(user).password(password);
+        let (client, _task) = self
+            .prepared
+            .connect_with(&options.config)
+            .await
+            .map_err(|e| self.prepared.explain(&options, e))?;
+        Ok((client, permit))
+    }
+
     async fn open(&self, options: &ConnectOptions) -> Result<DatabaseConnection, ConnectError> {
         let permit = self.database_slot().await;
         self.open_within(permit, options).await

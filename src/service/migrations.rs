@@ -42,10 +42,14 @@ pub async fn apply_as_owner(
     target: Option<Version>,
     progress: &mut dyn Progress,
 ) -> Result<ApplyReport, MigrateError> {
-    let mut options = server.spec.options_for(desired.database.as_str());
-    options.config.user(desired.owner.name.as_str());
-    options.config.password(desired.owner.password.expose());
-    let client = options.connect().await?;
+    // Counted against the server's connection bound for as long as the migrations run.
+    let (client, _slot) = server
+        .session_as(
+            desired.database.as_str(),
+            desired.owner.name.as_str(),
+            desired.owner.password.expose(),
+        )
+        .await?;
     let settings = Settings {
         dirs: Vec::new(),
         history: HistoryTable {
