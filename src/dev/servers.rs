@@ -7,14 +7,12 @@ use std::sync::Mutex;
 
 use rand::distr::{Alphanumeric, SampleString};
 
-use tokio_postgres::Config;
-
 use super::local_server::{LocalError, LocalServer};
 use super::manifests::Manifests;
 use super::record::DeclaredServer;
 use super::{DevError, DevProgress};
 use crate::api::{DatabaseServer, ServiceDatabase};
-use crate::pg::{ConnectOptions, SslMode};
+use crate::pg::SslMode;
 use crate::provision::catalog;
 use crate::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, Server, ServerSpec};
 use crate::service::placement::{Candidate, place};
@@ -115,14 +113,7 @@ pub fn declared_spec(
             ))
         })
     };
-    let mut config = Config::new();
-    config
-        .host(&spec.host)
-        .port(u16::try_from(spec.port).map_err(|_| err("spec.port: not a port".into()))?)
-        .user(&key("username")?)
-        .password(key("password")?)
-        .dbname("postgres")
-        .application_name("servicedb");
+    let (username, password) = (key("username")?, key("password")?);
     let ca_pem = match &spec.ca_secret_ref {
         Some(ca) => Some(
             m.secrets
@@ -139,26 +130,15 @@ pub fn declared_spec(
         ),
         None => None,
     };
-    Ok(ServerSpec {
-        name: name.clone(),
-        admin: ConnectOptions {
-            config,
-            ssl_mode: spec.admin_ssl_mode(),
-            ca_pem,
-            system_roots: false,
-        },
-        client_host: spec.effective_client_host().to_string(),
-        client_port: u16::try_from(spec.effective_client_port()).unwrap_or(5432),
-        ssl_mode: spec.client_ssl_mode(),
-        environment: match spec.environment {
-            crate::api::Environment::Production => Environment::Production,
-            crate::api::Environment::Staging => Environment::Staging,
-            crate::api::Environment::Local => Environment::Local,
-        },
-        max_databases: spec.max_databases.and_then(|m| u32::try_from(m).ok()),
-        installation: installation.to_string(),
-        database_connections: DEFAULT_DATABASE_CONNECTIONS,
-    })
+    // The same mapping the controller uses.
+    crate::service::server_spec::from_database_server(
+        server,
+        &username,
+        &password,
+        ca_pem,
+        installation,
+    )
+    .map_err(err)
 }
 
 /// RFC 3986 unreserved characters stay in a URL's user name; the rest is encoded.

@@ -5,6 +5,7 @@ pub mod layout;
 pub mod migrations;
 pub mod placement;
 pub mod reconcile;
+pub mod server_spec;
 
 pub use credentials::SecretStore;
 pub use layout::{Layout, SecretKind, SecretLayout};
