@@ -88,6 +88,8 @@ async fn run_provisions_and_stops_on_sigterm() {
             "run",
             "--namespace",
             &ns,
+            "--operator-namespace",
+            &ns,
             "--resync",
             "1s",
             "--log-format",

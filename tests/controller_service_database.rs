@@ -148,7 +148,12 @@ async fn second_claim_in_another_namespace_gets_conflict_and_no_secret() {
     let server = database_server(&cluster, &ns1, "pg-admin").await;
     // One controller per namespace, as two `servicedb run --namespace` would.
     let _c1 = start(cluster.instrumented_client().client, fast_config(&ns1));
-    let _c2 = start(cluster.instrumented_client().client, fast_config(&ns2));
+    // Both read the admin Secret from the operator's namespace, ns1.
+    let c2_config = servicedb::controller::Config {
+        operator_namespace: Some(ns1.clone()),
+        ..fast_config(&ns2)
+    };
+    let _c2 = start(cluster.instrumented_client().client, c2_config);
     let db = format!("claimed_{}", ns1.replace('-', "_"));
     service_database(&client, &ns1, "first", &server, json!({"databaseName": db})).await;
     wait_ready(&client, &ns1, "first").await;

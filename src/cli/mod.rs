@@ -183,6 +183,11 @@ pub struct RunArgs {
     /// Default: all namespaces. DatabaseServers are cluster-scoped and always watched.
     #[arg(long, env = "SERVICEDB_NAMESPACE")]
     pub namespace: Option<String>,
+    /// The operator's own namespace, the only one DatabaseServers' admin (and CA) Secrets
+    /// are read from. Default: POD_NAMESPACE (the chart sets it from the downward API),
+    /// else the kubeconfig context's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub operator_namespace: Option<String>,
     /// How often every resource is checked even without a change, to repair drift (a role
     /// dropped by hand, a Secret deleted); spread by ±10% per resource.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

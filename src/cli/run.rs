@@ -17,6 +17,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     let config = Config {
         namespace: args.namespace,
+        operator_namespace: args.operator_namespace,
         resync: args.resync,
         finalizer_timeout: args.finalizer_timeout,
         installation_id: args.installation_id,

@@ -34,6 +34,11 @@ pub struct Config {
     /// How long deletion may wait for an unreachable server before the finalizer is
     /// removed anyway (with a Warning Event saying what was left behind).
     pub finalizer_timeout: Duration,
+    /// The operator's own namespace: the only one DatabaseServers' admin and CA Secrets may
+    /// live in (and the only one whose Secrets the DatabaseServer controller watches), so
+    /// admin credentials never sit next to the services. None: the client's default
+    /// namespace (in a pod, its service account's).
+    pub operator_namespace: Option<String>,
     /// Identifies this installation in the servers' ownership catalogs.
     pub installation_id: Option<String>,
     /// First delay after a transient failure; doubles per consecutive failure.
@@ -55,6 +60,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             namespace: None,
+            operator_namespace: None,
             resync: Duration::from_secs(300),
             finalizer_timeout: Duration::from_secs(600),
             installation_id: None,

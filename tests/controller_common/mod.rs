@@ -51,10 +51,12 @@ impl Drop for Running {
     }
 }
 
-/// Settings that make a test fast: short resync and backoff.
+/// Settings that make a test fast: short resync and backoff. The watched namespace is
+/// also the operator's (where [`admin_secret`] puts the admin Secret).
 pub fn fast_config(namespace: &str) -> Config {
     Config {
         namespace: Some(namespace.to_string()),
+        operator_namespace: Some(namespace.to_string()),
         resync: Duration::from_secs(2),
         backoff_base: Duration::from_millis(100),
         backoff_max: Duration::from_secs(2),

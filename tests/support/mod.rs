@@ -1,5 +1,6 @@
 //! Helpers shared by integration tests (`mod support;`).
 
+pub mod kstatus;
 pub mod kube;
 pub mod postgres;
 pub mod provision;

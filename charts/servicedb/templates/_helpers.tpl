@@ -54,20 +54,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 RBAC rules, one list per scope, each with why the operator needs it. Verbs are those the
-code uses; nothing more.
+code uses and nothing more: tests/controller_rbac.rs runs the controller as this chart's
+ServiceAccount and fails on any request these rules refuse, and on any rule no request used.
 */}}
 
 {{/* Cluster-scoped objects: always in a ClusterRole. */}}
 {{- define "servicedb.rules.cluster" -}}
-# DatabaseServers are cluster-scoped: the DatabaseServer controller watches them (get, list,
-# watch) and adds/removes its finalizer (patch, update).
+# DatabaseServers are cluster-scoped: both controllers list and watch them. Never written
+# (no finalizer); only their status is.
 - apiGroups: ["servicedb.io"]
   resources: ["databaseservers"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Their status (serverVersion, databaseCount, conditions) through the status subresource.
+  verbs: ["list", "watch"]
+# Their status (serverVersion, databaseCount, conditions): server-side apply of the status
+# subresource.
 - apiGroups: ["servicedb.io"]
   resources: ["databaseservers/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 {{- if not .Values.installationId }}
 # No installationId set: the operator derives it from the kube-system namespace's uid, so it
 # reads that one namespace and no other.
@@ -80,34 +82,24 @@ code uses; nothing more.
 
 {{/* Objects in the watched namespaces: a ClusterRole, or a Role under watchNamespace. */}}
 {{- define "servicedb.rules.namespaced" -}}
-# ServiceDatabases and Tenants: watched by their controllers, finalizer added/removed.
+# ServiceDatabases: listed and watched; the finalizer added and removed (JSON patch).
 - apiGroups: ["servicedb.io"]
-  resources: ["servicedatabases", "tenants"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Their status (conditions, schema version, rollout, tenant databases).
+  resources: ["servicedatabases"]
+  verbs: ["list", "watch", "patch"]
+# Their status (conditions, database, Secret name): server-side apply of the subresource.
 - apiGroups: ["servicedb.io"]
-  resources: ["servicedatabases/status", "tenants/status"]
-  verbs: ["get", "patch", "update"]
-# Connection Secrets it writes next to each service (server-side apply: create, patch),
-# owns and watches (get, list, watch), rotates (update) and removes with the resource
-# (delete); also the DatabaseServers' admin Secrets, read in the operator's namespace.
+  resources: ["servicedatabases/status"]
+  verbs: ["patch"]
+# Connection Secrets next to each service: written by server-side apply (patch creates
+# them), read back (get), owned and watched (list, watch). Removed by the garbage collector
+# through their owner reference, never deleted by the operator.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Migration ConfigMaps: read and watched, mounted into the Jobs; never written.
+  verbs: ["get", "list", "watch", "patch"]
+# Migration ConfigMaps a ServiceDatabase references: watched (metadata only); never written.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch"]
-# Migration Jobs: created per (database, migrations, target), watched for Complete/Failed,
-# superseded finished Jobs deleted. Never patched.
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-# A failed Job's pods, listed by batch.kubernetes.io/job-name to copy the container's
-# termination message (file, SQLSTATE, message) into status. Logs are never read.
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["list", "watch"]
 # Events (events.k8s.io/v1): created, then patched with a series on repeats.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
@@ -124,8 +116,9 @@ code uses; nothing more.
 
 {{/* The operator's own namespace under watchNamespace: the admin Secrets. */}}
 {{- define "servicedb.rules.operatorNamespace" -}}
-# DatabaseServers' admin Secrets (adminSecretRef, caSecretRef) live in the operator's
-# namespace: read and watched so a changed password reaches the server's reconcile.
+# DatabaseServers' admin and CA Secrets must live in the operator's namespace (servicedb
+# refuses a reference to any other): read (get), and watched (list, watch) so a changed
+# password reaches the server's reconcile at once.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]

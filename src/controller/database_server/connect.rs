@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 
 use super::registry::ServerKey;
-use super::spec::{admin_credentials, server_spec};
+use super::spec::{admin_credentials, secrets_outside, server_spec};
 use crate::api::DatabaseServer;
 use crate::api::conditions::reasons;
 use crate::controller::Context;
@@ -69,6 +69,12 @@ async fn read_secret(
 /// The connected server for `dbs` (which must have passed validation).
 pub async fn connect(ctx: &Context, dbs: &DatabaseServer) -> Result<Arc<Server>, ServerProblem> {
     let name = dbs.name_any();
+    if let Some(message) = secrets_outside(dbs, &super::operator_namespace(ctx)) {
+        return Err(ServerProblem::NeedsChange {
+            reason: reasons::ADMIN_SECRET_INVALID,
+            message,
+        });
+    }
     let admin_ref = &dbs.spec.admin_secret_ref;
     let admin_secret = read_secret(ctx, &admin_ref.namespace, &admin_ref.name).await?;
     let admin = admin_credentials(

@@ -1,7 +1,8 @@
 //! The DatabaseServer controller: log in with the admin Secret, check the admin's
 //! privileges, count the managed databases, and report `Ready` (with `serverVersion`,
-//! `databaseCount`, `observedGeneration`). The admin Secret is watched (metadata only), so a
-//! fixed password is picked up at once; `owns` cannot map namespaced Secrets to a
+//! `databaseCount`, `observedGeneration`). Admin and CA Secrets must be in the operator's
+//! namespace (`Config::operator_namespace`; elsewhere: Stalled, AdminSecretInvalid); that
+//! namespace's Secrets are watched (metadata only), so a fixed password is picked up at once; `owns` cannot map namespaced Secrets to a
 //! cluster-scoped owner (kube-rs/kube#293), hence `watches` with a mapper.
 pub mod connect;
 pub mod probe;
@@ -47,9 +48,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         watcher::Config::default(),
     );
     let store = controller.store();
-    // Admin and CA Secrets live wherever the DatabaseServers say (the operator's namespace,
-    // by convention), so all namespaces are watched, metadata only.
-    let secrets = Api::<PartialObjectMeta<Secret>>::all(client);
+    // Admin and CA Secrets must live in the operator's namespace (connect refuses others),
+    // so only that namespace is watched, metadata only: least privilege under a chart that
+    // watches one namespace.
+    let secrets = Api::<PartialObjectMeta<Secret>>::namespaced(client, &operator_namespace(&ctx));
     controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .watches(secrets, watcher::Config::default(), move |secret| {
@@ -73,6 +75,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
             }
         })
         .await;
+}
+
+/// Where admin and CA Secrets must live: the configured operator namespace, else the
+/// client's default namespace.
+pub fn operator_namespace(ctx: &Context) -> String {
+    ctx.config
+        .operator_namespace
+        .clone()
+        .unwrap_or_else(|| ctx.client.default_namespace().to_string())
 }
 
 /// Whether the Secret `ns/name` holds the DatabaseServer's admin credentials or CA.

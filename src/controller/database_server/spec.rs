@@ -58,6 +58,32 @@ pub fn admin_credentials(
     })
 }
 
+/// Why the DatabaseServer's Secrets cannot be read: `adminSecretRef` or `caSecretRef`
+/// names a namespace other than the operator's. Admin credentials stay in the operator's
+/// namespace (DESIGN's safety rules), which is also the only namespace whose Secrets the
+/// chart lets the DatabaseServer controller read; None when both are there.
+pub fn secrets_outside(server: &DatabaseServer, operator_namespace: &str) -> Option<String> {
+    let admin = &server.spec.admin_secret_ref;
+    let refs = std::iter::once(("spec.adminSecretRef", &admin.namespace, &admin.name)).chain(
+        server
+            .spec
+            .ca_secret_ref
+            .as_ref()
+            .map(|ca| ("spec.caSecretRef", &ca.namespace, &ca.name)),
+    );
+    let problems: Vec<String> = refs
+        .filter(|(_, ns, _)| ns.as_str() != operator_namespace)
+        .map(|(field, ns, name)| {
+            format!(
+                "{field}.namespace: Secret {ns}/{name} is outside the operator's namespace \
+                 {operator_namespace}; admin and CA Secrets must live there (create the Secret \
+                 in {operator_namespace} and set {field}.namespace: {operator_namespace})"
+            )
+        })
+        .collect();
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 /// The core's view of the server. `ca_pem`: the `caSecretRef` key's content, if any.
 pub fn server_spec(
     server: &DatabaseServer,
@@ -109,6 +135,38 @@ mod tests {
         .unwrap();
         assert_eq!(ok.username, "admin");
         assert!(!format!("{ok:?}").contains("pw"));
+    }
+
+    /// Locks "admin credentials stay in the operator's namespace": a Secret reference to
+    /// any other namespace is refused, naming the field, the Secret and where it must be.
+    #[test]
+    fn secrets_must_live_in_the_operator_namespace() {
+        let mut dbs = DatabaseServer::new("main", Default::default());
+        dbs.spec.admin_secret_ref = secret_ref();
+        assert_eq!(secrets_outside(&dbs, "servicedb-system"), None);
+        let err = secrets_outside(&dbs, "ops").unwrap();
+        assert!(
+            err.starts_with(
+                "spec.adminSecretRef.namespace: Secret servicedb-system/pg-admin is outside \
+                 the operator's namespace ops"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("set spec.adminSecretRef.namespace: ops"),
+            "{err}"
+        );
+        dbs.spec.ca_secret_ref = Some(crate::api::database_server::SecretKeyRef {
+            namespace: "shop".into(),
+            name: "pg-ca".into(),
+            key: "ca.crt".into(),
+        });
+        let err = secrets_outside(&dbs, "servicedb-system").unwrap();
+        assert!(
+            err.starts_with("spec.caSecretRef.namespace: Secret shop/pg-ca"),
+            "{err}"
+        );
+        assert!(!err.contains("adminSecretRef"), "{err}");
     }
 
     #[test]

@@ -203,6 +203,20 @@ impl TestCluster {
         instrument(self.client.clone())
     }
 
+    /// A client acting as `user` (e.g. `system:serviceaccount:<ns>:<name>`) through
+    /// impersonation, as `kubectl --as` does: the real cluster's RBAC, or the fake's
+    /// (`rbac.rs`), decides what it may do.
+    pub fn impersonating_client(&self, user: &str) -> kube::Client {
+        let mut config = self.config();
+        config.auth_info.impersonate = Some(user.to_string());
+        kube::Client::try_from(config).expect("a client impersonating a user")
+    }
+
+    /// [`TestCluster::instrumented_client`], acting as `user`.
+    pub fn instrumented_client_as(&self, user: &str) -> Instrumented {
+        instrument(self.impersonating_client(user))
+    }
+
     /// The test's own namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace

@@ -19,7 +19,8 @@
 //! of every verb), `admission` (what a write goes through before it is stored), `watch`, `patch`, `fieldpath` + `managed` (managedFields and
 //! server-side apply), `schema` (list types), `pruning` + `schema_validation` (custom
 //! resources against their CRD's schema), `selectors`, `defaults` + `validation`,
-//! `gc` (garbage collector and namespace controller), `status` (errors as `Status`),
+//! `gc` (garbage collector and namespace controller), `rbac` (the authorizer for
+//! impersonated requests), `status` (errors as `Status`),
 //! `instrument` + `faults` + `record` (the client-side middleware), `jobs` + `pod_env`
 //! (the Job controller stand-in), `job_pods` (the Pod each of its runs leaves).
 //!
@@ -33,8 +34,10 @@
 //! are validated; bookmarks come before a watch times out.
 //!
 //! What the fake simplifies, compared with a real API server:
-//! - no authentication, RBAC, admission webhooks, API priority and fairness, Pod
-//!   Security admission; of the built-in admission plugins only NamespaceLifecycle and
+//! - no authentication, admission webhooks, API priority and fairness, Pod Security
+//!   admission; RBAC only for requests that impersonate a user (`rbac`: stored Roles,
+//!   ClusterRoles and bindings, 403 as a real server words it; requests without
+//!   `Impersonate-User` are cluster-admin); of the built-in admission plugins only NamespaceLifecycle and
 //!   ServiceAccount (a Pod's ServiceAccount must exist);
 //! - custom resources are pruned, defaulted and validated from the storage version's
 //!   `openAPIV3Schema` (unknown fields dropped with a warning, or 400 under
@@ -90,6 +93,7 @@ mod managed;
 mod patch;
 mod pod_env;
 mod pruning;
+mod rbac;
 mod record;
 mod registry;
 mod request_info;
@@ -115,6 +119,8 @@ pub use faults::{Fault, Faults};
 pub use instrument::{Instrumented, instrument};
 #[allow(unused_imports)]
 pub use jobs::{JobError, JobRun, JobRunner};
+#[allow(unused_imports)]
+pub use rbac::{PolicyRule, User as RbacUser, request_name};
 #[allow(unused_imports)]
 pub use record::{RecordedRequest, RequestLog};
 #[allow(unused_imports)]

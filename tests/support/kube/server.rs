@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::admission::FieldValidation;
 use super::discovery;
+use super::rbac;
 use super::registry::ResourceType;
 use super::request_info::{self, RequestInfo};
 use super::selectors::{FieldSelector, LabelSelector, Selectors};
@@ -190,6 +191,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         parts.uri.path(),
         parts.uri.query().unwrap_or_default(),
     );
+    if let Some(user) = rbac::User::impersonated(&parts.headers) {
+        let store = shared.store.lock().expect("store lock");
+        if let Err(e) = rbac::authorize(&store, &user, &info) {
+            return error_response(&e);
+        }
+    }
     let result = if info.is_resource() {
         resource_request(&shared, &info, &parts.headers, &body)
     } else {
