@@ -1,7 +1,8 @@
 //! The DatabaseServer controller: log in with the admin Secret, check the admin's
 //! privileges, count the managed databases, and report `Ready` (with `serverVersion`,
 //! `databaseCount`, `observedGeneration`). Admin and CA Secrets must be in the operator's
-//! namespace (`Config::operator_namespace`; elsewhere: Stalled, AdminSecretInvalid); that
+//! namespace (`Config::operator_namespace`; elsewhere: Stalled, AdminSecretInvalid, unless an
+//! installation in that namespace already reports on it); that
 //! namespace's Secrets are watched (metadata only), so a fixed password is picked up at once; `owns` cannot map namespaced Secrets to a
 //! cluster-scoped owner (kube-rs/kube#293), hence `watches` with a mapper.
 pub mod connect;
@@ -128,6 +129,13 @@ async fn reconcile_server(dbs: &DatabaseServer, ctx: &Context) -> Result<Action,
     let name = dbs.name_any();
     if dbs.meta().deletion_timestamp.is_some() {
         ctx.servers.remove(&name);
+        return Ok(Action::await_change());
+    }
+    if spec::secrets_outside(dbs, &operator_namespace(ctx)).is_some()
+        && status::reported(dbs.status.as_ref(), dbs.metadata.generation)
+    {
+        // Not ours to read; the installation in that namespace (or our earlier report of
+        // the misplaced Secret) has said what there is to say about this generation.
         return Ok(Action::await_change());
     }
     let uid = dbs.uid().unwrap_or_default();

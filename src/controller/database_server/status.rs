@@ -3,7 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::DatabaseServerStatus;
-use crate::api::conditions::{Readiness, reasons, set_ready};
+use crate::api::conditions::{Readiness, find_condition, reasons, set_ready, types};
 
 /// What checking the server found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,10 +50,20 @@ pub fn desired_status(
     status
 }
 
+/// Whether some installation has reported on this generation (a Ready condition observed at
+/// it). A DatabaseServer whose Secrets are outside this operator's namespace is reported as
+/// misplaced only when none has: it may be another installation's (the one running in that
+/// namespace), whose report must not be overwritten back and forth.
+pub fn reported(current: Option<&DatabaseServerStatus>, generation: Option<i64>) -> bool {
+    current
+        .and_then(|s| find_condition(&s.conditions, types::READY))
+        .is_some_and(|c| c.observed_generation == generation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::conditions::{find_condition, is_ready, is_true, types};
+    use crate::api::conditions::{is_ready, is_true};
     use k8s_openapi::jiff::Timestamp;
 
     fn at(s: i64) -> Time {
@@ -78,6 +88,24 @@ mod tests {
         assert_eq!(first.database_count, Some(3));
         let again = desired_status(Some(&first), Some(1), &ready(), &at(20));
         assert_eq!(again, first);
+    }
+
+    /// Locks "leave another installation's report alone": a status with Ready observed at
+    /// the current generation counts as reported, whatever its value; none, or one for an
+    /// older generation, does not.
+    #[test]
+    fn reported_means_ready_observed_at_this_generation() {
+        assert!(!reported(None, Some(1)));
+        let ready = desired_status(None, Some(1), &ready(), &at(10));
+        assert!(reported(Some(&ready), Some(1)));
+        assert!(!reported(Some(&ready), Some(2)));
+        let stalled = Health::Stalled {
+            reason: "AdminSecretInvalid".into(),
+            message: "outside".into(),
+        };
+        let misplaced = desired_status(None, Some(2), &stalled, &at(10));
+        assert!(reported(Some(&misplaced), Some(2)));
+        assert!(!reported(Some(&DatabaseServerStatus::default()), Some(2)));
     }
 
     #[test]
