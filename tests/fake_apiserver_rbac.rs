@@ -8,7 +8,7 @@ mod support;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, WatchParams};
 use serde_json::json;
 use servicedb::api::DatabaseServer;
 use support::kube::{TEST_FIELD_MANAGER, TestCluster, eventually};
@@ -73,6 +73,7 @@ async fn impersonated_requests_get_what_the_bindings_grant_and_a_real_403_otherw
                 {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
                 {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mine"], "verbs": ["get"]},
                 {"apiGroups": ["servicedb.io"], "resources": ["servicedatabases/status"], "verbs": ["*"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["app"], "verbs": ["list"]},
             ],
         }),
     )
@@ -142,6 +143,18 @@ async fn impersonated_requests_get_what_the_bindings_grant_and_a_real_403_otherw
         .await
         .expect("resourceNames grants mine");
 
+    // A list narrowed to one name by a field selector is that name's, for resourceNames.
+    let app_sas: Api<ServiceAccount> = Api::namespaced(app.clone(), &ns);
+    app_sas
+        .list(&ListParams::default().fields("metadata.name=app"))
+        .await
+        .expect("resourceNames grants a list of that one name");
+    let (_, _, message, _) = refusal(app_sas.list(&ListParams::default()).await);
+    assert!(
+        message.contains("cannot list resource \"serviceaccounts\""),
+        "{message}"
+    );
+
     let (code, reason, message, details) = refusal(app_secrets.get("theirs").await);
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
     assert_eq!(
@@ -175,7 +188,12 @@ async fn impersonated_requests_get_what_the_bindings_grant_and_a_real_403_otherw
         "{message}"
     );
 
-    // The ClusterRole bound in `ns` grants nothing in another namespace or cluster-wide.
+    // The ClusterRole bound by a RoleBinding grants its `watch` in `ns`, and nothing in
+    // another namespace or cluster-wide.
+    app_cms
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .expect("watch is granted in ns by the bound ClusterRole");
     let (_, _, message, _) = refusal(
         Api::<ConfigMap>::namespaced(app.clone(), &other)
             .get("kube-root-ca.crt")

@@ -171,55 +171,44 @@ fn objects(store: &Store, plural: &str, ns: Option<&str>) -> Vec<Value> {
     }
 }
 
-fn named<'a>(roles: &'a [Value], name: &str) -> Option<&'a Value> {
-    roles.iter().find(|r| r["metadata"]["name"] == name)
+fn named<'a>(roles: &'a [Value], name: &Value) -> Option<&'a Value> {
+    roles.iter().find(|r| r["metadata"]["name"] == *name)
 }
 
 /// Every rule granted to `user` that applies to a request in `namespace` (None: a
-/// cluster-scoped request or one across all namespaces).
+/// cluster-scoped request or one across all namespaces): ClusterRoleBindings everywhere,
+/// RoleBindings (to a Role or a ClusterRole) in their own namespace only.
 fn rules_for(store: &Store, user: &User, namespace: Option<&str>) -> Vec<PolicyRule> {
     let cluster_roles = objects(store, "clusterroles", None);
-    let mut rules = Vec::new();
-    for binding in objects(store, "clusterrolebindings", None) {
-        let applies = binding["subjects"]
+    let binds = |binding: &Value, ns: &str| {
+        binding["subjects"]
             .as_array()
-            .is_some_and(|s| s.iter().any(|s| subject_matches(s, "", user)));
-        if applies && let Some(role) = named(&cluster_roles, &role_name(&binding, "ClusterRole")) {
-            rules.extend(PolicyRule::all_of(role));
-        }
-    }
-    let Some(ns) = namespace else {
-        return rules;
+            .is_some_and(|s| s.iter().any(|s| subject_matches(s, ns, user)))
     };
-    let roles = objects(store, "roles", Some(ns));
-    for binding in objects(store, "rolebindings", Some(ns)) {
-        let applies = binding["subjects"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| subject_matches(s, ns, user)));
-        if !applies {
-            continue;
-        }
-        let role = match binding["roleRef"]["kind"].as_str() {
-            Some("ClusterRole") => named(&cluster_roles, &role_name(&binding, "ClusterRole")),
-            Some("Role") => named(&roles, &role_name(&binding, "Role")),
-            _ => None,
-        };
-        if let Some(role) = role {
-            rules.extend(PolicyRule::all_of(role));
+    let mut roles: Vec<&Value> = Vec::new();
+    let cluster_bindings = objects(store, "clusterrolebindings", None);
+    for binding in cluster_bindings.iter().filter(|b| binds(b, "")) {
+        if binding["roleRef"]["kind"] == "ClusterRole" {
+            roles.extend(named(&cluster_roles, &binding["roleRef"]["name"]));
         }
     }
-    rules
-}
-
-fn role_name(binding: &Value, kind: &str) -> String {
-    if binding["roleRef"]["kind"] == kind {
-        binding["roleRef"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .into()
-    } else {
-        String::new()
+    let (local_roles, local_bindings) = match namespace {
+        Some(ns) => (
+            objects(store, "roles", Some(ns)),
+            objects(store, "rolebindings", Some(ns)),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let ns = namespace.unwrap_or_default();
+    for binding in local_bindings.iter().filter(|b| binds(b, ns)) {
+        let name = &binding["roleRef"]["name"];
+        match binding["roleRef"]["kind"].as_str() {
+            Some("ClusterRole") => roles.extend(named(&cluster_roles, name)),
+            Some("Role") => roles.extend(named(&local_roles, name)),
+            _ => {}
+        }
     }
+    roles.into_iter().flat_map(PolicyRule::all_of).collect()
 }
 
 /// Allows the request, or answers what kube-apiserver answers when RBAC denies it.
