@@ -190,10 +190,11 @@ async fn impersonated_requests_get_what_the_bindings_grant_and_a_real_403_otherw
 
     // The ClusterRole bound by a RoleBinding grants its `watch` in `ns`, and nothing in
     // another namespace or cluster-wide.
-    app_cms
+    let stream = app_cms
         .watch(&WatchParams::default().timeout(1), "0")
         .await
         .expect("watch is granted in ns by the bound ClusterRole");
+    drop(stream);
     let (_, _, message, _) = refusal(
         Api::<ConfigMap>::namespaced(app.clone(), &other)
             .get("kube-root-ca.crt")
