@@ -22,6 +22,8 @@ use crate::service::Layout;
 
 /// What happened to one database.
 enum Reclaimed {
+    /// There was never anything on a server.
+    Nothing,
     Kept(String),
     Dropped(String),
     /// Not dropped, and nothing more can be done about it: a warning.
@@ -41,19 +43,16 @@ async fn reclaim(
         .server
         .clone()
         .or_else(|| tc.placer.in_flight(&key(tenant, &entry.service)));
+    let Some(server_name) = server_name else {
+        // Never placed, so never provisioned.
+        return Ok(Reclaimed::Nothing);
+    };
     if tenant.spec.reclaim_policy != ReclaimPolicy::Delete {
         return Ok(Reclaimed::Kept(format!(
-            "reclaimPolicy Retain: database {database} of service {} and its roles are kept",
+            "reclaimPolicy Retain: database {database} of service {} and its roles are kept on DatabaseServer {server_name}",
             entry.service
         )));
     }
-    let Some(server_name) = server_name else {
-        // Never placed, so never provisioned.
-        return Ok(Reclaimed::Dropped(format!(
-            "service {}: nothing was provisioned",
-            entry.service
-        )));
-    };
     let Some(sdb) = tc.service(&ns, &entry.service) else {
         return Ok(Reclaimed::LeftBehind(format!(
             "ServiceDatabase {ns}/{} no longer exists, so the roles of database {database} are not known; database {database} on DatabaseServer {server_name} was not dropped: drop it by hand",
@@ -84,6 +83,7 @@ async fn reclaim(
 async fn announce(tc: &TenantContext, tenant: &Tenant, reclaimed: Reclaimed) {
     let regarding = tenant.object_ref(&());
     match reclaimed {
+        Reclaimed::Nothing => {}
         Reclaimed::Kept(note) => {
             events::normal(&tc.ctx, &regarding, event_reasons::RETAINED, "Delete", note).await
         }

@@ -27,7 +27,7 @@ use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 
 use self::error::Error;
@@ -69,8 +69,21 @@ where
 
 /// Runs the controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
-    let controller = Controller::new(api::<Tenant>(&ctx), watcher::Config::default());
-    let tenants = controller.store();
+    // Its own status writes do not come back as reconciles: only spec (generation),
+    // labels (canaries), annotations and finalizers pass.
+    let (tenants, tenants_writer) = reflector::store::<Tenant>();
+    let tenant_events = watcher(api::<Tenant>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .reflect(tenants_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::labels)
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            PredicateConfig::default(),
+        );
+    let controller = Controller::for_stream(tenant_events, tenants.clone());
     let (services, services_writer) = reflector::store::<ServiceDatabase>();
     let (servers, servers_writer) = reflector::store::<DatabaseServer>();
     let service_events = watcher(api::<ServiceDatabase>(&ctx), watcher::Config::default())
