@@ -230,6 +230,25 @@ async fn two_services_times_twenty_tenants_each_get_their_own_database() {
             }
         }
     }
+    // The services count their fleet.
+    let sdbs: Api<servicedb::api::ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    for service in ["app", "crm"] {
+        let want = servicedb::api::TenantsSummary {
+            total: 20,
+            ready: 20,
+            at_target_version: 20,
+            failed: 0,
+        };
+        wait_for(
+            &sdbs,
+            service,
+            "status.tenants to count 20 ready",
+            move |o: Option<&servicedb::api::ServiceDatabase>| {
+                o.and_then(|s| s.status.as_ref()?.tenants.clone()) == Some(want.clone())
+            },
+        )
+        .await;
+    }
     let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
         .get("app-db-gym-07")
         .await
@@ -386,8 +405,17 @@ async fn deleting_a_tenant_keeps_or_drops_by_its_reclaim_policy() {
     let (keep_db, gone_db) = (db(&keep), db(&gone));
     assert!(database_exists(&gone_db).await);
 
+    let sdbs: Api<servicedb::api::ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    let total = |n: i32| {
+        move |o: Option<&servicedb::api::ServiceDatabase>| {
+            o.and_then(|s| s.status.as_ref()?.tenants.as_ref().map(|t| t.total)) == Some(n)
+        }
+    };
+    wait_for(&sdbs, "app", "a fleet of 2", total(2)).await;
     delete_tenant(&client, &ns, "gone").await;
+    wait_for(&sdbs, "app", "a fleet of 1", total(1)).await;
     delete_tenant(&client, &ns, "keep").await;
+    wait_for(&sdbs, "app", "a fleet of 0", total(0)).await;
     assert!(
         !database_exists(&gone_db).await,
         "Delete drops the database"
@@ -526,4 +554,64 @@ async fn missing_shared_and_unmigrated_services_are_reported() {
     login(&app)
         .await
         .expect("the database and Secret are in place");
+}
+
+/// Locks "no writes at steady state" for tenants: over several resyncs (1s each) the
+/// operator writes nothing in the namespace (no Tenant or fleet status patch, no Secret,
+/// no Event) while it keeps checking each tenant's Secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_at_steady_state_cause_no_writes() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let operator = cluster.instrumented_client();
+    let config = servicedb::controller::Config {
+        resync: Duration::from_secs(1),
+        ..fast_config(&ns)
+    };
+    let _controller = start(operator.client.clone(), config);
+    per_tenant(&client, &ns, "app", json!({"server": server})).await;
+    for name in ["gym-1", "gym-2", "gym-3"] {
+        tenant(&client, &ns, name, json!({"services": ["app"]})).await;
+    }
+    for name in ["gym-1", "gym-2", "gym-3"] {
+        wait_tenant_ready(&client, &ns, name).await;
+    }
+    let sdbs: Api<servicedb::api::ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        &sdbs,
+        "app",
+        "3 ready tenants",
+        |o: Option<&servicedb::api::ServiceDatabase>| {
+            o.and_then(|s| s.status.as_ref()?.tenants.as_ref().map(|t| t.ready)) == Some(3)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mark = operator.requests.mark();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let writes: Vec<String> = operator
+        .requests
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| w.info.path.contains(&ns))
+        .map(|w| w.to_string())
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes at steady state:\n{}",
+        writes.join("\n")
+    );
+    let reads = operator
+        .requests
+        .since(mark)
+        .into_iter()
+        .filter(|r| r.info.verb == "get" && r.info.path.ends_with("/secrets/app-db-gym-2"))
+        .count();
+    assert!(
+        reads >= 3,
+        "the tenant was resynced ({reads} reads of its Secret)"
+    );
 }

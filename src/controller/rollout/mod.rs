@@ -12,9 +12,11 @@
 //! straight to the target, outside the rollout's gates.
 pub mod decide;
 pub mod fleet;
+pub mod write;
 
 pub use decide::{
     Attempt, Decision, Outcome, Settings, TenantMigration, TenantRecord, TenantState, classify,
     decide,
 };
 pub use fleet::summarize;
+pub use write::{fleet_trigger, services_of, write_fleet_status};
