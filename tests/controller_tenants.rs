@@ -610,8 +610,9 @@ async fn tenants_at_steady_state_cause_no_writes() {
         .into_iter()
         .filter(|r| r.info.verb == "get" && r.info.path.ends_with("/secrets/app-db-gym-2"))
         .count();
+    // Five 1s resyncs; a loaded machine may fit fewer in, but more than one.
     assert!(
-        reads >= 3,
+        reads >= 2,
         "the tenant was resynced ({reads} reads of its Secret)"
     );
 }
