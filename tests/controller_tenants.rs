@@ -1,10 +1,12 @@
 //! The Tenant controller end to end: `controller::run` in process against the fake API
 //! server (or SERVICEDB_TEST_KUBECONFIG's cluster) and real PostgreSQL, with a
-//! non-superuser admin: a database and Secrets per (Tenant, PerTenant service), placement
-//! across DatabaseServers, offboarding by the Tenant's reclaimPolicy.
+//! non-superuser admin: a database and Secrets per (Tenant, PerTenant service), the fleet's
+//! counts, offboarding by the Tenant's reclaimPolicy, clear conditions, steady state.
+//! Placement across servers is in `controller_tenants_placement.rs`.
 
 mod controller_common;
 mod support;
+mod tenant_common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,134 +14,13 @@ use std::time::Duration;
 use controller_common::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::json;
-use servicedb::api::conditions::{find_condition, is_ready, types};
-use servicedb::api::{DatabaseServer, Tenant};
+use servicedb::api::Tenant;
+use servicedb::api::conditions::types;
 use support::kube::{TestCluster, eventually, wait_for};
-use support::postgres::{TestServer, server as pg};
-
-/// A PerTenant ServiceDatabase with `extra` merged into its spec.
-async fn per_tenant(client: &kube::Client, ns: &str, name: &str, extra: serde_json::Value) {
-    let mut spec = json!({"tenancy": "PerTenant"});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        spec.extend(extra.clone());
-    }
-    let api: Api<servicedb::api::ServiceDatabase> = Api::namespaced(client.clone(), ns);
-    apply(
-        &api,
-        name,
-        json!({
-            "apiVersion": "servicedb.io/v1alpha1", "kind": "ServiceDatabase",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": spec,
-        }),
-    )
-    .await;
-}
-
-async fn tenant(client: &kube::Client, ns: &str, name: &str, spec: serde_json::Value) -> Tenant {
-    let api: Api<Tenant> = Api::namespaced(client.clone(), ns);
-    apply(
-        &api,
-        name,
-        json!({
-            "apiVersion": "servicedb.io/v1alpha1", "kind": "Tenant",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": spec,
-        }),
-    )
-    .await
-}
-
-fn tenant_ready(t: &Tenant) -> bool {
-    t.status
-        .as_ref()
-        .is_some_and(|s| is_ready(&s.conditions, t.metadata.generation))
-}
-
-async fn wait_tenant(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    what: &str,
-    cond: impl Fn(&Tenant) -> bool + Send + 'static,
-) -> Tenant {
-    let api: Api<Tenant> = Api::namespaced(client.clone(), ns);
-    wait_for(&api, name, what, move |o: Option<&Tenant>| {
-        o.is_some_and(&cond)
-    })
-    .await
-    .expect("the Tenant exists")
-}
-
-async fn wait_tenant_ready(client: &kube::Client, ns: &str, name: &str) -> Tenant {
-    wait_tenant(client, ns, name, "the Tenant to be Ready", tenant_ready).await
-}
-
-/// (status, reason, message) of the Tenant's condition `type_`.
-fn tenant_condition(t: &Tenant, type_: &str) -> Option<(String, String, String)> {
-    t.status
-        .as_ref()
-        .and_then(|s| find_condition(&s.conditions, type_))
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// service -> server, as the Tenant's status records it.
-fn placed(t: &Tenant) -> BTreeMap<String, String> {
-    t.status
-        .iter()
-        .flat_map(|s| &s.databases)
-        .filter_map(|d| Some((d.service.clone(), d.server.clone()?)))
-        .collect()
-}
-
-async fn delete_tenant(client: &kube::Client, ns: &str, name: &str) {
-    let api: Api<Tenant> = Api::namespaced(client.clone(), ns);
-    api.delete(name, &DeleteParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("deleting Tenant {name}: {e}"));
-    eventually(&format!("Tenant {name} to be gone"), || {
-        let api = api.clone();
-        async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
-    })
-    .await;
-}
-
-/// A DatabaseServer for a server of the test's own, with its own admin Secret.
-async fn own_server(cluster: &TestCluster, ns: &str, pg: &TestServer, max: i32) -> String {
-    let client = cluster.client();
-    let name = cluster.unique_name("pg");
-    let secret = format!("{name}-admin");
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
-    apply(
-        &secrets,
-        &secret,
-        json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": secret, "namespace": ns},
-            "stringData": {"username": pg.admin_user(), "password": pg.admin_password()},
-        }),
-    )
-    .await;
-    cluster.cleanup_later::<DatabaseServer>(&name);
-    let api: Api<DatabaseServer> = Api::all(client);
-    apply(
-        &api,
-        &name,
-        json!({
-            "apiVersion": "servicedb.io/v1alpha1", "kind": "DatabaseServer",
-            "metadata": {"name": name},
-            "spec": {
-                "host": pg.host(), "port": pg.port(), "sslMode": "disable",
-                "maxDatabases": max,
-                "adminSecretRef": {"namespace": ns, "name": secret},
-            },
-        }),
-    )
-    .await;
-    name
-}
+use support::postgres::server as pg;
+use tenant_common::*;
 
 /// Locks the main path at fleet size: 2 PerTenant services x 20 Tenants all Ready; each
 /// tenant's app Secret (owned by its Tenant, labelled) logs in to its own database and not
@@ -261,112 +142,6 @@ async fn two_services_times_twenty_tenants_each_get_their_own_database() {
     );
     assert_eq!(secret.labels()["servicedb.io/tenant"], "gym-07");
     assert_eq!(secret.labels()["servicedb.io/service-database"], "app");
-}
-
-/// Locks placement as specified: least databases first (by share of maxDatabases), the
-/// Tenant's pin respected, a placed tenant never moving (also across a controller
-/// restart), and a clear NoCapacity condition when no server has room.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_are_placed_by_load_and_pin_and_told_when_there_is_no_room() {
-    let cluster = TestCluster::start().await;
-    // Unpinned placement looks at every DatabaseServer of the cluster, and a shared real
-    // cluster holds other tests' servers too.
-    if cluster
-        .fake_only("placement over exactly this test's DatabaseServers")
-        .is_none()
-    {
-        return;
-    }
-    let ns = cluster.namespace().to_string();
-    let client = cluster.client();
-    let (pg_a, pg_b) = (
-        support::postgres::private_server(),
-        support::postgres::private_server(),
-    );
-    let a = own_server(&cluster, &ns, &pg_a, 2).await;
-    let b = own_server(&cluster, &ns, &pg_b, 4).await;
-    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
-    wait_server_ready(&client, &a).await;
-    wait_server_ready(&client, &b).await;
-    per_tenant(&client, &ns, "app", json!({})).await;
-    let where_ = |t: &Tenant| placed(t).get("app").cloned().unwrap();
-
-    // Two at once: whichever goes first, the other goes to the emptier server.
-    tenant(&client, &ns, "t1", json!({"services": ["app"]})).await;
-    tenant(&client, &ns, "t2", json!({"services": ["app"]})).await;
-    let t1 = where_(&wait_tenant_ready(&client, &ns, "t1").await);
-    let t2 = where_(&wait_tenant_ready(&client, &ns, "t2").await);
-    assert_ne!(t1, t2, "one on each server");
-    // a 1/2, b 1/4: b.
-    tenant(&client, &ns, "t3", json!({"services": ["app"]})).await;
-    assert_eq!(where_(&wait_tenant_ready(&client, &ns, "t3").await), b);
-    // Pinned to a (its last place).
-    tenant(&client, &ns, "p", json!({"services": ["app"], "server": a})).await;
-    assert_eq!(where_(&wait_tenant_ready(&client, &ns, "p").await), a);
-    // a is full: b, until b is full too.
-    tenant(&client, &ns, "t4", json!({"services": ["app"]})).await;
-    assert_eq!(where_(&wait_tenant_ready(&client, &ns, "t4").await), b);
-    tenant(&client, &ns, "t5", json!({"services": ["app"]})).await;
-    assert_eq!(where_(&wait_tenant_ready(&client, &ns, "t5").await), b);
-    tenant(&client, &ns, "t6", json!({"services": ["app"]})).await;
-    let full = wait_tenant(&client, &ns, "t6", "NoCapacity", |t| {
-        tenant_condition(t, types::STALLED)
-            .is_some_and(|(s, r, _)| s == "True" && r == "NoCapacity")
-    })
-    .await;
-    let (_, _, message) = tenant_condition(&full, types::READY).unwrap();
-    assert!(
-        message.contains("app: no DatabaseServer has room")
-            && message.contains("every DatabaseServer is at its maxDatabases"),
-        "{message}"
-    );
-    assert!(placed(&full).is_empty());
-
-    // A restart keeps every placement, even where the load would now say otherwise.
-    controller.stop().await;
-    let api: Api<DatabaseServer> = Api::all(client.clone());
-    api.patch(
-        &a,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"maxDatabases": 100}})),
-    )
-    .await
-    .unwrap();
-    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
-    // Room on a again: t6 goes there; nobody else moved.
-    let t6 = wait_tenant_ready(&client, &ns, "t6").await;
-    assert_eq!(where_(&t6), a);
-    let tenants: Api<Tenant> = Api::namespaced(client.clone(), &ns);
-    for (name, server) in [
-        ("t1", &t1),
-        ("t2", &t2),
-        ("t3", &b),
-        ("p", &a),
-        ("t4", &b),
-        ("t5", &b),
-    ] {
-        let t = tenants.get(name).await.unwrap();
-        assert_eq!(&where_(&t), server, "{name} stayed");
-        // The database really is there, and only there.
-        let db = t.status.unwrap().databases[0].database.clone().unwrap();
-        let (here, there) = if server == &a {
-            (&pg_a, &pg_b)
-        } else {
-            (&pg_b, &pg_a)
-        };
-        assert!(exists_on(here, &db).await, "{db} on {server}");
-        assert!(!exists_on(there, &db).await, "{db} only on {server}");
-    }
-}
-
-async fn exists_on(server: &TestServer, db: &str) -> bool {
-    server
-        .superuser_client("postgres")
-        .await
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
-        .await
-        .unwrap()
-        .is_some()
 }
 
 /// Locks offboarding by the Tenant's reclaimPolicy: deleting a Retain Tenant keeps its
