@@ -114,6 +114,9 @@ async fn shared_service_database_gets_working_secrets() {
         ("servicedatabases.servicedb.io", "watch"),
         ("servicedatabases.servicedb.io", "patch"),
         ("servicedatabases.servicedb.io/status", "patch"),
+        // The Tenant controller, and PerTenant fleets counting their Tenants.
+        ("tenants.servicedb.io", "list"),
+        ("tenants.servicedb.io", "watch"),
         ("secrets", "get"),
         ("secrets", "list"),
         ("secrets", "watch"),

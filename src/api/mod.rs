@@ -17,10 +17,11 @@ pub use database_server::{
 };
 pub use service_database::{
     ExtraRoleSpec, LoginRoleSpec, MigrationJobSpec, MigrationsSpec, PasswordRotationSpec, Phase,
-    ReclaimPolicy, RoleAccess, RolloutSpec, SchemaStatus, SecretAccess, SecretSpec, SeedSpec,
-    ServiceDatabase, ServiceDatabaseSpec, ServiceDatabaseStatus, Tenancy, TenantsSummary,
+    RESUME_ANNOTATION, ReclaimPolicy, RoleAccess, RolloutPhase, RolloutSpec, RolloutStatus,
+    SchemaStatus, SecretAccess, SecretSpec, SeedSpec, ServiceDatabase, ServiceDatabaseSpec,
+    ServiceDatabaseStatus, Tenancy, TenantsSummary,
 };
-pub use tenant::{Tenant, TenantDatabaseStatus, TenantSpec, TenantStatus};
+pub use tenant::{CANARY_LABEL, Tenant, TenantDatabaseStatus, TenantSpec, TenantStatus};
 pub use validation::FieldError;
 
 /// API group.

@@ -51,6 +51,38 @@ use serde::{Deserialize, Serialize};
         description = "Where servicedb is with this database"
     ),
     printcolumn(
+        name = "Tenants",
+        type_ = "integer",
+        json_path = ".status.tenants.total",
+        description = "PerTenant: tenant databases of this service"
+    ),
+    printcolumn(
+        name = "At Target",
+        type_ = "integer",
+        json_path = ".status.tenants.atTargetVersion",
+        description = "PerTenant: tenant databases at the target version"
+    ),
+    printcolumn(
+        name = "Rollout",
+        type_ = "string",
+        json_path = ".status.rollout.phase",
+        description = "PerTenant: Progressing, Paused or Complete"
+    ),
+    printcolumn(
+        name = "Ready Tenants",
+        type_ = "integer",
+        json_path = ".status.tenants.ready",
+        description = "PerTenant: tenant databases that are ready",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Failed Tenants",
+        type_ = "integer",
+        json_path = ".status.tenants.failed",
+        description = "PerTenant: tenant databases whose migration failed on the current inputs",
+        priority = 1
+    ),
+    printcolumn(
         name = "Server",
         type_ = "string",
         json_path = ".status.server",
@@ -260,7 +292,13 @@ pub struct MigrationJobSpec {
     pub ttl_seconds_after_finished: Option<i32>,
 }
 
-/// Fleet rollout of a new schema version across tenant databases.
+/// Annotation on a PerTenant ServiceDatabase: a new value resumes a paused rollout (failed
+/// tenants are retried and the failure budget starts again).
+pub const RESUME_ANNOTATION: &str = "servicedb.io/resume";
+
+/// Fleet rollout of a new schema version across tenant databases. Tenants labelled
+/// `servicedb.io/canary=true` go first, and all of them must succeed before any other
+/// starts; the rest follow in name order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
@@ -268,10 +306,17 @@ pub struct RolloutSpec {
     #[serde(default = "default_max_parallel")]
     pub max_parallel: i32,
 
-    /// Failed tenant migrations tolerated before the rollout stops starting new ones.
-    /// Default: 0 (stop at the first failure).
+    /// Failed tenant migrations tolerated before the rollout pauses (RolloutPaused); it
+    /// resumes when the migrations, the targetVersion or the `servicedb.io/resume`
+    /// annotation change. Default: 0 (pause at the first failure).
     #[serde(default)]
     pub max_failures: i32,
+
+    /// Tenant databases one migration Job migrates in turn (each with its own migrator
+    /// credentials, each reported on its own), so a large fleet needs fewer pods.
+    /// 1 to 100. Default: 1.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: i32,
 }
 
 impl Default for RolloutSpec {
@@ -279,6 +324,7 @@ impl Default for RolloutSpec {
         RolloutSpec {
             max_parallel: default_max_parallel(),
             max_failures: 0,
+            batch_size: default_batch_size(),
         }
     }
 }
@@ -364,6 +410,10 @@ pub struct ServiceDatabaseStatus {
     /// version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<TenantsSummary>,
+
+    /// With PerTenant: the fleet rollout of the current migrations and target version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
 }
 
 /// Migration state of a database, read from its `flyway_schema_history`.
@@ -404,6 +454,65 @@ pub struct TenantsSummary {
     /// Tenant databases at the target version.
     #[serde(default)]
     pub at_target_version: i32,
+    /// Tenant databases whose migration failed on the current inputs.
+    #[serde(default)]
+    pub failed: i32,
+}
+
+/// Where the fleet rollout of one set of inputs (migrations and target) stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Hash of the migrations and target version being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_hash: Option<String>,
+
+    /// The version the fleet is moving to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+
+    /// Progressing: tenants are being migrated. Paused: more than maxFailures failed; change
+    /// the migrations, the target or the `servicedb.io/resume` annotation to go on.
+    /// Complete: every tenant is at the target or failed within the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RolloutPhase>,
+
+    /// Tenant databases in the rollout.
+    #[serde(default)]
+    pub total: i32,
+
+    /// Tenant databases at the target version.
+    #[serde(default)]
+    pub at_target: i32,
+
+    /// Tenant databases whose migration is running.
+    #[serde(default)]
+    pub running: i32,
+
+    /// Tenant databases whose migration failed on these inputs (since the last resume).
+    #[serde(default)]
+    pub failed: i32,
+
+    /// The first failed tenants by name (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_tenants: Vec<String>,
+
+    /// Tenants allowed to run their migration now (running ones included; at most
+    /// maxParallel): the one decision the Tenant controller follows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admitted: Vec<String>,
+
+    /// The `servicedb.io/resume` value this rollout has acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+// Where a fleet rollout stands. (A `//` comment, so the field's description stays.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum RolloutPhase {
+    Progressing,
+    Paused,
+    Complete,
 }
 
 // A one-word summary of a ServiceDatabase. (A `//` comment: a doc comment here would replace
@@ -457,5 +566,9 @@ impl ServiceDatabaseSpec {
 }
 
 fn default_max_parallel() -> i32 {
+    1
+}
+
+fn default_batch_size() -> i32 {
     1
 }

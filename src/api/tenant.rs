@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::service_database::ReclaimPolicy;
 
+/// Label on a Tenant: `servicedb.io/canary=true` makes its databases go first in a fleet
+/// rollout; every canary must succeed before any other tenant is migrated.
+pub const CANARY_LABEL: &str = "servicedb.io/canary";
+
 /// One tenant of one or more PerTenant ServiceDatabases in this namespace; each gives it its
 /// own database and Secret.
 // Every `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicate.

@@ -102,6 +102,8 @@ pub const BUILTIN_SECRET_KEYS: [&str; 16] = [
 pub const RESERVED_DATABASES: [&str; 3] = ["postgres", "template0", "template1"];
 /// Shortest password rotation interval.
 pub const MIN_ROTATION: Duration = Duration::from_secs(3600);
+/// Most tenant databases one migration Job migrates in turn.
+pub const MAX_BATCH_SIZE: i32 = 100;
 /// Highest connection limit accepted (PostgreSQL's own max_connections rarely exceeds it).
 pub const MAX_CONNECTION_LIMIT: i32 = 10_000;
 
@@ -454,6 +456,12 @@ pub fn validate_service_database(sdb: &ServiceDatabase) -> Result<(), Vec<FieldE
                 "spec.migrations.rollout.maxFailures",
                 &rollout.max_failures.to_string(),
                 "must be 0 or more",
+            );
+            e.check(
+                (1..=MAX_BATCH_SIZE).contains(&rollout.batch_size),
+                "spec.migrations.rollout.batchSize",
+                &rollout.batch_size.to_string(),
+                "must be 1 to 100",
             );
         }
     }

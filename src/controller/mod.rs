@@ -11,8 +11,10 @@ pub mod database_server;
 pub mod events;
 pub mod health;
 pub mod provisioning;
+pub mod rollout;
 pub mod service_database;
 pub mod status_patch;
+pub mod tenant;
 
 use std::time::Duration;
 
@@ -110,7 +112,8 @@ pub async fn run(
     let shutdown = shutdown.boxed().shared();
     futures::join!(
         database_server::run(ctx.clone(), shutdown.clone()),
-        service_database::run(ctx, shutdown),
+        service_database::run(ctx.clone(), shutdown.clone()),
+        tenant::run(ctx, shutdown),
     );
     tracing::info!("controllers stopped");
     Ok(())

@@ -88,6 +88,52 @@ pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Cleaned, 
     }
 }
 
+/// Claim check, then Secrets, database and roles, for one tenant's database of a PerTenant
+/// ServiceDatabase (the Secrets are owned by whatever `secrets` was made with: the Tenant).
+pub async fn apply_tenant(
+    server: &Server,
+    secrets: &KubeSecrets,
+    sdb: &ServiceDatabase,
+    tenant: &str,
+) -> Result<Provisioned, Failure> {
+    match reconcile_unit(server, secrets, sdb, Some(tenant), &[]).await {
+        Ok(unit) => Ok(Provisioned {
+            layout: unit.layout,
+            statements: unit.done.outcome.executed(),
+            secrets_written: unit.done.secrets_written,
+        }),
+        Err(failed) => Err(sort(failed.error, secrets.foreign())),
+    }
+}
+
+/// The Tenant's reclaim policy on one of its databases.
+pub async fn cleanup_tenant(
+    server: &Server,
+    sdb: &ServiceDatabase,
+    tenant: &str,
+    policy: crate::api::ReclaimPolicy,
+) -> Result<Cleaned, Failure> {
+    match cleanup_unit(server, sdb, Some(tenant), policy).await {
+        Ok(Cleanup::Dropped(outcome)) => Ok(Cleaned::Dropped(outcome.executed())),
+        Ok(Cleanup::Retained) => Ok(Cleaned::Retained),
+        Err(failed) => match failed.error {
+            UnitError::Provision(ProvisionError::Conflict(c)) => {
+                Ok(Cleaned::NotOurs(c.to_string()))
+            }
+            e => Err(sort(e, None)),
+        },
+    }
+}
+
+/// Whether the server's catalog records `database` (one indexed lookup: how a tenant
+/// database whose placement was never written to status is found again).
+pub async fn holds(server: &Server, database: &str) -> Result<bool, String> {
+    let catalog = server.catalog().await.map_err(|e| e.to_string())?;
+    catalog::holds(&catalog, database)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Sorts a core error by what to do about it.
 fn sort(e: UnitError, foreign_secret: Option<String>) -> Failure {
     let permanent = |reason, message: String| Failure::Permanent { reason, message };

@@ -506,6 +506,7 @@ fn each_field_is_checked() {
                     rollout: Some(RolloutSpec {
                         max_parallel: 0,
                         max_failures: 0,
+                        batch_size: 1,
                     }),
                     ..Default::default()
                 }),
@@ -521,6 +522,7 @@ fn each_field_is_checked() {
                     rollout: Some(RolloutSpec {
                         max_parallel: 4,
                         max_failures: -1,
+                        batch_size: 1,
                     }),
                     ..Default::default()
                 }),
@@ -528,6 +530,36 @@ fn each_field_is_checked() {
             },
             "spec.migrations.rollout.maxFailures",
             "0 or more",
+        ),
+        (
+            ServiceDatabaseSpec {
+                tenancy: Tenancy::PerTenant,
+                migrations: Some(MigrationsSpec {
+                    rollout: Some(RolloutSpec {
+                        batch_size: 0,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "spec.migrations.rollout.batchSize",
+            "must be 1 to 100",
+        ),
+        (
+            ServiceDatabaseSpec {
+                tenancy: Tenancy::PerTenant,
+                migrations: Some(MigrationsSpec {
+                    rollout: Some(RolloutSpec {
+                        batch_size: 101,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "spec.migrations.rollout.batchSize",
+            "must be 1 to 100",
         ),
         (
             rotation("soon"),
@@ -592,6 +624,7 @@ fn boundaries_that_pass() {
             rollout: Some(RolloutSpec {
                 max_parallel: 1,
                 max_failures: 0,
+                batch_size: 100,
             }),
             ..Default::default()
         }),

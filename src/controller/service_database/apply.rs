@@ -43,6 +43,10 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
                 secret_name: layout.app_secret().name.clone(),
             })
             .await?;
+        // The fleet's counts (status.tenants), from its Tenants: the Tenant watch brings news.
+        crate::controller::rollout::write_fleet_status(&ctx.client, sdb)
+            .await
+            .map_err(Error::kube("writing the fleet status"))?;
         return Ok(Action::await_change());
     }
     let (server_name, server) = match server_for(ctx, sdb).await {

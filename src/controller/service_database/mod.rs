@@ -25,7 +25,7 @@ use kube::{Resource, ResourceExt};
 
 use self::error::Error;
 use super::Context;
-use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, labels};
+use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
 
 fn api<K>(ctx: &Context) -> Api<K>
 where
@@ -53,6 +53,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         server::trigger_hash,
         kube::runtime::PredicateConfig::default(),
     );
+    // PerTenant fleets count their Tenants; only changes of those counts pass.
+    let tenants = watcher(api::<Tenant>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(
+            crate::controller::rollout::fleet_trigger,
+            kube::runtime::PredicateConfig::default(),
+        );
     controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .owns(
@@ -72,6 +80,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                     .collect::<Vec<_>>()
             },
         )
+        .watches_stream(tenants, |t| crate::controller::rollout::services_of(&t))
         .watches_stream(servers, move |dbs| {
             by_server
                 .state()

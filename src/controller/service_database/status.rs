@@ -133,7 +133,7 @@ pub fn desired_status(
             (
                 Readiness::progressing(
                     WAITING_FOR_TENANTS,
-                    "PerTenant: each Tenant listing this service gets its own database; tenants are not provisioned by this servicedb version yet",
+                    "PerTenant: each Tenant listing this service gets its own database; status.tenants counts them",
                 ),
                 Phase::Pending,
             )

@@ -1,0 +1,22 @@
+//! The fleet rollout of a PerTenant ServiceDatabase: one decision-maker (the ServiceDatabase
+//! controller) says which tenant databases may run their migration now, and records it in
+//! `status.rollout`; the Tenant controller starts only what that decision admits. Pure:
+//! [`decide`] turns the tenants' migration states into the decision, [`fleet`] counts the
+//! tenants' statuses into `status.tenants`.
+//!
+//! Semantics (CONTROLLER-NOTES "Fleet rollout"): canaries (`servicedb.io/canary=true`) first,
+//! all of which must succeed before any other tenant starts; then the rest in name order; at
+//! most `maxParallel` Jobs at once, each migrating up to `batchSize` tenants; more than
+//! `maxFailures` failures (or any failed canary) pause the rollout until the inputs or the
+//! `servicedb.io/resume` annotation change. Fresh tenant databases (never migrated) go
+//! straight to the target, outside the rollout's gates.
+pub mod decide;
+pub mod fleet;
+pub mod write;
+
+pub use decide::{
+    Attempt, Decision, Outcome, Settings, TenantMigration, TenantRecord, TenantState, classify,
+    decide,
+};
+pub use fleet::summarize;
+pub use write::{fleet_trigger, services_of, write_fleet_status};

@@ -1,0 +1,204 @@
+//! Offboarding: the Tenant's reclaimPolicy on a database, when the Tenant is deleted (the
+//! finalizer's Cleanup) or a service is removed from `spec.services` (then its Secrets are
+//! deleted too; with the Tenant they go by garbage collection). Works for a database never
+//! provisioned, and never holds the finalizer forever: past `finalizer_timeout`, a Warning
+//! Event says what was left behind and the finalizer goes.
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::TenantContext;
+use super::database::{connected, key};
+use super::error::Error;
+use crate::api::{ReclaimPolicy, Tenant, TenantDatabaseStatus};
+use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::provisioning::{self, Cleaned, Failure};
+use crate::controller::service_database::cleanup::expired;
+use crate::controller::service_database::secrets::refuse_foreign;
+use crate::service::Layout;
+
+/// What happened to one database.
+enum Reclaimed {
+    /// There was never anything on a server.
+    Nothing,
+    Kept(String),
+    Dropped(String),
+    /// Not dropped, and nothing more can be done about it: a warning.
+    LeftBehind(String),
+}
+
+/// The reclaimPolicy on one database of the Tenant. Err: a failure worth retrying.
+async fn reclaim(
+    tenant: &Tenant,
+    entry: &TenantDatabaseStatus,
+    tc: &TenantContext,
+) -> Result<Reclaimed, String> {
+    let name = tenant.name_any();
+    let ns = tenant.namespace().unwrap_or_default();
+    let database = entry.database.clone().unwrap_or_else(|| "?".into());
+    let server_name = entry
+        .server
+        .clone()
+        .or_else(|| tc.placer.in_flight(&key(tenant, &entry.service)));
+    let Some(server_name) = server_name else {
+        // Never placed, so never provisioned.
+        return Ok(Reclaimed::Nothing);
+    };
+    if tenant.spec.reclaim_policy != ReclaimPolicy::Delete {
+        return Ok(Reclaimed::Kept(format!(
+            "reclaimPolicy Retain: database {database} of service {} and its roles are kept on DatabaseServer {server_name}",
+            entry.service
+        )));
+    }
+    let Some(sdb) = tc.service(&ns, &entry.service) else {
+        return Ok(Reclaimed::LeftBehind(format!(
+            "ServiceDatabase {ns}/{} no longer exists, so the roles of database {database} are not known; database {database} on DatabaseServer {server_name} was not dropped: drop it by hand",
+            entry.service
+        )));
+    };
+    if tc.server(&server_name).is_none() {
+        return Ok(Reclaimed::LeftBehind(format!(
+            "DatabaseServer {server_name} no longer exists; database {database} was not dropped"
+        )));
+    }
+    let server = connected(tc, &server_name)
+        .await
+        .map_err(|(state, _)| state.message().unwrap_or_default())?;
+    let _turn = tc.ctx.servers.turn(&server_name).await;
+    match provisioning::cleanup_tenant(&server, &sdb, &name, ReclaimPolicy::Delete).await {
+        Ok(Cleaned::Dropped(statements)) => Ok(Reclaimed::Dropped(format!(
+            "dropped database {database} of service {} and its roles on DatabaseServer {server_name} ({} statements)",
+            entry.service,
+            statements.len()
+        ))),
+        Ok(Cleaned::Retained) => Ok(Reclaimed::Kept(format!("database {database} kept"))),
+        Ok(Cleaned::NotOurs(why)) => Ok(Reclaimed::Kept(format!("nothing dropped: {why}"))),
+        Err(Failure::Permanent { message, .. } | Failure::Transient { message }) => Err(message),
+    }
+}
+
+async fn announce(tc: &TenantContext, tenant: &Tenant, reclaimed: Reclaimed) {
+    let regarding = tenant.object_ref(&());
+    match reclaimed {
+        Reclaimed::Nothing => {}
+        Reclaimed::Kept(note) => {
+            events::normal(&tc.ctx, &regarding, event_reasons::RETAINED, "Delete", note).await
+        }
+        Reclaimed::Dropped(note) => {
+            events::normal(&tc.ctx, &regarding, event_reasons::DROPPED, "Delete", note).await
+        }
+        Reclaimed::LeftBehind(note) => {
+            events::warning(
+                &tc.ctx,
+                &regarding,
+                event_reasons::DROP_FAILED,
+                "Delete",
+                note,
+            )
+            .await
+        }
+    }
+}
+
+/// A service removed from `spec.services`: its database by the reclaimPolicy, then its
+/// Secrets. Err: retried.
+pub async fn offboard(
+    tenant: &Tenant,
+    entry: &TenantDatabaseStatus,
+    tc: &TenantContext,
+) -> Result<(), String> {
+    let reclaimed = reclaim(tenant, entry, tc).await?;
+    if let Some(sdb) = tc.service(&tenant.namespace().unwrap_or_default(), &entry.service) {
+        let layout = Layout::new(&sdb, Some(&tenant.name_any()));
+        delete_secrets(tc, tenant, &layout).await?;
+    }
+    announce(tc, tenant, reclaimed).await;
+    tc.placer.forget(&key(tenant, &entry.service));
+    Ok(())
+}
+
+/// Deletes the Secrets of one database that this Tenant owns (never someone else's).
+async fn delete_secrets(
+    tc: &TenantContext,
+    tenant: &Tenant,
+    layout: &Layout,
+) -> Result<(), String> {
+    let api: Api<Secret> = Api::namespaced(tc.ctx.client.clone(), &layout.namespace);
+    let uid = tenant.uid().unwrap_or_default();
+    for s in &layout.secrets {
+        let found = api.get_opt(&s.name).await.map_err(|e| e.to_string())?;
+        let Some(secret) = found else { continue };
+        let ours = refuse_foreign(&secret, &uid).is_none()
+            && secret
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true));
+        if ours {
+            match api.delete(&s.name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.is_not_found() => {}
+                Err(e) => return Err(format!("deleting Secret {}: {e}", s.name)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every database the Tenant has or may have: the recorded ones and the listed ones.
+fn all_databases(tenant: &Tenant) -> Vec<TenantDatabaseStatus> {
+    let mut all: Vec<TenantDatabaseStatus> = tenant
+        .status
+        .as_ref()
+        .map(|s| s.databases.clone())
+        .unwrap_or_default();
+    for service in &tenant.spec.services {
+        if !all.iter().any(|d| &d.service == service) {
+            all.push(TenantDatabaseStatus {
+                service: service.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    all
+}
+
+/// The finalizer's Cleanup: every database by the reclaimPolicy (Secrets go with the Tenant
+/// by garbage collection).
+pub async fn cleanup(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error> {
+    let mut failures = Vec::new();
+    for entry in all_databases(tenant) {
+        match reclaim(tenant, &entry, tc).await {
+            Ok(reclaimed) => {
+                announce(tc, tenant, reclaimed).await;
+                tc.placer.forget(&key(tenant, &entry.service));
+            }
+            Err(message) => failures.push(format!("service {}: {message}", entry.service)),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let failure = failures.join("; ");
+    let deleted_at = tenant.meta().deletion_timestamp.as_ref().map(|t| t.0);
+    if deleted_at.is_some_and(|t| expired(t, Timestamp::now(), tc.ctx.config.finalizer_timeout)) {
+        let note = format!(
+            "gave up after {}: {failure}; the databases named were left on their servers; drop them by hand",
+            humantime::format_duration(tc.ctx.config.finalizer_timeout),
+        );
+        let regarding = tenant.object_ref(&());
+        events::warning(
+            &tc.ctx,
+            &regarding,
+            event_reasons::FINALIZER_TIMEOUT,
+            "Delete",
+            note,
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    tracing::warn!(tenant = %tenant.name_any(), error = %failure, "cleanup will be retried");
+    Err(Error::Transient(failure))
+}

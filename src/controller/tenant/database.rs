@@ -1,0 +1,222 @@
+//! One tenant database: where it is (or goes), then claim check, Secrets, database and roles
+//! through `controller::provisioning`, then its schema. Reports what happened; failures a
+//! retry may cure are also returned, so the reconcile retries with backoff.
+
+use std::sync::Arc;
+
+use kube::{Resource, ResourceExt};
+
+use super::TenantContext;
+use super::migrations::schema_state;
+use super::placement::{Key, explain, recorded, server_ready};
+use super::status::{DbReport, DbState};
+use crate::api::conditions::{find_condition, reasons, types};
+use crate::api::{ServiceDatabase, Tenant};
+use crate::controller::database_server::connect::{self, ServerProblem};
+use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::provisioning::{self, Failure};
+use crate::controller::service_database::secrets::KubeSecrets;
+use crate::provision::server::Server;
+use crate::service::Layout;
+use crate::service::placement::PlacementError;
+
+/// The report of one database, and the message of a failure worth retrying.
+pub struct Reconciled {
+    pub report: DbReport,
+    pub retry: Option<String>,
+}
+
+pub fn key(tenant: &Tenant, service: &str) -> Key {
+    (
+        tenant.namespace().unwrap_or_default(),
+        tenant.name_any(),
+        service.to_string(),
+    )
+}
+
+pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContext) -> Reconciled {
+    let name = tenant.name_any();
+    let layout = Layout::new(sdb, Some(&name));
+    let mut report = DbReport {
+        service: layout.service.clone(),
+        server: None,
+        database: Some(layout.database.clone()),
+        secret_name: Some(layout.app_secret().name.clone()),
+        applied_version: None,
+        state: DbState::Ready,
+    };
+    let done = |mut report: DbReport, state: DbState, retry: Option<String>| {
+        report.state = state;
+        Reconciled { report, retry }
+    };
+    let server_name = match locate(tenant, sdb, &layout, tc).await {
+        Ok(server) => server,
+        Err(state) => return done(report, state, None),
+    };
+    report.server = Some(server_name.clone());
+    let server = match connected(tc, &server_name).await {
+        Ok(server) => server,
+        Err((state, retry)) => return done(report, state, retry),
+    };
+    let secrets = KubeSecrets::new(tc.ctx.client.clone(), super::owner_reference(tenant));
+    let turn = tc.ctx.servers.turn(&server_name).await;
+    let provisioned = provisioning::apply_tenant(&server, &secrets, sdb, &name).await;
+    drop(turn);
+    match provisioned {
+        Ok(p) => {
+            announce(tc, tenant, &server_name, &p).await;
+            let state = schema_state(sdb);
+            done(report, state, None)
+        }
+        Err(Failure::Permanent { reason, message }) => {
+            let state = DbState::Stalled {
+                reason: reason.to_string(),
+                message,
+            };
+            done(report, state, None)
+        }
+        Err(Failure::Transient { message }) => {
+            let state = DbState::Waiting {
+                reason: reasons::PROVISIONING_FAILED.to_string(),
+                message: format!("{message} (retrying)"),
+            };
+            done(report, state, Some(message))
+        }
+    }
+}
+
+/// Where the database is, or goes: recorded in the Tenant's status; else placed by this
+/// process earlier; else found in a Ready server's catalog (a placement whose status write
+/// was lost); else placed now.
+async fn locate(
+    tenant: &Tenant,
+    sdb: &ServiceDatabase,
+    layout: &Layout,
+    tc: &TenantContext,
+) -> Result<String, DbState> {
+    let service = sdb.name_any();
+    if let Some(server) = recorded(tenant, &service) {
+        return Ok(server);
+    }
+    let key = key(tenant, &service);
+    if let Some(server) = tc.placer.in_flight(&key) {
+        return Ok(server);
+    }
+    let servers = tc.servers.state();
+    for dbs in servers.iter().filter(|s| server_ready(s)) {
+        let Ok(server) = connect::connect(&tc.ctx, dbs).await else {
+            continue;
+        };
+        if provisioning::holds(&server, &layout.database)
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(dbs.name_any());
+        }
+    }
+    let pin = tenant.spec.server.as_deref().or(sdb.spec.server.as_deref());
+    let tenants = tc.tenants.state();
+    let sdbs = tc.services.state();
+    tc.placer
+        .place(&key, pin, &servers, &tenants, &sdbs)
+        .map_err(|e| match e {
+            PlacementError::Full => DbState::Stalled {
+                reason: reasons::NO_CAPACITY.into(),
+                message: format!(
+                    "no DatabaseServer has room for database {}: {e}",
+                    layout.database
+                ),
+            },
+            PlacementError::UnknownServer(_) | PlacementError::NoServers => DbState::Waiting {
+                reason: reasons::SERVER_NOT_FOUND.into(),
+                message: explain(&e, &servers),
+            },
+        })
+}
+
+/// The connected server, or why not (and whether to retry with backoff).
+pub async fn connected(
+    tc: &TenantContext,
+    name: &str,
+) -> Result<Arc<Server>, (DbState, Option<String>)> {
+    let Some(dbs) = tc.server(name) else {
+        let message = format!(
+            "DatabaseServer {name}, where this database is placed, does not exist; waiting for it"
+        );
+        return Err((
+            DbState::Waiting {
+                reason: reasons::SERVER_NOT_FOUND.into(),
+                message,
+            },
+            None,
+        ));
+    };
+    if !server_ready(&dbs) {
+        let why = dbs
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, types::READY))
+            .map(|c| c.message.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "not checked yet".to_string());
+        // Its watch brings the change.
+        return Err((
+            DbState::Waiting {
+                reason: reasons::SERVER_NOT_READY.into(),
+                message: format!("waiting for DatabaseServer {name} to be Ready: {why}"),
+            },
+            None,
+        ));
+    }
+    connect::connect(&tc.ctx, &dbs).await.map_err(|problem| {
+        let retry = matches!(
+            problem,
+            ServerProblem::Unavailable { .. } | ServerProblem::Kube { .. }
+        )
+        .then(|| problem.to_string());
+        (
+            DbState::Waiting {
+                reason: problem.reason().to_string(),
+                message: format!("DatabaseServer {name}: {problem}"),
+            },
+            retry,
+        )
+    })
+}
+
+/// Events for what changed on the server and in the Secrets.
+async fn announce(
+    tc: &TenantContext,
+    tenant: &Tenant,
+    server: &str,
+    done: &provisioning::Provisioned,
+) {
+    let regarding = tenant.object_ref(&());
+    if !done.secrets_written.is_empty() {
+        let note = format!("wrote Secrets {}", done.secrets_written.join(", "));
+        events::normal(
+            &tc.ctx,
+            &regarding,
+            event_reasons::SECRET_WRITTEN,
+            "WriteSecret",
+            note,
+        )
+        .await;
+    }
+    if !done.statements.is_empty() {
+        let note = format!(
+            "database {} of service {} on DatabaseServer {server}: {} statement(s) run",
+            done.layout.database,
+            done.layout.service,
+            done.statements.len()
+        );
+        events::normal(
+            &tc.ctx,
+            &regarding,
+            event_reasons::PROVISIONED,
+            "Provision",
+            note,
+        )
+        .await;
+    }
+}

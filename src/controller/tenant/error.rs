@@ -1,0 +1,23 @@
+//! Failures that are retried with backoff (permanent ones are written as conditions inside
+//! reconcile and never come back as errors).
+
+use kube::runtime::finalizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Kube {
+        what: &'static str,
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Transient(String),
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    pub fn kube(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        move |source| Error::Kube { what, source }
+    }
+}

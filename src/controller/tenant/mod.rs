@@ -1,0 +1,301 @@
+//! The Tenant controller: per (Tenant, PerTenant ServiceDatabase it lists) a database, its
+//! roles and its Secrets `<secret>-<tenant>`, owned by the Tenant; `status.databases` per
+//! service; Ready when all are. `kube::runtime::finalizer` is the top step: Apply provisions
+//! (and offboards services no longer listed), Cleanup applies the Tenant's reclaimPolicy.
+//!
+//! Watches: its Secrets (label-selected), the ServiceDatabases (mapped to the Tenants that
+//! list them; only spec changes, deletion and the rollout decision pass) and the
+//! DatabaseServers (generation and readiness only, so a growing databaseCount does not fan
+//! out). Their reflectors are the caches placement counts from.
+pub mod apply;
+pub mod cleanup;
+pub mod database;
+pub mod error;
+pub mod migrations;
+pub mod placement;
+pub mod services;
+pub mod status;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::Api;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+use kube::{Resource, ResourceExt};
+
+use self::error::Error;
+use self::placement::Placer;
+use super::Context;
+use crate::api::conditions::{find_condition, types};
+use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
+
+/// What the Tenant reconciles share besides the operator's [`Context`]: the caches and the
+/// placements made since they were filled.
+pub struct TenantContext {
+    pub ctx: Arc<Context>,
+    pub tenants: Store<Tenant>,
+    pub services: Store<ServiceDatabase>,
+    pub servers: Store<DatabaseServer>,
+    pub placer: Placer,
+}
+
+impl TenantContext {
+    /// The ServiceDatabase `name` in `namespace`, from the cache.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<ServiceDatabase>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn server(&self, name: &str) -> Option<Arc<DatabaseServer>> {
+        self.servers.get(&ObjectRef::new(name))
+    }
+}
+
+fn api<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
+    // Its own status writes do not come back as reconciles: only spec (generation),
+    // labels (canaries), annotations and finalizers pass.
+    let (tenants, tenants_writer) = reflector::store::<Tenant>();
+    let tenant_events = watcher(api::<Tenant>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .reflect(tenants_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::labels)
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            PredicateConfig::default(),
+        );
+    let controller = Controller::for_stream(tenant_events, tenants.clone());
+    let (services, services_writer) = reflector::store::<ServiceDatabase>();
+    let (servers, servers_writer) = reflector::store::<DatabaseServer>();
+    let service_events = watcher(api::<ServiceDatabase>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .reflect(services_writer)
+        .touched_objects()
+        .predicate_filter(service_trigger, PredicateConfig::default());
+    let server_events = watcher(
+        Api::<DatabaseServer>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(servers_writer)
+    .touched_objects()
+    .predicate_filter(server_trigger, PredicateConfig::default());
+    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let by_service = tenants.clone();
+    let by_server = tenants.clone();
+    let shared = Arc::new(TenantContext {
+        ctx: ctx.clone(),
+        tenants,
+        services,
+        servers,
+        placer: Placer::default(),
+    });
+    controller
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .owns(
+            api::<Secret>(&ctx),
+            watcher::Config::default().labels(&managed),
+        )
+        .watches_stream(service_events, move |sdb| {
+            let (ns, name) = (sdb.namespace(), sdb.name_any());
+            by_service
+                .state()
+                .into_iter()
+                .filter(|t| t.namespace() == ns && lists(t, &name))
+                .map(|t| ObjectRef::from_obj(&*t))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(server_events, move |dbs| {
+            let name = dbs.name_any();
+            by_server
+                .state()
+                .into_iter()
+                .filter(|t| uses_or_waits(t, &name))
+                .map(|t| ObjectRef::from_obj(&*t))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, shared)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(tenant = %obj, "reconciled"),
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(tenant = %obj, "gone before its reconcile")
+                }
+                Err(e) => tracing::warn!(error = %e, "Tenant reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Whether the Tenant lists the service (or still has a database of it to offboard).
+pub fn lists(tenant: &Tenant, service: &str) -> bool {
+    tenant.spec.services.iter().any(|s| s == service)
+        || tenant
+            .status
+            .as_ref()
+            .is_some_and(|s| s.databases.iter().any(|d| d.service == service))
+}
+
+/// Whether a DatabaseServer event concerns the Tenant: one of its databases is there, or
+/// the Tenant is not Ready (it may be waiting for a server, or for room on one).
+pub fn uses_or_waits(tenant: &Tenant, server: &str) -> bool {
+    let Some(status) = &tenant.status else {
+        return true;
+    };
+    status
+        .databases
+        .iter()
+        .any(|d| d.server.as_deref() == Some(server))
+        || tenant.spec.server.as_deref() == Some(server)
+        || !crate::api::conditions::is_ready(&status.conditions, tenant.metadata.generation)
+}
+
+/// ServiceDatabase changes that matter to its Tenants: its spec, its deletion, and the
+/// rollout decision (which tenants may migrate). Not its other status fields.
+pub fn service_trigger(sdb: &ServiceDatabase) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    let rollout = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
+    (
+        sdb.metadata.generation,
+        sdb.metadata.deletion_timestamp.is_some(),
+        rollout.map(|r| (&r.inputs_hash, &r.admitted, &r.resume)),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// DatabaseServer changes that matter to Tenants: its spec (maxDatabases among it) and its
+/// readiness, never its databaseCount.
+pub fn server_trigger(dbs: &DatabaseServer) -> Option<u64> {
+    let ready = dbs
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, types::READY))
+        .map(|c| (c.status.clone(), c.observed_generation));
+    let mut h = DefaultHasher::new();
+    (dbs.metadata.generation, ready).hash(&mut h);
+    Some(h.finish())
+}
+
+/// The single ownerReference of a tenant's Secrets: the Tenant, as controller, so they go
+/// with it.
+pub fn owner_reference(tenant: &Tenant) -> OwnerReference {
+    OwnerReference {
+        api_version: Tenant::api_version(&()).to_string(),
+        kind: Tenant::kind(&()).to_string(),
+        name: tenant.name_any(),
+        uid: tenant.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> Action {
+    tracing::warn!(tenant = %tenant.name_any(), namespace = tenant.namespace().unwrap_or_default(), error = %error, "will retry");
+    tc.ctx
+        .retry_after_failure(&tenant.uid().unwrap_or_default())
+}
+
+#[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
+async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
+    let uid = tenant.uid().unwrap_or_default();
+    // Until the first lists are in, a missing service or server would be reported wrongly.
+    let _ = tc.services.wait_until_ready().await;
+    let _ = tc.servers.wait_until_ready().await;
+    let api: Api<Tenant> = Api::namespaced(
+        tc.ctx.client.clone(),
+        &tenant.namespace().unwrap_or_default(),
+    );
+    let work = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            Event::Apply(tenant) => apply::apply(&tenant, &tc).await,
+            Event::Cleanup(tenant) => cleanup::cleanup(&tenant, &tc).await,
+        }
+    });
+    let limit = tc.ctx.config.reconcile_timeout;
+    let result = match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::Transient(format!(
+            "the reconcile took longer than {}; it is retried",
+            humantime::format_duration(limit)
+        ))),
+    };
+    if result.is_ok() {
+        tc.ctx.failures.reset(&uid);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{TenantDatabaseStatus, TenantSpec, TenantStatus};
+
+    #[test]
+    fn service_events_pass_on_spec_deletion_and_rollout_only() {
+        let mut sdb = ServiceDatabase::new("app", Default::default());
+        sdb.metadata.generation = Some(1);
+        let before = service_trigger(&sdb);
+        sdb.status = Some(crate::api::ServiceDatabaseStatus {
+            tenants: Some(crate::api::TenantsSummary {
+                total: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(service_trigger(&sdb), before, "fleet counts do not fan out");
+        let mut status = sdb.status.clone().unwrap();
+        status.rollout = Some(crate::api::RolloutStatus {
+            admitted: vec!["gym-1".into()],
+            ..Default::default()
+        });
+        sdb.status = Some(status);
+        assert_ne!(service_trigger(&sdb), before);
+    }
+
+    #[test]
+    fn server_events_reach_tenants_there_pinned_or_waiting() {
+        let mut t = Tenant::new("gym-1", TenantSpec::default());
+        assert!(uses_or_waits(&t, "a"), "never reconciled");
+        t.metadata.generation = Some(1);
+        let mut status = TenantStatus {
+            databases: vec![TenantDatabaseStatus {
+                service: "app".into(),
+                server: Some("a".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        crate::api::conditions::set_ready(
+            &mut status.conditions,
+            crate::api::conditions::Readiness::ready("Reconciled", "ok"),
+            Some(1),
+            &crate::api::conditions::now(),
+        );
+        t.status = Some(status);
+        assert!(uses_or_waits(&t, "a"));
+        assert!(!uses_or_waits(&t, "b"), "ready and elsewhere");
+        assert!(lists(&t, "app"));
+        assert!(!lists(&t, "crm"));
+    }
+}

@@ -1,0 +1,152 @@
+//! What the Tenant controller tests share: the objects they apply (PerTenant services,
+//! Tenants, DatabaseServers for servers of their own) and the checks they make. Included
+//! with `mod tenant_common;` next to `mod support;` and `mod controller_common;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+use servicedb::api::conditions::{find_condition, is_ready};
+use servicedb::api::{DatabaseServer, Tenant};
+
+use crate::controller_common::apply;
+use crate::support::kube::{TestCluster, eventually, wait_for};
+use crate::support::postgres::TestServer;
+
+/// A PerTenant ServiceDatabase with `extra` merged into its spec.
+pub async fn per_tenant(client: &kube::Client, ns: &str, name: &str, extra: serde_json::Value) {
+    let mut spec = json!({"tenancy": "PerTenant"});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let api: Api<servicedb::api::ServiceDatabase> = Api::namespaced(client.clone(), ns);
+    apply(
+        &api,
+        name,
+        json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "ServiceDatabase",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }),
+    )
+    .await;
+}
+
+pub async fn tenant(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> Tenant {
+    let api: Api<Tenant> = Api::namespaced(client.clone(), ns);
+    apply(
+        &api,
+        name,
+        json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": spec,
+        }),
+    )
+    .await
+}
+
+pub fn tenant_ready(t: &Tenant) -> bool {
+    t.status
+        .as_ref()
+        .is_some_and(|s| is_ready(&s.conditions, t.metadata.generation))
+}
+
+pub async fn wait_tenant(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&Tenant) -> bool + Send + 'static,
+) -> Tenant {
+    let api: Api<Tenant> = Api::namespaced(client.clone(), ns);
+    wait_for(&api, name, what, move |o: Option<&Tenant>| {
+        o.is_some_and(&cond)
+    })
+    .await
+    .expect("the Tenant exists")
+}
+
+pub async fn wait_tenant_ready(client: &kube::Client, ns: &str, name: &str) -> Tenant {
+    wait_tenant(client, ns, name, "the Tenant to be Ready", tenant_ready).await
+}
+
+/// (status, reason, message) of the Tenant's condition `type_`.
+pub fn tenant_condition(t: &Tenant, type_: &str) -> Option<(String, String, String)> {
+    t.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, type_))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// service -> server, as the Tenant's status records it.
+pub fn placed(t: &Tenant) -> BTreeMap<String, String> {
+    t.status
+        .iter()
+        .flat_map(|s| &s.databases)
+        .filter_map(|d| Some((d.service.clone(), d.server.clone()?)))
+        .collect()
+}
+
+pub async fn delete_tenant(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<Tenant> = Api::namespaced(client.clone(), ns);
+    api.delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting Tenant {name}: {e}"));
+    eventually(&format!("Tenant {name} to be gone"), || {
+        let api = api.clone();
+        async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
+    })
+    .await;
+}
+
+/// A DatabaseServer for a server of the test's own, with its own admin Secret.
+pub async fn own_server(cluster: &TestCluster, ns: &str, pg: &TestServer, max: i32) -> String {
+    let client = cluster.client();
+    let name = cluster.unique_name("pg");
+    let secret = format!("{name}-admin");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    apply(
+        &secrets,
+        &secret,
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret, "namespace": ns},
+            "stringData": {"username": pg.admin_user(), "password": pg.admin_password()},
+        }),
+    )
+    .await;
+    cluster.cleanup_later::<DatabaseServer>(&name);
+    let api: Api<DatabaseServer> = Api::all(client);
+    apply(
+        &api,
+        &name,
+        json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "DatabaseServer",
+            "metadata": {"name": name},
+            "spec": {
+                "host": pg.host(), "port": pg.port(), "sslMode": "disable",
+                "maxDatabases": max,
+                "adminSecretRef": {"namespace": ns, "name": secret},
+            },
+        }),
+    )
+    .await;
+    name
+}
+
+pub async fn exists_on(server: &TestServer, db: &str) -> bool {
+    server
+        .superuser_client("postgres")
+        .await
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await
+        .unwrap()
+        .is_some()
+}
