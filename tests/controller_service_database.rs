@@ -120,6 +120,9 @@ async fn shared_service_database_gets_working_secrets() {
         ("secrets", "patch"),
         ("configmaps", "list"),
         ("configmaps", "watch"),
+        // Its migration Jobs are watched (label-selected) even without migrations.
+        ("jobs.batch", "list"),
+        ("jobs.batch", "watch"),
         ("events.events.k8s.io", "create"),
         ("events.events.k8s.io", "patch"),
         // The installation id: the kube-system namespace's uid, read once at start.
@@ -374,19 +377,21 @@ async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
         &ns,
         "migrating",
         types::MIGRATIONS_APPLIED,
-        "Unknown",
-        "MigrationsNotSupported",
+        "False",
+        "ConfigMapNotFound",
     )
     .await;
     assert_eq!(condition(&m, types::READY).unwrap().0, "False");
-    assert_eq!(condition(&m, types::STALLED).unwrap().0, "True");
+    // A ConfigMap applied with it may come a moment later: waiting, not stalled.
+    assert_eq!(condition(&m, types::RECONCILING).unwrap().0, "True");
+    assert!(condition(&m, types::STALLED).is_none());
     assert_eq!(condition(&m, types::DATABASE_READY).unwrap().0, "True");
     // Still one InvalidSpec Event: waiting for a change does not repeat it.
     let (n, events) = invalid_events().await.unwrap();
     assert_eq!(n, 1, "{events:?}");
 }
 
-/// Locks the ConfigMap watch: a ServiceDatabase that waits for a change (await_change) is
+/// Locks the ConfigMap watch: a ServiceDatabase that waits for a missing ConfigMap is
 /// reconciled again when a ConfigMap it references appears, and not for one it does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referenced_configmap_triggers_its_service_database() {
@@ -396,16 +401,21 @@ async fn a_referenced_configmap_triggers_its_service_database() {
     admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
     let server = database_server(&cluster, &ns, "pg-admin").await;
     let operator = cluster.instrumented_client();
-    let _controller = start(operator.client.clone(), fast_config(&ns));
+    // No resync during the test: only the watches bring reconciles.
+    let config = servicedb::controller::Config {
+        resync: std::time::Duration::from_secs(300),
+        ..fast_config(&ns)
+    };
+    let _controller = start(operator.client.clone(), config);
     let migrations = json!({"migrations": {"configMaps": ["orders-migrations"]}});
     service_database(&client, &ns, "orders", &server, migrations).await;
     wait_condition(
         &client,
         &ns,
         "orders",
-        types::STALLED,
-        "True",
-        "MigrationsNotSupported",
+        types::MIGRATIONS_APPLIED,
+        "False",
+        "ConfigMapNotFound",
     )
     .await;
     // Give the reconcile triggered by its own last status write time to finish.

@@ -16,9 +16,10 @@ pub use database_server::{
     SslMode,
 };
 pub use service_database::{
-    ExtraRoleSpec, LoginRoleSpec, MigrationJobSpec, MigrationsSpec, PasswordRotationSpec, Phase,
-    ReclaimPolicy, RoleAccess, RolloutSpec, SchemaStatus, SecretAccess, SecretSpec, SeedSpec,
-    ServiceDatabase, ServiceDatabaseSpec, ServiceDatabaseStatus, Tenancy, TenantsSummary,
+    ExtraRoleSpec, JobOutcome, LoginRoleSpec, MigrationJobSpec, MigrationsSpec,
+    PasswordRotationSpec, Phase, ReclaimPolicy, RoleAccess, RolloutSpec, SchemaStatus,
+    SecretAccess, SecretSpec, SeedSpec, ServiceDatabase, ServiceDatabaseSpec,
+    ServiceDatabaseStatus, Tenancy, TenantsSummary,
 };
 pub use tenant::{Tenant, TenantDatabaseStatus, TenantSpec, TenantStatus};
 pub use validation::FieldError;
@@ -33,6 +34,8 @@ pub const API_VERSION: &str = "servicedb.io/v1alpha1";
 pub const FINALIZER: &str = "servicedb.io/finalizer";
 /// Annotation that rotates passwords now when its value changes.
 pub const ROTATE_ANNOTATION: &str = "servicedb.io/rotate";
+/// Annotation that runs a failed migration again on the same inputs when its value changes.
+pub const RETRY_ANNOTATION: &str = "servicedb.io/retry";
 
 /// Labels on everything servicedb creates.
 pub mod labels {
@@ -43,4 +46,6 @@ pub mod labels {
     pub const SERVICE_DATABASE: &str = "servicedb.io/service-database";
     /// The Tenant an object belongs to, where there is one.
     pub const TENANT: &str = "servicedb.io/tenant";
+    /// On migration Jobs: the hash of their inputs (the end of the Job's name).
+    pub const MIGRATION_INPUTS: &str = "servicedb.io/migration-inputs";
 }

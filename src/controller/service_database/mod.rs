@@ -1,6 +1,7 @@
 //! The ServiceDatabase controller (Shared tenancy; PerTenant templates get a validated
-//! status). `kube::runtime::finalizer` is the top step: Apply provisions, Cleanup applies
-//! the reclaim policy. It owns its Secrets (label-selected watch), watches the ConfigMaps
+//! status). `kube::runtime::finalizer` is the top step: Apply provisions and migrates,
+//! Cleanup applies the reclaim policy. It owns its Secrets and migration Jobs
+//! (label-selected watches, so a Job's Complete or Failed brings a reconcile), watches the ConfigMaps
 //! it references (metadata only) and the DatabaseServers (only generation and readiness
 //! changes pass, so a growing databaseCount does not fan out).
 pub mod apply;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::{BoxFuture, Shared};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -57,6 +59,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .owns(
             api::<Secret>(&ctx),
+            watcher::Config::default().labels(&managed),
+        )
+        // Its migration Jobs (tenant Jobs are owned by their Tenants).
+        .owns(
+            api::<Job>(&ctx),
             watcher::Config::default().labels(&managed),
         )
         .watches(
