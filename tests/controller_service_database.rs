@@ -449,3 +449,41 @@ async fn a_referenced_configmap_triggers_its_service_database() {
     })
     .await;
 }
+
+/// Locks the DatabaseServer watch on deletion: deleting the DatabaseServer brings its
+/// ServiceDatabases to Waiting (ServerNotFound) at once, not at their next resync (kube's
+/// predicate filter dropped the deletion, whose object hashes as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_database_server_sends_its_service_databases_waiting() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    // No resync during the test: only the watches bring reconciles.
+    let config = servicedb::controller::Config {
+        resync: std::time::Duration::from_secs(300),
+        ..fast_config(&ns)
+    };
+    let _controller = start(client.clone(), config);
+    service_database(&client, &ns, "orders", &server, json!({})).await;
+    wait_ready(&client, &ns, "orders").await;
+    // Let the reconcile its own Ready write triggers finish, so only the deletion can
+    // bring the next one.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    Api::<DatabaseServer>::all(client.clone())
+        .delete(&server, &Default::default())
+        .await
+        .unwrap();
+    let waiting = wait_condition(
+        &client,
+        &ns,
+        "orders",
+        types::READY,
+        "False",
+        "ServerNotFound",
+    )
+    .await;
+    assert_eq!(condition(&waiting, types::RECONCILING).unwrap().0, "True");
+    assert_eq!(waiting.status.unwrap().phase, Some(Phase::Pending));
+}

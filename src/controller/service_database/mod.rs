@@ -3,7 +3,7 @@
 //! Cleanup applies the reclaim policy. It owns its Secrets and migration Jobs
 //! (label-selected watches, so a Job's Complete or Failed brings a reconcile), watches the ConfigMaps
 //! it references (metadata only) and the DatabaseServers (only generation and readiness
-//! changes pass, so a growing databaseCount does not fan out).
+//! changes and deletions pass, so a growing databaseCount does not fan out).
 pub mod apply;
 pub mod cleanup;
 pub mod error;
@@ -13,8 +13,8 @@ pub mod status;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use futures::future::{BoxFuture, Shared};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
@@ -45,16 +45,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let by_config_map = controller.store();
     let by_server = controller.store();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let mut triggers = server::ServerTriggers::default();
     let servers = watcher(
         Api::<DatabaseServer>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
-    .touched_objects()
-    .predicate_filter(
-        server::trigger_hash,
-        kube::runtime::PredicateConfig::default(),
-    );
+    .try_filter_map(move |event| futures::future::ready(Ok(triggers.pass(event))));
     controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .owns(

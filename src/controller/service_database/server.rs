@@ -55,6 +55,37 @@ pub fn trigger_hash(dbs: &DatabaseServer) -> Option<u64> {
     Some(h.finish())
 }
 
+/// Which DatabaseServer events reach the ServiceDatabases: a change of spec or readiness
+/// ([`trigger_hash`]), and every deletion. (kube's `predicate_filter` drops a deletion
+/// whose object hashes as it did before, and a deleted server looks just like it did, so
+/// its ServiceDatabases would stay Ready until their next resync.)
+#[derive(Default)]
+pub struct ServerTriggers {
+    seen: std::collections::HashMap<String, u64>,
+}
+
+impl ServerTriggers {
+    /// The server to map to its ServiceDatabases, if this event matters.
+    pub fn pass(
+        &mut self,
+        event: kube::runtime::watcher::Event<DatabaseServer>,
+    ) -> Option<DatabaseServer> {
+        use kube::runtime::watcher::Event;
+        match event {
+            Event::Apply(dbs) | Event::InitApply(dbs) => {
+                let hash = trigger_hash(&dbs)?;
+                let before = self.seen.insert(dbs.name_any(), hash);
+                (before != Some(hash)).then_some(dbs)
+            }
+            Event::Delete(dbs) => {
+                self.seen.remove(&dbs.name_any());
+                Some(dbs)
+            }
+            Event::Init | Event::InitDone => None,
+        }
+    }
+}
+
 /// Whether the ServiceDatabase uses this DatabaseServer (by name, or as the default).
 pub fn uses(sdb: &ServiceDatabase, dbs: &DatabaseServer) -> bool {
     match &sdb.spec.server {
@@ -151,6 +182,26 @@ mod tests {
                 .unwrap_err()
                 .contains("no DatabaseServer has default")
         );
+    }
+
+    /// Locks "a deleted DatabaseServer reaches its ServiceDatabases" next to "an unchanged
+    /// one does not".
+    #[test]
+    fn deletions_always_pass_unchanged_applies_do_not() {
+        use kube::runtime::watcher::Event;
+        let mut t = ServerTriggers::default();
+        let mut d = dbs("a", true);
+        d.metadata.generation = Some(1);
+        assert!(t.pass(Event::InitApply(d.clone())).is_some());
+        assert!(t.pass(Event::InitDone).is_none());
+        assert!(t.pass(Event::Apply(d.clone())).is_none(), "nothing changed");
+        assert!(
+            t.pass(Event::Delete(d.clone())).is_some(),
+            "deleted as it was"
+        );
+        assert!(t.pass(Event::Apply(d.clone())).is_some(), "created again");
+        d.metadata.generation = Some(2);
+        assert!(t.pass(Event::Apply(d)).is_some());
     }
 
     /// Locks "databaseCount changes do not fan out to every ServiceDatabase".
