@@ -27,6 +27,8 @@ struct Setup {
     client: kube::Client,
     server: String,
     runner: JobRunner,
+    /// The controller's recorded client.
+    operator: support::kube::Instrumented,
     controller: Option<Running>,
 }
 
@@ -36,7 +38,8 @@ async fn setup() -> Setup {
     let client = cluster.client();
     admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
     let server = database_server(&cluster, &ns, "pg-admin").await;
-    let controller = Some(start(client.clone(), fast_config(&ns)));
+    let operator = cluster.instrumented_client();
+    let controller = Some(start(operator.client.clone(), fast_config(&ns)));
     let runner = cluster
         .job_runner()
         .program("servicedb", env!("CARGO_BIN_EXE_servicedb"));
@@ -46,6 +49,7 @@ async fn setup() -> Setup {
         client,
         server,
         runner,
+        operator,
         controller,
     }
 }
@@ -253,7 +257,40 @@ async fn migrations_reach_the_latest_version_and_a_new_file_makes_one_more_job()
         .expect("V3's table, with the app's grants")
         .get(0);
     assert_eq!(n, 0);
-    drop(s.controller);
+
+    // What the chart's RBAC grants covers what was used (pods: only listed, for
+    // termination messages; Jobs never patched or deleted).
+    let allowed: std::collections::BTreeSet<(&str, &str)> = [
+        ("databaseservers.servicedb.io", "list"),
+        ("databaseservers.servicedb.io", "watch"),
+        ("databaseservers.servicedb.io/status", "patch"),
+        ("servicedatabases.servicedb.io", "list"),
+        ("servicedatabases.servicedb.io", "watch"),
+        ("servicedatabases.servicedb.io", "patch"),
+        ("servicedatabases.servicedb.io/status", "patch"),
+        ("secrets", "get"),
+        ("secrets", "list"),
+        ("secrets", "watch"),
+        ("secrets", "patch"),
+        ("configmaps", "get"),
+        ("configmaps", "list"),
+        ("configmaps", "watch"),
+        ("jobs.batch", "list"),
+        ("jobs.batch", "watch"),
+        ("jobs.batch", "create"),
+        ("pods", "list"),
+        ("events.events.k8s.io", "create"),
+        ("events.events.k8s.io", "patch"),
+        ("namespaces", "get"),
+    ]
+    .into_iter()
+    .collect();
+    for (resource, verb) in s.operator.requests.permissions() {
+        assert!(
+            allowed.contains(&(resource.as_str(), verb.as_str())),
+            "unexpected API use: {verb} {resource}"
+        );
+    }
 }
 
 /// Locks targetVersion: a fresh database stops at the target (V3 not applied), and raising
@@ -458,4 +495,58 @@ async fn a_controller_killed_mid_way_converges_with_one_job() {
     s.several_resyncs().await;
     assert_eq!(s.jobs("crash").await.len(), 1);
     let _ = &s.cluster;
+}
+
+/// Locks the failure report of a migration that cannot run in a transaction: it fails
+/// half-way and leaves a failed row, yet the status names the Job's file and error
+/// (MigrationFailed, one Warning Event), not just the history's complaint; new inputs
+/// without a repair are refused before any Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_non_transactional_migration_is_reported_from_its_job() {
+    let s = setup().await;
+    let concurrently = "CREATE INDEX CONCURRENTLY items_name ON missing_table (name);\n";
+    s.config_map(
+        "idx-migrations",
+        &[("V1__items.sql", V1), ("V2__index.sql", concurrently)],
+    )
+    .await;
+    s.sdb("idx", json!({"configMaps": ["idx-migrations"]}))
+        .await;
+    assert!(!s.run_job("idx").await.succeeded);
+    let sdb = s
+        .wait("idx", "Stalled=True (MigrationFailed)", |o| {
+            condition(o, types::STALLED)
+                .is_some_and(|(st, r, _)| st == "True" && r == "MigrationFailed")
+        })
+        .await;
+    let (_, _, message) = condition(&sdb, types::STALLED).unwrap();
+    assert!(
+        message.contains("V2__index.sql") && message.contains("42P01"),
+        "{message}"
+    );
+    s.several_resyncs().await;
+    assert_eq!(s.events("idx", "MigrationFailed").await, (1, false));
+    assert_eq!(s.jobs("idx").await.len(), 1);
+
+    s.config_map(
+        "idx-migrations",
+        &[
+            ("V1__items.sql", V1),
+            (
+                "V2__index.sql",
+                "CREATE INDEX CONCURRENTLY items_name ON items (name);\n",
+            ),
+        ],
+    )
+    .await;
+    let invalid = s
+        .wait("idx", "Stalled=True (MigrationsInvalid)", |o| {
+            condition(o, types::STALLED)
+                .is_some_and(|(st, r, _)| st == "True" && r == "MigrationsInvalid")
+        })
+        .await;
+    let (_, _, message) = condition(&invalid, types::STALLED).unwrap();
+    assert!(message.contains("servicedb migrate repair"), "{message}");
+    s.several_resyncs().await;
+    assert_eq!(s.jobs("idx").await.len(), 1, "refused before any Job");
 }

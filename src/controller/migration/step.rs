@@ -148,25 +148,6 @@ pub async fn reconcile(
             database: target.database.clone(),
             source,
         })?;
-    if !read.problems.is_empty() {
-        let message = format!(
-            "the migrations do not match database {}'s history: {}",
-            target.database,
-            read.problems.join("; ")
-        );
-        return Ok((invalid(keep, message), None));
-    }
-    if !read.target_known {
-        let message = format!(
-            "spec.migrations.targetVersion {} matches no migration file and no applied version",
-            target
-                .migrations
-                .target_version
-                .as_deref()
-                .unwrap_or_default()
-        );
-        return Ok((invalid(keep, message), None));
-    }
     let jobs = observe::jobs(client, target)
         .await
         .map_err(kube("listing migration Jobs"))?;
@@ -196,6 +177,30 @@ pub async fn reconcile(
         job: state.as_ref(),
         other_running: other_running.as_deref(),
     });
+    // A failed Job is reported as such (its file, line and error, its Event) even when it
+    // left a failed row behind; otherwise files that do not match the history are refused
+    // here, before any Job.
+    if !matches!(decision.next, Next::Failed { .. }) {
+        if !read.problems.is_empty() {
+            let message = format!(
+                "the migrations do not match database {}'s history: {}",
+                target.database,
+                read.problems.join("; ")
+            );
+            return Ok((invalid(keep, message), None));
+        }
+        if !read.target_known {
+            let message = format!(
+                "spec.migrations.targetVersion {} matches no migration file and no applied version",
+                target
+                    .migrations
+                    .target_version
+                    .as_deref()
+                    .unwrap_or_default()
+            );
+            return Ok((invalid(keep, message), None));
+        }
+    }
     if decision.next == Next::CreateJob {
         let desired = job::desired_job(target, &name, &hash, default_image);
         create(client, &target.namespace, &desired).await?;
