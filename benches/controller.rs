@@ -9,7 +9,6 @@
 mod support;
 
 #[path = "../tests/controller_common/mod.rs"]
-#[allow(dead_code)]
 mod controller_common;
 
 use std::time::{Duration, Instant};

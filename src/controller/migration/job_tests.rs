@@ -36,7 +36,7 @@ fn restricted_violations(pod: &Value) -> Vec<String> {
     let spec = &pod["spec"];
     for host in ["hostNetwork", "hostPID", "hostIPC"] {
         if spec[host] == true {
-            v.push(format!("{host}"));
+            v.push(host.to_string());
         }
     }
     let allowed_volumes = [

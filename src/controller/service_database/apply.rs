@@ -104,7 +104,7 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
                     database: done.layout.database.clone(),
                     secret_name: done.layout.app_secret().name.clone(),
                     secrets: done.layout.secrets.iter().map(|s| s.name.clone()).collect(),
-                    migrations: outcome,
+                    migrations: outcome.map(Box::new),
                 })
                 .await?;
             if let Some((a, ns)) = announcement {

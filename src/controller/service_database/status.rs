@@ -32,7 +32,7 @@ pub enum Progress {
         secret_name: String,
         secrets: Vec<String>,
         /// The migration step's outcome; None without migrations in the spec.
-        migrations: Option<Outcome>,
+        migrations: Option<Box<Outcome>>,
     },
     /// A PerTenant template: valid, nothing to provision for itself.
     PerTenant {
@@ -107,7 +107,7 @@ pub fn desired_status(
                     ),
                 )
             };
-            match migrations {
+            match migrations.as_deref() {
                 None => {
                     let _ = crate::api::conditions::remove_condition(
                         &mut s.conditions,
@@ -204,6 +204,7 @@ mod tests {
     }
 
     fn provisioned(migrations: Option<Outcome>) -> Progress {
+        let migrations = migrations.map(Box::new);
         Progress::Provisioned {
             server: "main".into(),
             database: "shop_orders".into(),
