@@ -550,3 +550,29 @@ async fn a_failed_non_transactional_migration_is_reported_from_its_job() {
     s.several_resyncs().await;
     assert_eq!(s.jobs("idx").await.len(), 1, "refused before any Job");
 }
+
+/// Locks convergence under API errors: the Job's creation answered with 500 twice and a
+/// 409 Conflict once is retried with backoff and ends with exactly one Job and the schema
+/// migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_errors_on_job_creation_converge_with_one_job() {
+    let s = setup().await;
+    let jobs = format!("*/namespaces/{}/jobs", s.ns);
+    // Each request uses up one turn of every matching rule; the first rule's status wins:
+    // 500, 500, then 409.
+    s.operator.faults.fail_next("create", &jobs, 500, 2);
+    s.operator.faults.fail_next("create", &jobs, 409, 3);
+    s.config_map(
+        "faulty-migrations",
+        &[("V1__items.sql", V1), ("V2__price.sql", V2)],
+    )
+    .await;
+    s.sdb("faulty", json!({"configMaps": ["faulty-migrations"]}))
+        .await;
+    let run = s.run_job("faulty").await;
+    assert!(run.succeeded, "{}", run.stderr);
+    s.wait_version("faulty", "2").await;
+    assert_eq!(s.operator.faults.injected(), 3);
+    s.several_resyncs().await;
+    assert_eq!(s.jobs("faulty").await.len(), 1);
+}

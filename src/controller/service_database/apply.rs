@@ -21,6 +21,9 @@ use crate::controller::provisioning::{self, Failure};
 use crate::controller::status_patch::apply_status;
 use crate::service::Layout;
 
+/// Reason while the migration state cannot be read (the history table, the Jobs).
+pub const MIGRATION_CHECK_FAILED: &str = "MigrationCheckFailed";
+
 pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
     let uid = sdb.uid().unwrap_or_default();
     let mut writer = StatusWriter::new(sdb, ctx);
@@ -82,15 +85,28 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
                 None => None,
                 Some(target) => {
                     let previous = sdb.status.as_ref().and_then(|s| s.schema.as_ref());
-                    let (outcome, announcement) = migration::reconcile(
+                    let step = migration::reconcile(
                         &ctx.client,
                         &server,
                         &target,
                         previous,
                         &ctx.config.migration_image,
                     )
-                    .await
-                    .map_err(|e| Error::Transient(e.to_string()))?;
+                    .await;
+                    let (outcome, announcement) = match step {
+                        Ok(done) => done,
+                        Err(e) => {
+                            // Said in the status (an owner the server refuses from here
+                            // would otherwise retry in silence), then retried with backoff.
+                            writer
+                                .write(&Progress::Waiting {
+                                    reason: MIGRATION_CHECK_FAILED.to_string(),
+                                    message: format!("{e} (retrying)"),
+                                })
+                                .await?;
+                            return Err(Error::Transient(e.to_string()));
+                        }
+                    };
                     Some((outcome, announcement, target.namespace))
                 }
             };
