@@ -26,7 +26,7 @@ fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{label:<34} n={:<3} min {:>7.1} ms  median {:>7.1} ms  max {:>7.1} ms",
+        "{label:<36} n={:<3} min {:>7.1} ms  median {:>7.1} ms  max {:>7.1} ms",
         samples.len(),
         ms(samples[0]),
         ms(samples[samples.len() / 2]),
