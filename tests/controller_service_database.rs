@@ -123,6 +123,9 @@ async fn shared_service_database_gets_working_secrets() {
         ("secrets", "patch"),
         ("configmaps", "list"),
         ("configmaps", "watch"),
+        // Its migration Jobs are watched (label-selected) even without migrations.
+        ("jobs.batch", "list"),
+        ("jobs.batch", "watch"),
         ("events.events.k8s.io", "create"),
         ("events.events.k8s.io", "patch"),
         // The installation id: the kube-system namespace's uid, read once at start.
@@ -382,19 +385,21 @@ async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
         &ns,
         "migrating",
         types::MIGRATIONS_APPLIED,
-        "Unknown",
-        "MigrationsNotSupported",
+        "False",
+        "ConfigMapNotFound",
     )
     .await;
     assert_eq!(condition(&m, types::READY).unwrap().0, "False");
-    assert_eq!(condition(&m, types::STALLED).unwrap().0, "True");
+    // A ConfigMap applied with it may come a moment later: waiting, not stalled.
+    assert_eq!(condition(&m, types::RECONCILING).unwrap().0, "True");
+    assert!(condition(&m, types::STALLED).is_none());
     assert_eq!(condition(&m, types::DATABASE_READY).unwrap().0, "True");
     // Still one InvalidSpec Event: waiting for a change does not repeat it.
     let (n, events) = invalid_events().await.unwrap();
     assert_eq!(n, 1, "{events:?}");
 }
 
-/// Locks the ConfigMap watch: a ServiceDatabase that waits for a change (await_change) is
+/// Locks the ConfigMap watch: a ServiceDatabase that waits for a missing ConfigMap is
 /// reconciled again when a ConfigMap it references appears, and not for one it does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referenced_configmap_triggers_its_service_database() {
@@ -404,16 +409,21 @@ async fn a_referenced_configmap_triggers_its_service_database() {
     admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
     let server = database_server(&cluster, &ns, "pg-admin").await;
     let operator = cluster.instrumented_client();
-    let _controller = start(operator.client.clone(), fast_config(&ns));
+    // No resync during the test: only the watches bring reconciles.
+    let config = servicedb::controller::Config {
+        resync: std::time::Duration::from_secs(300),
+        ..fast_config(&ns)
+    };
+    let _controller = start(operator.client.clone(), config);
     let migrations = json!({"migrations": {"configMaps": ["orders-migrations"]}});
     service_database(&client, &ns, "orders", &server, migrations).await;
     wait_condition(
         &client,
         &ns,
         "orders",
-        types::STALLED,
-        "True",
-        "MigrationsNotSupported",
+        types::MIGRATIONS_APPLIED,
+        "False",
+        "ConfigMapNotFound",
     )
     .await;
     // Give the reconcile triggered by its own last status write time to finish.
@@ -446,4 +456,42 @@ async fn a_referenced_configmap_triggers_its_service_database() {
         async move { (n > 0).then_some(()) }
     })
     .await;
+}
+
+/// Locks the DatabaseServer watch on deletion: deleting the DatabaseServer brings its
+/// ServiceDatabases to Waiting (ServerNotFound) at once, not at their next resync (kube's
+/// predicate filter dropped the deletion, whose object hashes as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_database_server_sends_its_service_databases_waiting() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    // No resync during the test: only the watches bring reconciles.
+    let config = servicedb::controller::Config {
+        resync: std::time::Duration::from_secs(300),
+        ..fast_config(&ns)
+    };
+    let _controller = start(client.clone(), config);
+    service_database(&client, &ns, "orders", &server, json!({})).await;
+    wait_ready(&client, &ns, "orders").await;
+    // Let the reconcile its own Ready write triggers finish, so only the deletion can
+    // bring the next one.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    Api::<DatabaseServer>::all(client.clone())
+        .delete(&server, &Default::default())
+        .await
+        .unwrap();
+    let waiting = wait_condition(
+        &client,
+        &ns,
+        "orders",
+        types::READY,
+        "False",
+        "ServerNotFound",
+    )
+    .await;
+    assert_eq!(condition(&waiting, types::RECONCILING).unwrap().0, "True");
+    assert_eq!(waiting.status.unwrap().phase, Some(Phase::Pending));
 }

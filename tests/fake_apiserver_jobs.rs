@@ -131,6 +131,44 @@ async fn job_runner_plays_the_job_controller() {
     assert_eq!(status.code, 422);
 }
 
+/// A mount at the directory the stand-in's own temporary files live under (an emptyDir at
+/// /tmp, as a pod with a read-only root filesystem has): the other mounts' rewritten
+/// paths, which lie below it, are not rewritten a second time.
+#[tokio::test]
+async fn mount_paths_are_rewritten_once() {
+    let cluster = start().await;
+    let ns = cluster.namespace();
+    let client = cluster.client();
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &config_map("files", &[("greeting", "hello")]),
+        )
+        .await
+        .unwrap();
+    let tmp = std::env::temp_dir();
+    let tmp = tmp.to_string_lossy().trim_end_matches('/').to_string();
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "tmp-mount", "labels": {"suite": "tmp"}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "registry.example/tools:1.0",
+                "command": ["/usr/bin/tool", "-c", format!("cat /files/greeting && touch {tmp}/x && echo ok")],
+                "volumeMounts": [{"name": "files", "mountPath": "/files"}, {"name": "tmp", "mountPath": tmp}]}],
+            "volumes": [{"name": "files", "configMap": {"name": "files"}}, {"name": "tmp", "emptyDir": {}}],
+        }}},
+    }))
+    .unwrap();
+    Api::<Job>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    let runner = cluster.job_runner().program("tool", "/bin/sh");
+    let run = runner.run(ns, "tmp-mount").await.unwrap();
+    assert!(run.succeeded, "{run:?}");
+    assert_eq!(run.stdout, "hellook\n");
+}
+
 /// A Job whose one container runs `script` with `sh` (mapped to a local `/bin/sh`).
 fn shell_job(name: &str, script: &str, message_policy: Option<&str>) -> Job {
     let mut job: Job = serde_json::from_value(json!({

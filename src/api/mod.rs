@@ -16,9 +16,10 @@ pub use database_server::{
     SslMode,
 };
 pub use service_database::{
-    ExtraRoleSpec, LoginRoleSpec, MigrationJobSpec, MigrationsSpec, PasswordRotationSpec, Phase,
-    RESUME_ANNOTATION, ReclaimPolicy, RoleAccess, RolloutPhase, RolloutSpec, RolloutStatus,
-    SchemaStatus, SecretAccess, SecretSpec, SeedSpec, ServiceDatabase, ServiceDatabaseSpec,
+    ExtraRoleSpec, JobOutcome, LoginRoleSpec, MigrationJobSpec, MigrationsSpec,
+    PasswordRotationSpec, Phase, RESUME_ANNOTATION, ReclaimPolicy, RoleAccess, RolloutPhase,
+    RolloutSpec, RolloutStatus, SchemaStatus, SecretAccess, SecretSpec, SeedSpec,
+    ServiceDatabase, ServiceDatabaseSpec,
     ServiceDatabaseStatus, Tenancy, TenantsSummary,
 };
 pub use tenant::{CANARY_LABEL, Tenant, TenantDatabaseStatus, TenantSpec, TenantStatus};
@@ -34,6 +35,8 @@ pub const API_VERSION: &str = "servicedb.io/v1alpha1";
 pub const FINALIZER: &str = "servicedb.io/finalizer";
 /// Annotation that rotates passwords now when its value changes.
 pub const ROTATE_ANNOTATION: &str = "servicedb.io/rotate";
+/// Annotation that runs a failed migration again on the same inputs when its value changes.
+pub const RETRY_ANNOTATION: &str = "servicedb.io/retry";
 
 /// Labels on everything servicedb creates.
 pub mod labels {
@@ -44,4 +47,6 @@ pub mod labels {
     pub const SERVICE_DATABASE: &str = "servicedb.io/service-database";
     /// The Tenant an object belongs to, where there is one.
     pub const TENANT: &str = "servicedb.io/tenant";
+    /// On migration Jobs: the hash of their inputs (the end of the Job's name).
+    pub const MIGRATION_INPUTS: &str = "servicedb.io/migration-inputs";
 }

@@ -279,7 +279,8 @@ pub struct MigrationJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Retries before the Job counts as failed. Default: Kubernetes' (6).
+    /// Retries before the Job counts as failed. Default: 2 (a migration that fails on its
+    /// SQL fails the same way every time; retries are for a connection that dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_limit: Option<i32>,
 
@@ -287,7 +288,8 @@ pub struct MigrationJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
 
-    /// Seconds a finished Job is kept before Kubernetes deletes it. Default: kept.
+    /// Seconds a finished Job is kept before Kubernetes deletes it (its outcome stays in
+    /// `status.schema`). Default: 86400 (one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i32>,
 }
@@ -436,9 +438,32 @@ pub struct SchemaStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_job: Option<String>,
 
-    /// Why the last migration failed, if it did.
+    /// Hash of what the most recent Job ran with (database, migration files, target
+    /// version, `servicedb.io/retry`), as in its name: a Job is created only for inputs
+    /// that have not run yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job_inputs: Option<String>,
+
+    /// How the most recent Job ended: Running, Succeeded or Failed. A Failed Job is not run
+    /// again until the migration files, the target version or `servicedb.io/retry` change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job_outcome: Option<JobOutcome>,
+
+    /// Why the last migration failed, if it did: file, line, SQLSTATE and message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+// How a migration Job ended. (A `//` comment: a doc comment here would replace the field's
+// description in the CRD.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum JobOutcome {
+    /// Created and not finished yet.
+    Running,
+    /// Complete: every migration up to the target applied.
+    Succeeded,
+    /// Failed: `lastError` says why.
+    Failed,
 }
 
 /// Tenant databases of a PerTenant service.

@@ -205,6 +205,11 @@ pub struct RunArgs {
     /// yet. Default: none.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The image migration Jobs run unless a ServiceDatabase names its own
+    /// (`spec.migrations.job.image`): the operator's own, which the chart passes. It must
+    /// hold this binary at `/servicedb`. Default: ghcr.io/servicedb/servicedb:<this version>.
+    #[arg(long, env = "SERVICEDB_MIGRATION_IMAGE", value_name = "IMAGE")]
+    pub migration_image: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -22,6 +22,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
         finalizer_timeout: args.finalizer_timeout,
         installation_id: args.installation_id,
         instance: std::env::var("POD_NAME").ok(),
+        migration_image: args
+            .migration_image
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(controller::default_migration_image),
         ..Config::default()
     };
     let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown_signal()));

@@ -44,6 +44,36 @@ pub async fn publish(
     }
 }
 
+/// An Event about a migration Job: `related` names the Job, so Events of different Jobs
+/// never collapse into one series (the recorder's key ignores the note).
+pub async fn about_job(
+    ctx: &Context,
+    regarding: &ObjectReference,
+    namespace: &str,
+    a: &crate::controller::migration::Announcement,
+) {
+    let event = Event {
+        type_: if a.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: a.reason.to_string(),
+        note: Some(a.note.clone()),
+        action: "Migrate".to_string(),
+        secondary: Some(ObjectReference {
+            api_version: Some("batch/v1".to_string()),
+            kind: Some("Job".to_string()),
+            name: Some(a.job.clone()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        }),
+    };
+    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
+        tracing::warn!(reason = a.reason, error = %e, "could not publish an Event");
+    }
+}
+
 pub async fn normal(
     ctx: &Context,
     regarding: &ObjectReference,

@@ -10,11 +10,13 @@ pub mod context;
 pub mod database_server;
 pub mod events;
 pub mod health;
+pub mod migration;
 pub mod provisioning;
 pub mod rollout;
 pub mod service_database;
 pub mod status_patch;
 pub mod tenant;
+pub mod triggers;
 
 use std::time::Duration;
 
@@ -52,6 +54,9 @@ pub struct Config {
     pub reconcile_timeout: Duration,
     /// Reconciles running at once per kind (one object is never reconciled twice at once).
     pub concurrency: u16,
+    /// The image migration Jobs run unless a ServiceDatabase names its own: the
+    /// operator's own (its `servicedb migrate` runs in the Job).
+    pub migration_image: String,
     /// The Events' reporting instance (the pod name in a cluster).
     pub instance: Option<String>,
     /// Set once the controllers have started (for `/readyz`).
@@ -70,10 +75,16 @@ impl Default for Config {
             backoff_max: Duration::from_secs(300),
             reconcile_timeout: Duration::from_secs(60),
             concurrency: 16,
+            migration_image: default_migration_image(),
             instance: None,
             health: health::Health::default(),
         }
     }
+}
+
+/// The image this version of servicedb is published as.
+pub fn default_migration_image() -> String {
+    format!("ghcr.io/servicedb/servicedb:{}", env!("CARGO_PKG_VERSION"))
 }
 
 #[derive(Debug, thiserror::Error)]

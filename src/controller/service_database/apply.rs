@@ -1,5 +1,6 @@
 //! The Apply side of the finalizer: record the new generation, validate, find the server,
-//! then claim check, Secrets, database and roles (through `controller::provisioning`), then the status.
+//! then claim check, Secrets, database and roles (through `controller::provisioning`), then
+//! the migrations (`controller::migration`), then the status.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
@@ -12,11 +13,16 @@ use super::server::{Unavailable, server_for};
 use super::status::{Progress, desired_status};
 use crate::api::conditions::{self, find_condition, reasons, types};
 use crate::api::validation::{describe, validate_service_database};
-use crate::api::{ServiceDatabase, ServiceDatabaseStatus, Tenancy};
+use crate::api::{RETRY_ANNOTATION, ServiceDatabase, ServiceDatabaseStatus, Tenancy};
 use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::migration::{self, MigrationTarget};
 use crate::controller::provisioning::{self, Failure};
 use crate::controller::status_patch::apply_status;
+use crate::service::Layout;
+
+/// Reason while the migration state cannot be read (the history table, the Jobs).
+pub const MIGRATION_CHECK_FAILED: &str = "MigrationCheckFailed";
 
 pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
     let uid = sdb.uid().unwrap_or_default();
@@ -79,19 +85,51 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
     match provisioned {
         Ok(done) => {
             announce(ctx, sdb, &server_name, &done).await;
+            let migrations = match migration_target(sdb, &done.layout) {
+                None => None,
+                Some(target) => {
+                    let previous = sdb.status.as_ref().and_then(|s| s.schema.as_ref());
+                    let step = migration::reconcile(
+                        &ctx.client,
+                        &server,
+                        &target,
+                        previous,
+                        &ctx.config.migration_image,
+                    )
+                    .await;
+                    let (outcome, announcement) = match step {
+                        Ok(done) => done,
+                        Err(e) => {
+                            // Said in the status (an owner the server refuses from here
+                            // would otherwise retry in silence), then retried with backoff.
+                            writer
+                                .write(&Progress::Waiting {
+                                    reason: MIGRATION_CHECK_FAILED.to_string(),
+                                    message: format!("{e} (retrying)"),
+                                })
+                                .await?;
+                            return Err(Error::Transient(e.to_string()));
+                        }
+                    };
+                    Some((outcome, announcement, target.namespace))
+                }
+            };
+            let (outcome, announcement) = match migrations {
+                Some((o, a, ns)) => (Some(o), a.map(|a| (a, ns))),
+                None => (None, None),
+            };
             writer
                 .write(&Progress::Provisioned {
                     server: server_name,
                     database: done.layout.database.clone(),
                     secret_name: done.layout.app_secret().name.clone(),
                     secrets: done.layout.secrets.iter().map(|s| s.name.clone()).collect(),
-                    has_migrations: sdb
-                        .spec
-                        .migrations
-                        .as_ref()
-                        .is_some_and(|m| !m.config_maps.is_empty()),
+                    migrations: outcome.map(Box::new),
                 })
                 .await?;
+            if let Some((a, ns)) = announcement {
+                events::about_job(ctx, &sdb.object_ref(&()), &ns, &a).await;
+            }
             Ok(ctx.resync(&uid))
         }
         Err(Failure::Permanent { reason, message }) => {
@@ -149,6 +187,25 @@ async fn announce(
         )
         .await;
     }
+}
+
+/// The database of a Shared ServiceDatabase as the migration step sees it; None without
+/// migration ConfigMaps.
+pub fn migration_target(sdb: &ServiceDatabase, layout: &Layout) -> Option<MigrationTarget> {
+    let migrations = sdb.spec.migrations.clone()?;
+    if migrations.config_maps.is_empty() {
+        return None;
+    }
+    Some(MigrationTarget {
+        namespace: layout.namespace.clone(),
+        owner: owner_reference(sdb),
+        base_name: sdb.name_any(),
+        tenant: None,
+        database: layout.database.clone(),
+        migrator_secret: layout.migrator_secret().name.clone(),
+        migrations,
+        retry: sdb.annotations().get(RETRY_ANNOTATION).cloned(),
+    })
 }
 
 /// The single ownerReference of every Secret: the ServiceDatabase, as controller, so the

@@ -1,8 +1,9 @@
 //! The ServiceDatabase controller (Shared tenancy; PerTenant templates get a validated
-//! status). `kube::runtime::finalizer` is the top step: Apply provisions, Cleanup applies
-//! the reclaim policy. It owns its Secrets (label-selected watch), watches the ConfigMaps
+//! status). `kube::runtime::finalizer` is the top step: Apply provisions and migrates,
+//! Cleanup applies the reclaim policy. It owns its Secrets and migration Jobs
+//! (label-selected watches, so a Job's Complete or Failed brings a reconcile), watches the ConfigMaps
 //! it references (metadata only) and the DatabaseServers (only generation and readiness
-//! changes pass, so a growing databaseCount does not fan out).
+//! changes and deletions pass, so a growing databaseCount does not fan out).
 pub mod apply;
 pub mod cleanup;
 pub mod error;
@@ -12,8 +13,9 @@ pub mod status;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use futures::future::{BoxFuture, Shared};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -25,6 +27,7 @@ use kube::{Resource, ResourceExt};
 
 use self::error::Error;
 use super::Context;
+use super::triggers::Triggers;
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
 
 fn api<K>(ctx: &Context) -> Api<K>
@@ -43,28 +46,27 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let by_config_map = controller.store();
     let by_server = controller.store();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let mut triggers = server::server_triggers();
     let servers = watcher(
         Api::<DatabaseServer>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
-    .touched_objects()
-    .predicate_filter(
-        server::trigger_hash,
-        kube::runtime::PredicateConfig::default(),
-    );
+    .try_filter_map(move |event| futures::future::ready(Ok(triggers.pass(event))));
     // PerTenant fleets count their Tenants; only changes of those counts pass.
+    let mut tenant_triggers = Triggers::new(crate::controller::rollout::fleet_trigger);
     let tenants = watcher(api::<Tenant>(&ctx), watcher::Config::default())
         .default_backoff()
-        .touched_objects()
-        .predicate_filter(
-            crate::controller::rollout::fleet_trigger,
-            kube::runtime::PredicateConfig::default(),
-        );
+        .try_filter_map(move |event| futures::future::ready(Ok(tenant_triggers.pass(event))));
     controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .owns(
             api::<Secret>(&ctx),
+            watcher::Config::default().labels(&managed),
+        )
+        // Its migration Jobs (tenant Jobs are owned by their Tenants).
+        .owns(
+            api::<Job>(&ctx),
             watcher::Config::default().labels(&managed),
         )
         .watches(

@@ -9,6 +9,7 @@ use kube::api::{Api, ListParams};
 use crate::api::conditions::{self, find_condition, reasons, types};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::controller::Context;
+use crate::controller::triggers::Triggers;
 use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::provision::server::Server;
 
@@ -53,6 +54,12 @@ pub fn trigger_hash(dbs: &DatabaseServer) -> Option<u64> {
     let mut h = DefaultHasher::new();
     (dbs.metadata.generation, ready).hash(&mut h);
     Some(h.finish())
+}
+
+/// Which DatabaseServer events reach the ServiceDatabases: a change of spec or readiness
+/// ([`trigger_hash`]), and every deletion.
+pub fn server_triggers() -> Triggers<DatabaseServer> {
+    Triggers::new(trigger_hash)
 }
 
 /// Whether the ServiceDatabase uses this DatabaseServer (by name, or as the default).
@@ -151,6 +158,26 @@ mod tests {
                 .unwrap_err()
                 .contains("no DatabaseServer has default")
         );
+    }
+
+    /// Locks "a deleted DatabaseServer reaches its ServiceDatabases" next to "an unchanged
+    /// one does not".
+    #[test]
+    fn deletions_always_pass_unchanged_applies_do_not() {
+        use kube::runtime::watcher::Event;
+        let mut t = server_triggers();
+        let mut d = dbs("a", true);
+        d.metadata.generation = Some(1);
+        assert!(t.pass(Event::InitApply(d.clone())).is_some());
+        assert!(t.pass(Event::InitDone).is_none());
+        assert!(t.pass(Event::Apply(d.clone())).is_none(), "nothing changed");
+        assert!(
+            t.pass(Event::Delete(d.clone())).is_some(),
+            "deleted as it was"
+        );
+        assert!(t.pass(Event::Apply(d.clone())).is_some(), "created again");
+        d.metadata.generation = Some(2);
+        assert!(t.pass(Event::Apply(d)).is_some());
     }
 
     /// Locks "databaseCount changes do not fan out to every ServiceDatabase".

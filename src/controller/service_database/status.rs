@@ -1,9 +1,9 @@
 //! The ServiceDatabase's status from where its reconcile got to. Pure: the controller
 //! writes the result only when it differs from the status it read.
 //!
-//! MigrationsApplied: this controller runs no migration Jobs yet. Without `migrations` in
-//! the spec the condition is left out; with them it is Unknown and the resource is Stalled
-//! (`MigrationsNotSupported`), so nobody mistakes an unmigrated database for a Ready one.
+//! MigrationsApplied is left out without `migrations` in the spec; with them it follows the
+//! migration step (`controller::migration`): True at the target version, False while a Job
+//! runs (Reconciling) or after one failed (Stalled, with the file, line and error).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -11,9 +11,8 @@ use crate::api::conditions::{
     ConditionUpdate, Readiness, reasons, set_condition, set_ready, types,
 };
 use crate::api::{Phase, ServiceDatabaseStatus};
+use crate::controller::migration::Outcome;
 
-/// Reason while migration Jobs are not implemented.
-pub const MIGRATIONS_NOT_SUPPORTED: &str = "MigrationsNotSupported";
 /// Reason of a PerTenant ServiceDatabase, whose databases come with its Tenants.
 pub const WAITING_FOR_TENANTS: &str = "WaitingForTenants";
 
@@ -32,7 +31,8 @@ pub enum Progress {
         database: String,
         secret_name: String,
         secrets: Vec<String>,
-        has_migrations: bool,
+        /// The migration step's outcome; None without migrations in the spec.
+        migrations: Option<Box<Outcome>>,
     },
     /// A PerTenant template: valid, nothing to provision for itself.
     PerTenant {
@@ -79,7 +79,7 @@ pub fn desired_status(
             database,
             secret_name,
             secrets,
-            has_migrations,
+            migrations,
         } => {
             set(ConditionUpdate::true_(
                 types::DATABASE_READY,
@@ -96,32 +96,81 @@ pub fn desired_status(
             s.server = Some(server.clone());
             s.database = Some(database.clone());
             s.secret_name = Some(secret_name.clone());
-            if *has_migrations {
-                let message = "this servicedb version does not run migration Jobs yet; \
-                               the database and Secrets are ready, the schema is not migrated";
-                set(ConditionUpdate::unknown(
-                    types::MIGRATIONS_APPLIED,
-                    MIGRATIONS_NOT_SUPPORTED,
-                    message,
-                ));
-                (
-                    Readiness::stalled(MIGRATIONS_NOT_SUPPORTED, message),
-                    Phase::Failed,
-                )
-            } else {
-                let _ = crate::api::conditions::remove_condition(
-                    &mut s.conditions,
-                    types::MIGRATIONS_APPLIED,
-                );
-                (
-                    Readiness::ready(
-                        reasons::RECONCILED,
-                        format!(
-                            "database {database} is ready; credentials are in Secret {secret_name}"
-                        ),
+            let ready = |version: Option<&str>| {
+                let at = version
+                    .map(|v| format!(" at schema version {v}"))
+                    .unwrap_or_default();
+                Readiness::ready(
+                    reasons::RECONCILED,
+                    format!(
+                        "database {database} is ready{at}; credentials are in Secret {secret_name}"
                     ),
-                    Phase::Ready,
                 )
+            };
+            match migrations.as_deref() {
+                None => {
+                    let _ = crate::api::conditions::remove_condition(
+                        &mut s.conditions,
+                        types::MIGRATIONS_APPLIED,
+                    );
+                    s.schema = None;
+                    (ready(None), Phase::Ready)
+                }
+                Some(Outcome::Applied { schema }) => {
+                    let version = schema.applied_version.clone();
+                    set(ConditionUpdate::true_(
+                        types::MIGRATIONS_APPLIED,
+                        reasons::RECONCILED,
+                        match &version {
+                            Some(v) => format!("the schema is at version {v}"),
+                            None => "no migrations to apply".to_string(),
+                        },
+                    ));
+                    s.schema = Some(schema.clone());
+                    (ready(version.as_deref()), Phase::Ready)
+                }
+                Some(Outcome::Running { schema, message }) => {
+                    set(ConditionUpdate::false_(
+                        types::MIGRATIONS_APPLIED,
+                        reasons::MIGRATION_RUNNING,
+                        message.clone(),
+                    ));
+                    s.schema = Some(schema.clone());
+                    (
+                        Readiness::progressing(reasons::MIGRATION_RUNNING, message),
+                        Phase::Migrating,
+                    )
+                }
+                Some(Outcome::Waiting {
+                    schema,
+                    reason,
+                    message,
+                }) => {
+                    set(ConditionUpdate::false_(
+                        types::MIGRATIONS_APPLIED,
+                        *reason,
+                        message.clone(),
+                    ));
+                    if let Some(schema) = schema {
+                        s.schema = Some(schema.clone());
+                    }
+                    (Readiness::progressing(*reason, message), Phase::Pending)
+                }
+                Some(Outcome::Stalled {
+                    schema,
+                    reason,
+                    message,
+                }) => {
+                    set(ConditionUpdate::false_(
+                        types::MIGRATIONS_APPLIED,
+                        *reason,
+                        message.clone(),
+                    ));
+                    if let Some(schema) = schema {
+                        s.schema = Some(schema.clone());
+                    }
+                    (Readiness::stalled(*reason, message), Phase::Failed)
+                }
             }
         }
         Progress::PerTenant {
@@ -154,13 +203,14 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
 
-    fn provisioned(has_migrations: bool) -> Progress {
+    fn provisioned(migrations: Option<Outcome>) -> Progress {
+        let migrations = migrations.map(Box::new);
         Progress::Provisioned {
             server: "main".into(),
             database: "shop_orders".into(),
             secret_name: "orders-db".into(),
             secrets: vec!["orders-db".into(), "orders-migrator".into()],
-            has_migrations,
+            migrations,
         }
     }
 
@@ -171,14 +221,14 @@ mod tests {
         let started = desired_status(None, Some(1), &Progress::Started, &at(1));
         assert_eq!(started.observed_generation, Some(1));
         assert!(is_true(&started.conditions, types::RECONCILING));
-        let ready = desired_status(Some(&started), Some(1), &provisioned(false), &at(2));
+        let ready = desired_status(Some(&started), Some(1), &provisioned(None), &at(2));
         assert!(is_ready(&ready.conditions, Some(1)));
         assert!(find_condition(&ready.conditions, types::RECONCILING).is_none());
         assert_eq!(ready.phase, Some(Phase::Ready));
         assert_eq!(ready.database.as_deref(), Some("shop_orders"));
         assert_eq!(ready.secret_name.as_deref(), Some("orders-db"));
         assert!(find_condition(&ready.conditions, types::MIGRATIONS_APPLIED).is_none());
-        let again = desired_status(Some(&ready), Some(1), &provisioned(false), &at(3));
+        let again = desired_status(Some(&ready), Some(1), &provisioned(None), &at(3));
         assert_eq!(again, ready);
     }
 
@@ -203,12 +253,79 @@ mod tests {
         assert!(s.secret_name.is_none());
     }
 
+    /// Locks the migration conditions: a running Job is Reconciling (phase Migrating), a
+    /// failed one Stalled with its message, the target reached is Ready with
+    /// `status.schema` filled; each time MigrationsApplied says so.
     #[test]
-    fn migrations_without_jobs_are_not_reported_ready() {
-        let s = desired_status(None, Some(2), &provisioned(true), &at(1));
-        assert!(!is_ready(&s.conditions, Some(2)));
-        assert!(is_true(&s.conditions, types::STALLED));
-        let m = find_condition(&s.conditions, types::MIGRATIONS_APPLIED).unwrap();
-        assert_eq!(m.status, "Unknown");
+    fn migration_outcomes_map_to_conditions() {
+        use crate::api::SchemaStatus;
+        let schema = SchemaStatus {
+            applied_version: Some("2".into()),
+            target_version: Some("3".into()),
+            pending: Some(1),
+            ..Default::default()
+        };
+        let running = desired_status(
+            None,
+            Some(2),
+            &provisioned(Some(Outcome::Running {
+                schema: schema.clone(),
+                message: "Job j runs".into(),
+            })),
+            &at(1),
+        );
+        assert!(!is_ready(&running.conditions, Some(2)));
+        assert!(is_true(&running.conditions, types::RECONCILING));
+        assert_eq!(running.phase, Some(Phase::Migrating));
+        let m = find_condition(&running.conditions, types::MIGRATIONS_APPLIED).unwrap();
+        assert_eq!(
+            (m.status.as_str(), m.reason.as_str()),
+            ("False", "MigrationRunning")
+        );
+        assert_eq!(running.schema.as_ref(), Some(&schema));
+
+        let failed = desired_status(
+            Some(&running),
+            Some(2),
+            &provisioned(Some(Outcome::Stalled {
+                schema: Some(schema.clone()),
+                reason: reasons::MIGRATION_FAILED,
+                message: "V3__x.sql line 1: boom".into(),
+            })),
+            &at(2),
+        );
+        assert!(is_true(&failed.conditions, types::STALLED));
+        assert!(find_condition(&failed.conditions, types::RECONCILING).is_none());
+        assert_eq!(failed.phase, Some(Phase::Failed));
+        let m = find_condition(&failed.conditions, types::MIGRATIONS_APPLIED).unwrap();
+        assert_eq!(m.message, "V3__x.sql line 1: boom");
+
+        let done = SchemaStatus {
+            applied_version: Some("3".into()),
+            pending: Some(0),
+            ..schema
+        };
+        let ready = desired_status(
+            Some(&failed),
+            Some(2),
+            &provisioned(Some(Outcome::Applied {
+                schema: done.clone(),
+            })),
+            &at(3),
+        );
+        assert!(is_ready(&ready.conditions, Some(2)));
+        assert!(find_condition(&ready.conditions, types::STALLED).is_none());
+        assert!(is_true(&ready.conditions, types::MIGRATIONS_APPLIED));
+        assert_eq!(ready.schema, Some(done));
+        assert!(
+            find_condition(&ready.conditions, types::READY)
+                .unwrap()
+                .message
+                .contains("at schema version 3")
+        );
+        // Migrations removed from the spec: no condition, no schema.
+        let plain = desired_status(Some(&ready), Some(3), &provisioned(None), &at(4));
+        assert!(find_condition(&plain.conditions, types::MIGRATIONS_APPLIED).is_none());
+        assert_eq!(plain.schema, None);
     }
 }

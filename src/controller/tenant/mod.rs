@@ -19,7 +19,7 @@ pub mod status;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -33,6 +33,7 @@ use kube::{Resource, ResourceExt};
 use self::error::Error;
 use self::placement::Placer;
 use super::Context;
+use super::triggers::Triggers;
 use crate::api::conditions::{find_condition, types};
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
 
@@ -86,19 +87,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let controller = Controller::for_stream(tenant_events, tenants.clone());
     let (services, services_writer) = reflector::store::<ServiceDatabase>();
     let (servers, servers_writer) = reflector::store::<DatabaseServer>();
+    // Deletions always pass (kube's predicate_filter would drop them: see `triggers`).
+    let mut service_triggers = Triggers::new(service_trigger);
+    let mut server_triggers = Triggers::new(server_trigger);
     let service_events = watcher(api::<ServiceDatabase>(&ctx), watcher::Config::default())
         .default_backoff()
         .reflect(services_writer)
-        .touched_objects()
-        .predicate_filter(service_trigger, PredicateConfig::default());
+        .try_filter_map(move |e| futures::future::ready(Ok(service_triggers.pass(e))));
     let server_events = watcher(
         Api::<DatabaseServer>::all(ctx.client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(servers_writer)
-    .touched_objects()
-    .predicate_filter(server_trigger, PredicateConfig::default());
+    .try_filter_map(move |e| futures::future::ready(Ok(server_triggers.pass(e))));
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let by_service = tenants.clone();
     let by_server = tenants.clone();

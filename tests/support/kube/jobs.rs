@@ -410,25 +410,37 @@ fn is_path_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')
 }
 
-/// Applies the mount-path rewrite rule (see the module documentation) to `text`.
+/// Applies the mount-path rewrite rule (see the module documentation) to `text`, in one
+/// pass: a replacement is never matched again, so a local directory that itself lies under
+/// a mount path (a temporary directory under a `/tmp` emptyDir) is left as it is.
+/// `mounts` is sorted longest first, so the longest mount path wins.
 fn rewrite_mounts(text: &str, mounts: &[(String, PathBuf)]) -> String {
-    let mut out = text.to_string();
-    for (mount, local) in mounts {
-        let mut result = String::new();
-        let mut copied = 0;
-        for (i, _) in out.match_indices(mount.as_str()) {
-            let before = out[..i].chars().last();
-            let after = out[i + mount.len()..].chars().next();
-            let whole = !before.is_some_and(is_path_char)
-                && after.is_none_or(|c| c == '/' || !is_path_char(c));
-            if whole {
-                result.push_str(&out[copied..i]);
-                result.push_str(&local.to_string_lossy());
-                copied = i + mount.len();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(c) = text[i..].chars().next() {
+        let before = text[..i].chars().last();
+        let found = (!before.is_some_and(is_path_char))
+            .then(|| {
+                mounts.iter().find(|(mount, _)| {
+                    !mount.is_empty()
+                        && text[i..].starts_with(mount.as_str())
+                        && text[i + mount.len()..]
+                            .chars()
+                            .next()
+                            .is_none_or(|c| c == '/' || !is_path_char(c))
+                })
+            })
+            .flatten();
+        match found {
+            Some((mount, local)) => {
+                out.push_str(&local.to_string_lossy());
+                i += mount.len();
+            }
+            None => {
+                out.push(c);
+                i += c.len_utf8();
             }
         }
-        result.push_str(&out[copied..]);
-        out = result;
     }
     out
 }

@@ -1,0 +1,340 @@
+//! The migration step of a reconcile, for one [`MigrationTarget`]: observe, decide, create
+//! the Job when the decision says so, and say what the status should show. The caller
+//! writes the status, then publishes the [`Announcement`] (so an Event never runs ahead of
+//! the status that records it, and a failure is announced once: the next pass reads it
+//! from the status).
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, PostParams};
+
+use super::MigrationTarget;
+use super::decide::{Decision, JobState, News, Next, Observed, decide};
+use super::inputs::{Inputs, job_name};
+use super::{failure, job, observe};
+use crate::api::conditions::reasons;
+use crate::api::{JobOutcome, RETRY_ANNOTATION, SchemaStatus};
+use crate::controller::status_patch::FIELD_MANAGER;
+use crate::migrate::engine::MigrateError;
+use crate::migrate::version::Version;
+use crate::provision::server::Server;
+use crate::service::migrations::files_from_config_maps;
+
+/// A referenced ConfigMap does not exist (yet): its creation brings the next reconcile.
+pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
+
+/// Where the migrations stand, for the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The schema is at the target.
+    Applied { schema: SchemaStatus },
+    /// A Job runs (or was just created).
+    Running {
+        schema: SchemaStatus,
+        message: String,
+    },
+    /// Needs a change by a person: failed inputs, invalid migration files.
+    Stalled {
+        schema: Option<SchemaStatus>,
+        reason: &'static str,
+        message: String,
+    },
+    /// Waits for something that comes by itself (a ConfigMap being applied).
+    Waiting {
+        schema: Option<SchemaStatus>,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// An Event to publish once the status is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+    /// The Job it is about (the Event's `related` object).
+    pub job: String,
+}
+
+/// Event reasons.
+pub mod event_reasons {
+    pub const MIGRATION_STARTED: &str = "MigrationStarted";
+    pub const MIGRATION_SUCCEEDED: &str = "MigrationSucceeded";
+    pub const MIGRATION_FAILED: &str = "MigrationFailed";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("{what}: {source}")]
+    Kube {
+        what: &'static str,
+        source: kube::Error,
+    },
+    /// Reading the history failed in a way a retry may fix (the server, the network).
+    #[error("reading the migration history of database {database}: {source}")]
+    History {
+        database: String,
+        source: MigrateError,
+    },
+    #[error("{0}")]
+    Transient(String),
+}
+
+fn kube(what: &'static str) -> impl FnOnce(kube::Error) -> MigrationError {
+    move |source| MigrationError::Kube { what, source }
+}
+
+/// The step: returns what the status should say and what to announce.
+pub async fn reconcile(
+    client: &kube::Client,
+    server: &Server,
+    target: &MigrationTarget,
+    previous: Option<&SchemaStatus>,
+    default_image: &str,
+) -> Result<(Outcome, Option<Announcement>), MigrationError> {
+    let keep = previous.cloned();
+    let config_maps = match observe::config_maps(client, target)
+        .await
+        .map_err(kube("reading the migration ConfigMaps"))?
+    {
+        Ok(found) => found,
+        Err(missing) => {
+            let message = format!(
+                "waiting for ConfigMap {}/{missing} (spec.migrations.configMaps) to exist",
+                target.namespace
+            );
+            return Ok((
+                Outcome::Waiting {
+                    schema: keep,
+                    reason: CONFIG_MAP_NOT_FOUND,
+                    message,
+                },
+                None,
+            ));
+        }
+    };
+    let files = match files_from_config_maps(&config_maps) {
+        Ok(files) => files,
+        Err(e) => {
+            let message = format!("spec.migrations.configMaps: {e}");
+            return Ok((invalid(keep, message), None));
+        }
+    };
+    let inputs = Inputs {
+        database: target.database.clone(),
+        config_maps,
+        target: target.migrations.target_version.clone(),
+        retry: target.retry.clone(),
+    };
+    let hash = inputs.hash();
+    let name = job_name(&target.base_name, target.tenant.as_deref(), &hash);
+    let Some((user, password)) = observe::owner_credentials(client, target)
+        .await
+        .map_err(kube("reading the migrator Secret"))?
+    else {
+        return Err(MigrationError::Transient(format!(
+            "Secret {}/{} has no username and password yet",
+            target.namespace, target.migrator_secret
+        )));
+    };
+    let version = target
+        .migrations
+        .target_version
+        .as_deref()
+        .and_then(|v| Version::parse(v).ok());
+    let read = observe::history(server, &target.database, (&user, &password), files, version)
+        .await
+        .map_err(|source| MigrationError::History {
+            database: target.database.clone(),
+            source,
+        })?;
+    let jobs = observe::jobs(client, target)
+        .await
+        .map_err(kube("listing migration Jobs"))?;
+    let current = jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some(name.as_str()));
+    let other_running = jobs
+        .iter()
+        .filter(|j| j.metadata.name.as_deref() != Some(name.as_str()))
+        .find(|j| observe::finished(j).is_none())
+        .and_then(|j| j.metadata.name.clone());
+    let state = match current {
+        None => None,
+        Some(j) => Some(job_state(client, target, previous, &hash, j).await?),
+    };
+    let target_version = target
+        .migrations
+        .target_version
+        .clone()
+        .or(read.latest.clone());
+    let decision = decide(&Observed {
+        inputs: &hash,
+        job_name: &name,
+        target_version,
+        previous,
+        history: &read.history,
+        job: state.as_ref(),
+        other_running: other_running.as_deref(),
+    });
+    // A failed Job is reported as such (its file, line and error, its Event) even when it
+    // left a failed row behind; otherwise files that do not match the history are refused
+    // here, before any Job.
+    if !matches!(decision.next, Next::Failed { .. }) {
+        if !read.problems.is_empty() {
+            let message = format!(
+                "the migrations do not match database {}'s history: {}",
+                target.database,
+                read.problems.join("; ")
+            );
+            return Ok((invalid(keep, message), None));
+        }
+        if !read.target_known {
+            let message = format!(
+                "spec.migrations.targetVersion {} matches no migration file and no applied version",
+                target
+                    .migrations
+                    .target_version
+                    .as_deref()
+                    .unwrap_or_default()
+            );
+            return Ok((invalid(keep, message), None));
+        }
+    }
+    if decision.next == Next::CreateJob {
+        let desired = job::desired_job(target, &name, &hash, default_image);
+        create(client, &target.namespace, &desired).await?;
+    }
+    Ok(present(target, &name, decision))
+}
+
+fn invalid(schema: Option<SchemaStatus>, message: String) -> Outcome {
+    Outcome::Stalled {
+        schema,
+        reason: reasons::MIGRATIONS_INVALID,
+        message,
+    }
+}
+
+/// The current Job's state; a failure's detail from its Pods unless the status already
+/// has it for these inputs.
+async fn job_state(
+    client: &kube::Client,
+    target: &MigrationTarget,
+    previous: Option<&SchemaStatus>,
+    hash: &str,
+    j: &Job,
+) -> Result<JobState, MigrationError> {
+    match observe::finished(j) {
+        None => Ok(JobState::Running),
+        Some(true) => Ok(JobState::Succeeded),
+        Some(false) => {
+            let known = previous.filter(|p| {
+                p.last_job_inputs.as_deref() == Some(hash)
+                    && p.last_job_outcome == Some(JobOutcome::Failed)
+            });
+            if let Some(detail) = known.and_then(|p| p.last_error.clone()) {
+                return Ok(JobState::Failed { detail });
+            }
+            let name = j.metadata.name.clone().unwrap_or_default();
+            let message = observe::termination_message(client, &target.namespace, &name)
+                .await
+                .map_err(kube("reading the failed migration Job's Pods"))?;
+            let detail = message
+                .as_deref()
+                .and_then(failure::describe)
+                .unwrap_or_else(|| observe::failed_condition(j));
+            Ok(JobState::Failed { detail })
+        }
+    }
+}
+
+/// Creates the Job; one that exists already (a reconcile that stopped after creating it)
+/// is the same Job.
+async fn create(client: &kube::Client, namespace: &str, job: &Job) -> Result<(), MigrationError> {
+    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match api.create(&pp, job).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+        Err(e) => Err(kube("creating the migration Job")(e)),
+    }
+}
+
+/// What the decision means for the status and the Events. Pure.
+pub fn present(
+    target: &MigrationTarget,
+    job: &str,
+    decision: Decision,
+) -> (Outcome, Option<Announcement>) {
+    let Decision { next, schema, news } = decision;
+    let version = schema.target_version.clone().unwrap_or_default();
+    let pending = schema.pending.unwrap_or(0);
+    let announce = |warning, reason, note: String| Announcement {
+        warning,
+        reason,
+        note,
+        job: job.to_string(),
+    };
+    let announcement = match (news, &next) {
+        (Some(News::Started), _) => Some(announce(
+            false,
+            event_reasons::MIGRATION_STARTED,
+            format!(
+                "Job {job} applies {pending} migration(s) to database {} up to version {version}",
+                target.database
+            ),
+        )),
+        (Some(News::Succeeded), _) => Some(announce(
+            false,
+            event_reasons::MIGRATION_SUCCEEDED,
+            format!(
+                "database {} is at version {} (Job {job})",
+                target.database,
+                schema.applied_version.as_deref().unwrap_or("<none>")
+            ),
+        )),
+        (Some(News::Failed), Next::Failed { detail, .. }) => Some(announce(
+            true,
+            event_reasons::MIGRATION_FAILED,
+            detail.clone(),
+        )),
+        _ => None,
+    };
+    let outcome = match next {
+        Next::UpToDate => Outcome::Applied { schema },
+        Next::CreateJob => Outcome::Running {
+            message: format!(
+                "migration Job {job} is applying {pending} migration(s) up to version {version}"
+            ),
+            schema,
+        },
+        Next::Wait { job: running } if running == job => Outcome::Running {
+            message: format!(
+                "migration Job {job} is applying {pending} migration(s) up to version {version}"
+            ),
+            schema,
+        },
+        Next::Wait { job: running } => Outcome::Running {
+            message: format!(
+                "waiting for migration Job {running} (earlier inputs) to finish before the next one starts"
+            ),
+            schema,
+        },
+        Next::Failed {
+            job: failed,
+            detail,
+        } => Outcome::Stalled {
+            message: format!(
+                "migration Job {failed} failed: {detail}. Fix the migration (a change to the ConfigMaps or \
+                 targetVersion starts a new Job) or set the annotation {RETRY_ANNOTATION} to a new value to run it again"
+            ),
+            schema: Some(schema),
+            reason: reasons::MIGRATION_FAILED,
+        },
+    };
+    (outcome, announcement)
+}
