@@ -111,7 +111,7 @@ async fn run_provisions_and_stops_on_sigterm() {
         let status = http_status(&probe_addr, path).await;
         assert_eq!(status, 200, "GET {path}");
     }
-    assert_eq!(http_status(&probe_addr, "/metrics").await, 404);
+    assert_eq!(http_status(&probe_addr, "/metrics").await, 200);
 
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
