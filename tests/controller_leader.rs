@@ -187,6 +187,14 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
             .map(|q| q.to_string())
             .collect();
         assert!(failed.is_empty(), "{}: {failed:?}", r.identity);
+        // What the chart's leader-election Role grants, and no more.
+        let verbs: std::collections::BTreeSet<&str> =
+            lease_requests.iter().map(|q| q.verb()).collect();
+        assert!(
+            verbs.iter().all(|v| ["get", "create", "patch"].contains(v)),
+            "{}: lease verbs {verbs:?}",
+            r.identity
+        );
     }
 
     replicas[standby]
