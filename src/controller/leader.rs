@@ -21,7 +21,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError, LeaseParams};
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::health::{Health, Role};
@@ -197,13 +197,12 @@ where
     F: Future<Output = ()>,
 {
     let t = Timings::new(election.lease_duration);
-    // The builder's setters skip the crate's own check that grace < duration; Timings
-    // guarantees it.
+    // LeaseParams::new names the field manager after the identity (the builder's
+    // with_identity keeps a random one) and checks grace < duration, which Timings ensures.
+    let params = LeaseParams::new(&election.identity, t.duration_secs, t.grace_secs);
     let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(&election.namespace)
-        .with_identity(&election.identity)
-        .with_duration(t.duration_secs)
-        .with_grace(t.grace_secs)
+        .with_parameters(params)
         .build()
         .await?;
     let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
