@@ -235,7 +235,8 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
 /// Locks "a leader that cannot renew stops before its lease can expire": when every Lease
 /// request of the leader fails (its renewals do not go through, though it can still write
 /// everything else), it stops its controllers, and is a standby by the time the other
-/// replica takes the expired lease; from then on only the new leader writes.
+/// replica takes the expired lease; from then on only the new leader writes. Once its Lease
+/// requests go through again and the lease is free, it leads (and reconciles) again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let cluster = TestCluster::start().await;
@@ -244,7 +245,7 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
     let server = database_server(&cluster, &ns, "pg-admin").await;
     let lease = cluster.unique_name("servicedb-leader");
-    let replicas = [
+    let mut replicas = [
         replica(&cluster, &ns, &lease, "replica-a"),
         replica(&cluster, &ns, &lease, "replica-b"),
     ];
@@ -295,5 +296,21 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     assert_eq!(
         holder(&client, &ns, &lease).await.as_deref(),
         Some(replicas[new].identity)
+    );
+
+    // Back in touch, the deposed leader stands by; when the new one stops (and releases
+    // the lease), it leads again in the same process and reconciles.
+    replicas[old].api.faults.clear();
+    replicas[new].running.take().expect("running").stop().await;
+    let old_mark = replicas[old].api.requests.mark();
+    service_database(&client, &ns, "third", &server, json!({})).await;
+    wait_ready(&client, &ns, "third").await;
+    assert_eq!(replicas[old].health.role(), Role::Leader);
+    let again = writes(&replicas[old], old_mark);
+    assert!(
+        again
+            .iter()
+            .any(|w| w.contains("/servicedatabases/third/status")),
+        "the old leader leads again: {again:?}"
     );
 }
