@@ -236,7 +236,8 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
 /// request of the leader fails (its renewals do not go through, though it can still write
 /// everything else), it stops its controllers, and is a standby by the time the other
 /// replica takes the expired lease; from then on only the new leader writes. Once its Lease
-/// requests go through again and the lease is free, it leads (and reconciles) again.
+/// requests go through again and the other releases the lease (a graceful stop), it takes it
+/// within half the lease duration and leads (and reconciles) again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let cluster = TestCluster::start().await;
@@ -302,6 +303,24 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     // the lease), it leads again in the same process and reconciles.
     replicas[old].api.faults.clear();
     replicas[new].running.take().expect("running").stop().await;
+    let released = Instant::now();
+    let old_health = replicas[old].health.clone();
+    eventually("the old leader to lead again", || {
+        let role = old_health.role();
+        async move { (role == Role::Leader).then_some(()) }
+    })
+    .await;
+    eprintln!(
+        "the standby led {:?} after the leader released the lease",
+        released.elapsed()
+    );
+    // A standby reads the Lease every tenth of the duration: a released lease is taken
+    // long before it would have expired.
+    assert!(
+        released.elapsed() < LEASE / 2,
+        "took {:?} to take a released lease",
+        released.elapsed()
+    );
     let old_mark = replicas[old].api.requests.mark();
     service_database(&client, &ns, "third", &server, json!({})).await;
     wait_ready(&client, &ns, "third").await;

@@ -11,8 +11,10 @@
 //! still running. Either way nothing acts once the lease could have expired, and it leads
 //! again as soon as it holds the lease again.
 //!
-//! A replica that stops (SIGTERM) releases the lease, so a standby takes over at once; one
-//! that crashes leaves it to expire.
+//! A replica that stops (SIGTERM) releases the lease; a standby, which reads the Lease every
+//! tenth of the duration, sees it free and takes it at once (the lease manager alone would
+//! only look again when the old lease would have expired). One that crashes leaves it to
+//! expire.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -22,7 +24,7 @@ use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError, LeaseParams};
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Mutex, Notify, oneshot, watch};
 
 use super::health::{Health, Role};
 use super::metrics::Metrics;
@@ -54,6 +56,8 @@ pub struct Timings {
     pub renew_period: Duration,
     /// Slack before a renewal is looked for, and between looks while it is overdue (D/20).
     pub recheck: Duration,
+    /// How often a standby reads the Lease to see it released or expired (D/10).
+    pub standby_check: Duration,
     /// Stop taking work when less than this is left (D/2).
     pub step_down: Duration,
     /// Cancel the reconciles in flight when less than this is left (D/10).
@@ -73,6 +77,7 @@ impl Timings {
             grace_secs: d - period,
             renew_period: Duration::from_secs(period),
             recheck: whole / 20,
+            standby_check: whole / 10,
             step_down: whole / 2,
             hard_stop: whole / 10,
             reconcile_bound: whole / 3,
@@ -127,22 +132,38 @@ pub fn next_change(
     Some(left.saturating_sub(threshold) + Duration::from_millis(1))
 }
 
-/// When to read the Lease next, to confirm a renewal (None: nothing held, wait until the
-/// lease manager says it was won). Pure.
-pub fn next_check(
-    held_until: Option<SystemTime>,
-    now: SystemTime,
-    t: &Timings,
-) -> Option<Duration> {
-    let until = held_until?;
+/// When to read the Lease next: just after the expected renewal while holding it, every
+/// `standby_check` while not. Pure.
+pub fn next_check(held_until: Option<SystemTime>, now: SystemTime, t: &Timings) -> Duration {
+    let Some(until) = held_until else {
+        return t.standby_check;
+    };
     let renewed = until.checked_sub(t.duration()).unwrap_or(until);
     let expected = renewed + t.renew_period + t.recheck;
-    Some(
-        expected
-            .duration_since(now)
-            .unwrap_or(t.recheck)
-            .max(t.recheck),
-    )
+    expected
+        .duration_since(now)
+        .unwrap_or(t.recheck)
+        .max(t.recheck)
+}
+
+/// Whether nobody holds `lease` (released, expired, or not created yet), so that it can be
+/// taken now. Pure.
+pub fn is_free(lease: Option<&Lease>, now: SystemTime, t: &Timings) -> bool {
+    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
+        return true;
+    };
+    if spec.holder_identity.is_none() {
+        return true;
+    }
+    let Some(renewed) = spec.renew_time.as_ref().map(|r| SystemTime::from(r.0)) else {
+        return true;
+    };
+    let duration = spec
+        .lease_duration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .unwrap_or(t.duration());
+    renewed + duration < now
 }
 
 /// Until when `lease` is held by `identity`: its `renewTime` plus its duration (None: held by
@@ -200,14 +221,16 @@ where
     // LeaseParams::new names the field manager after the identity (the builder's
     // with_identity keeps a random one) and checks grace < duration, which Timings ensures.
     let params = LeaseParams::new(&election.identity, t.duration_secs, t.grace_secs);
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-        .with_namespace(&election.namespace)
-        .with_parameters(params)
-        .build()
-        .await?;
-    let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
+    let build = || {
+        LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+            .with_namespace(&election.namespace)
+            .with_parameters(params.clone())
+            .build()
+    };
+    let manager = Mutex::new(build().await?);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &election.namespace);
     let (hold_tx, hold_rx) = watch::channel::<Option<SystemTime>>(None);
-    let won = Notify::new();
+    let (won, free) = (Notify::new(), Notify::new());
     health.set_role(Role::Standby);
     metrics.set_leader(false);
     tracing::info!(
@@ -218,11 +241,11 @@ where
         "waiting for the leader lease"
     );
     tokio::select! {
-        () = elect(&manager, &hold_tx, &won) => {}
-        () = confirm(&leases, election, &t, &hold_tx, &won) => {}
+        () = elect(&manager, build, &hold_tx, &won, &free) => {}
+        () = confirm(&leases, election, &t, &hold_tx, &won, &free) => {}
         () = terms(hold_rx, &t, health, metrics, shutdown, &controllers) => {}
     }
-    if let Err(e) = manager.release().await {
+    if let Err(e) = manager.lock().await.release().await {
         tracing::warn!(error = %e, "could not release the leader lease; it expires by itself");
     } else {
         tracing::info!(lease = %election.lease_name, "released the leader lease");
@@ -230,19 +253,48 @@ where
     Ok(())
 }
 
-/// Follows the lease manager: a win asks for a confirming read, a loss ends the hold.
-async fn elect(manager: &LeaseManager, hold: &watch::Sender<Option<SystemTime>>, won: &Notify) {
+enum Election {
+    Changed(Result<bool, LeaseManagerError>),
+    Free,
+}
+
+/// Follows the lease manager: a win asks for a confirming read, a loss ends the hold. When a
+/// standby sees the lease free, a new manager (with no cached holder) takes it at once.
+async fn elect<B, Fut>(
+    manager: &Mutex<LeaseManager>,
+    build: B,
+    hold: &watch::Sender<Option<SystemTime>>,
+    won: &Notify,
+    free: &Notify,
+) where
+    B: Fn() -> Fut,
+    Fut: Future<Output = Result<LeaseManager, LeaseManagerError>>,
+{
     loop {
-        match manager.changed().await {
-            Ok(true) => {
+        let event = {
+            let current = manager.lock().await;
+            tokio::select! {
+                r = current.changed() => Election::Changed(r),
+                () = free.notified() => Election::Free,
+            }
+        };
+        match event {
+            Election::Free => match build().await {
+                Ok(fresh) => {
+                    tracing::debug!("the leader lease is free: trying to take it");
+                    *manager.lock().await = fresh;
+                }
+                Err(e) => tracing::warn!(error = %e, "leader lease: will retry"),
+            },
+            Election::Changed(Ok(true)) => {
                 tracing::info!("won the leader lease");
                 won.notify_one();
             }
-            Ok(false) => {
+            Election::Changed(Ok(false)) => {
                 tracing::info!("lost the leader lease");
                 hold.send_replace(None);
             }
-            Err(e) => {
+            Election::Changed(Err(e)) => {
                 tracing::warn!(error = %e, "leader lease: will retry");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -251,28 +303,29 @@ async fn elect(manager: &LeaseManager, hold: &watch::Sender<Option<SystemTime>>,
 }
 
 /// Reads the Lease after each expected renewal (and after a win) and records until when
-/// this replica holds it; a failed read leaves the last confirmed time, which runs out.
+/// this replica holds it; a failed read leaves the last confirmed time, which runs out. Not
+/// holding it, it says when the lease is free.
 async fn confirm(
     leases: &Api<Lease>,
     election: &LeaderElection,
     t: &Timings,
     hold: &watch::Sender<Option<SystemTime>>,
     won: &Notify,
+    free: &Notify,
 ) {
     loop {
         let wait = next_check(*hold.borrow(), SystemTime::now(), t);
-        match wait {
-            Some(d) => {
-                tokio::select! {
-                    () = tokio::time::sleep(d) => {}
-                    () = won.notified() => {}
-                }
-            }
-            None => won.notified().await,
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = won.notified() => {}
         }
         match leases.get_opt(&election.lease_name).await {
             Ok(lease) => {
-                hold.send_replace(held_until(lease.as_ref(), &election.identity, t));
+                let held = held_until(lease.as_ref(), &election.identity, t);
+                if held.is_none() && is_free(lease.as_ref(), SystemTime::now(), t) {
+                    free.notify_one();
+                }
+                hold.send_replace(held);
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the leader lease"),
         }
@@ -424,15 +477,15 @@ mod tests {
     }
 
     /// Locks when the Lease is read: just after the renewal is due, then every recheck
-    /// while it is overdue, and not at all while nothing is held.
+    /// while it is overdue, and every tenth of the lease while standing by.
     #[test]
     fn the_lease_is_read_after_each_expected_renewal() {
         let t = Timings::new(secs(30));
         let renewed = SystemTime::UNIX_EPOCH + secs(1_000);
         let until = Some(renewed + secs(30));
-        assert_eq!(next_check(until, renewed, &t), Some(secs(10) + t.recheck));
-        assert_eq!(next_check(until, renewed + secs(20), &t), Some(t.recheck));
-        assert_eq!(next_check(None, renewed, &t), None);
+        assert_eq!(next_check(until, renewed, &t), secs(10) + t.recheck);
+        assert_eq!(next_check(until, renewed + secs(20), &t), t.recheck);
+        assert_eq!(next_check(None, renewed, &t), secs(3));
     }
 
     #[test]
@@ -454,6 +507,14 @@ mod tests {
         );
         assert_eq!(held_until(Some(&lease), "pod-b", &t), None);
         assert_eq!(held_until(None, "pod-a", &t), None);
+
+        let now = renewed + secs(10);
+        assert!(!is_free(Some(&lease), now, &t), "held until renewal + 15s");
+        assert!(is_free(Some(&lease), renewed + secs(16), &t), "expired");
+        let mut released = lease.clone();
+        released.spec.as_mut().unwrap().holder_identity = None;
+        assert!(is_free(Some(&released), now, &t));
+        assert!(is_free(None, now, &t), "not created yet");
     }
 
     #[test]
