@@ -106,6 +106,15 @@ fn malformed_flag_values_are_usage_errors() {
             "--baseline-version",
         ),
         (&["dev", "up"][..], "--file"),
+        // A lease too short for a renewal every second with slack, or not whole seconds.
+        (
+            &["run", "--leader-election-lease-duration", "2s"][..],
+            "at least 3s",
+        ),
+        (
+            &["run", "--leader-election-lease-duration", "4500ms"][..],
+            "whole seconds",
+        ),
     ] {
         let out = servicedb(args);
         let stderr = text(&out.stderr);

@@ -1,5 +1,6 @@
-//! `servicedb run` as a process: what it says without a cluster or without the CRDs, and a
-//! run against the test cluster that provisions and stops cleanly on SIGTERM.
+//! `servicedb run` as a process: what it says without a cluster or without the CRDs, and
+//! runs against the test cluster (with and without leader election) that provision and stop
+//! cleanly on SIGTERM.
 
 mod controller_common;
 mod support;
@@ -113,7 +114,7 @@ async fn run_provisions_and_stops_on_sigterm() {
         let status = http_status(&probe_addr, path).await;
         assert_eq!(status, 200, "GET {path}");
     }
-    assert_eq!(http_status(&probe_addr, "/metrics").await, 404);
+    assert_eq!(http_status(&probe_addr, "/metrics").await, 200);
 
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -133,8 +134,85 @@ async fn run_provisions_and_stops_on_sigterm() {
     }
 }
 
+/// Locks the leader-election flags of `servicedb run`: with `--leader-election` the
+/// process takes the Lease named by the flags in the given namespace under its pod name
+/// (POD_NAME), says `ready: leader` on /readyz, provisions, and on SIGTERM stops and
+/// releases the Lease so that a standby can take over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_leader_election_leads_and_releases_the_lease_on_sigterm() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = cluster.kubeconfig(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicedb"))
+        .args([
+            "run",
+            "--namespace",
+            &ns,
+            "--resync",
+            "1s",
+            "--metrics-addr",
+            &addr,
+        ])
+        .args(["--leader-election", "--leader-election-namespace", &ns])
+        .args(["--leader-election-lease-name", "sdb-test-leader"])
+        .args(["--leader-election-lease-duration", "6s"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAME", "servicedb-7d9f-abcde")
+        .env_remove("POD_NAMESPACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    service_database(&client, &ns, "orders", &server, json!({})).await;
+    wait_ready(&client, &ns, "orders").await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns);
+    let spec = leases.get("sdb-test-leader").await.unwrap().spec.unwrap();
+    assert_eq!(
+        spec.holder_identity.as_deref(),
+        Some("servicedb-7d9f-abcde")
+    );
+    assert_eq!(spec.lease_duration_seconds, Some(6));
+    assert_eq!(
+        http_get(&addr, "/readyz").await,
+        (200, "ready: leader\n".to_string())
+    );
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("run stops within 30s of SIGTERM")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let spec = leases.get("sdb-test-leader").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity, None, "the Lease is released");
+}
+
 /// The status code of `GET path` on `addr`, over plain HTTP/1.1.
 async fn http_status(addr: &str, path: &str) -> u16 {
+    http_get(addr, path).await.0
+}
+
+/// `GET path` on `addr`, over plain HTTP/1.1: the status code and the body.
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -145,9 +223,14 @@ async fn http_status(addr: &str, path: &str) -> u16 {
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    response
+    let code = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"))
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }

@@ -200,9 +200,8 @@ pub struct RunArgs {
     /// Default: derived from the uid of the cluster's kube-system namespace.
     #[arg(long, env = "SERVICEDB_INSTALLATION_ID")]
     pub installation_id: Option<String>,
-    /// Address of the operator's HTTP endpoint for the kubelet's probes: `/healthz` (alive)
-    /// and `/readyz` (CRDs found, controllers started). Prometheus `/metrics` is not served
-    /// yet. Default: none.
+    /// Address of the operator's HTTP endpoint: `/healthz` (alive), `/readyz` (CRDs found;
+    /// leader, standby or running) and Prometheus `/metrics`. Default: none.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The image migration Jobs run unless a ServiceDatabase names its own
@@ -210,6 +209,34 @@ pub struct RunArgs {
     /// hold this binary at `/servicedb`. Default: ghcr.io/servicedb/servicedb:<this version>.
     #[arg(long, env = "SERVICEDB_MIGRATION_IMAGE", value_name = "IMAGE")]
     pub migration_image: Option<String>,
+    /// Run the controllers only while holding a coordination.k8s.io Lease, so that several
+    /// replicas never act at once (the chart turns this on).
+    #[arg(long, env = "SERVICEDB_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the Lease. Default: the pod's own (POD_NAMESPACE, from the downward
+    /// API), else the kubeconfig's namespace.
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the Lease; replicas sharing it elect one leader.
+    #[arg(long, default_value = "servicedb-leader")]
+    pub leader_election_lease_name: String,
+    /// How long the lease lasts without renewal: a crashed leader is replaced after at
+    /// most this long, and each reconcile is bounded to a third of it. At least 3s.
+    #[arg(long, default_value = "30s", value_parser = lease_duration_arg)]
+    pub leader_election_lease_duration: std::time::Duration,
+}
+
+/// `--leader-election-lease-duration`: whole seconds, at least the minimum.
+fn lease_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    let min = crate::controller::leader::MIN_LEASE_DURATION;
+    if d < min || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "must be whole seconds, at least {} (got {s})",
+            humantime::format_duration(min)
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,9 +1,11 @@
-//! `servicedb run`: a client from the in-cluster config or KUBECONFIG, the controllers,
-//! and a graceful stop on SIGTERM or SIGINT (reconciles in flight finish first).
+//! `servicedb run`: a client from the in-cluster config or KUBECONFIG, the controllers
+//! (behind leader election when asked), the probe and metrics endpoint, and a graceful stop
+//! on SIGTERM or SIGINT (reconciles in flight finish first, then the lease is released).
 
 use std::process::ExitCode;
 
 use super::{RunArgs, fail};
+use crate::controller::leader::{self, LeaderElection};
 use crate::controller::{self, Config};
 
 pub async fn run(args: RunArgs) -> ExitCode {
@@ -15,6 +17,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
             ));
         }
     };
+    let leader_election = args.leader_election.then(|| LeaderElection {
+        namespace: args
+            .leader_election_namespace
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        lease_name: args.leader_election_lease_name,
+        identity: leader::default_identity(),
+        lease_duration: args.leader_election_lease_duration,
+    });
     let config = Config {
         namespace: args.namespace,
         operator_namespace: args.operator_namespace,
@@ -26,14 +37,16 @@ pub async fn run(args: RunArgs) -> ExitCode {
             .migration_image
             .filter(|i| !i.trim().is_empty())
             .unwrap_or_else(controller::default_migration_image),
+        leader_election,
         ..Config::default()
     };
     let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown_signal()));
     if let Some(addr) = args.metrics_addr {
-        let (health, stop) = (config.health.clone(), shutdown.clone());
+        let (health, metrics) = (config.health.clone(), config.metrics.clone());
+        let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = controller::health::serve(addr, health, stop).await {
-                tracing::error!(%addr, error = %e, "cannot serve /healthz and /readyz");
+            if let Err(e) = controller::health::serve(addr, health, metrics, stop).await {
+                tracing::error!(%addr, error = %e, "cannot serve /healthz, /readyz and /metrics");
             }
         });
     }

@@ -1,5 +1,5 @@
 //! What every reconcile shares: the client, the one Event recorder (it deduplicates), the
-//! registry of connected servers, and per-object failure counts for backoff.
+//! registry of connected servers, per-object failure counts for backoff, and the metrics.
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -7,6 +7,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use super::Config;
 use super::backoff::{Failures, backoff_delay, jittered};
 use super::database_server::registry::ServerRegistry;
+use super::metrics::Metrics;
 
 pub struct Context {
     pub client: kube::Client,
@@ -16,6 +17,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub servers: ServerRegistry,
     pub failures: Failures,
+    pub metrics: Metrics,
 }
 
 impl Context {
@@ -25,6 +27,7 @@ impl Context {
             instance: config.instance.clone(),
         };
         Context {
+            metrics: config.metrics.clone(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,

@@ -1,57 +1,149 @@
-//! `/healthz` and `/readyz` for the kubelet's probes. Alive means the process serves HTTP;
-//! ready means the CRDs were found and the controllers have started watching. Readiness never
-//! depends on anything else, so a standby replica is Ready too and rolling updates go on.
+//! The operator's HTTP endpoint: `/healthz` and `/readyz` for the kubelet's probes and
+//! `/metrics` for Prometheus. Alive means the process serves HTTP; ready means the CRDs were
+//! found and this replica either runs the controllers (leader, or no leader election) or
+//! stands by for the lease. Readiness never depends on leadership, so a standby replica is
+//! Ready too and rolling updates go on; the body says which it is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
 
-/// Whether the controllers have started; shared by `run` and the HTTP server.
+use super::metrics::{self, Metrics};
+
+/// What this replica is doing, as `/readyz` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not yet through the start-up checks.
+    Starting,
+    /// Running the controllers without leader election.
+    Running,
+    /// Holding the leader lease and running the controllers.
+    Leader,
+    /// Waiting for the leader lease; the controllers are stopped.
+    Standby,
+}
+
+impl Role {
+    fn from_u8(v: u8) -> Role {
+        match v {
+            1 => Role::Running,
+            2 => Role::Leader,
+            3 => Role::Standby,
+            _ => Role::Starting,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Role::Starting => 0,
+            Role::Running => 1,
+            Role::Leader => 2,
+            Role::Standby => 3,
+        }
+    }
+
+    /// The `/readyz` answer: status code and body. Pure.
+    pub fn readiness(self) -> (StatusCode, &'static str) {
+        match self {
+            Role::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+            Role::Running => (StatusCode::OK, "ready\n"),
+            Role::Leader => (StatusCode::OK, "ready: leader\n"),
+            Role::Standby => (
+                StatusCode::OK,
+                "ready: standby (waiting for the leader lease)\n",
+            ),
+        }
+    }
+}
+
+/// This replica's [`Role`]; shared by `run` and the HTTP server.
 #[derive(Clone, Debug, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health(Arc<AtomicU8>);
 
 impl Health {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+    pub fn set_role(&self, role: Role) {
+        self.0.store(role.as_u8(), Ordering::Release);
+    }
+
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.0.load(Ordering::Acquire))
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.role() != Role::Starting
     }
 }
 
 /// The routes, apart from the listener so tests can drive them.
-pub fn routes(health: Health) -> Router {
+pub fn routes(health: Health, metrics: Metrics) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let ready = health.is_ready();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                    }
-                }
+                let answer = health.role().readiness();
+                async move { answer }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text) }
             }),
         )
 }
 
-/// Serves the probes on `addr` until `shutdown` resolves.
+/// Serves the probes and metrics on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     health: Health,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /healthz and /readyz");
-    axum::serve(listener, routes(health))
+    serve_on(listener, health, metrics, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (tests bind port 0 and read the address).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    health: Health,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    axum::serve(listener, routes(health, metrics))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Locks "a standby is Ready": only start-up is not, and the body names the role.
+    #[test]
+    fn every_role_but_starting_is_ready() {
+        let h = Health::default();
+        assert_eq!(h.role(), Role::Starting);
+        assert!(!h.is_ready());
+        for role in [Role::Running, Role::Leader, Role::Standby] {
+            h.set_role(role);
+            assert_eq!(h.role(), role);
+            assert!(h.is_ready());
+            assert_eq!(role.readiness().0, StatusCode::OK);
+        }
+        assert!(Role::Standby.readiness().1.contains("standby"));
+        assert!(Role::Leader.readiness().1.contains("leader"));
+        assert_eq!(
+            Role::Starting.readiness().0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

@@ -4,12 +4,15 @@
 //!
 //! [`run`] starts both controllers against a `kube::Client` and returns when `shutdown`
 //! resolves and the reconciles in flight have finished; tests call it in-process against
-//! the fake API server.
+//! the fake API server. With [`Config::leader_election`] the controllers run only while
+//! this replica holds the leader lease ([`leader`]).
 pub mod backoff;
 pub mod context;
 pub mod database_server;
 pub mod events;
 pub mod health;
+pub mod leader;
+pub mod metrics;
 pub mod migration;
 pub mod provisioning;
 pub mod rollout;
@@ -21,6 +24,7 @@ pub mod triggers;
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use kube::api::{Api, ListParams};
 
 use crate::api::{DatabaseServer, ServiceDatabase};
@@ -59,8 +63,12 @@ pub struct Config {
     pub migration_image: String,
     /// The Events' reporting instance (the pod name in a cluster).
     pub instance: Option<String>,
-    /// Set once the controllers have started (for `/readyz`).
+    /// What this replica is doing (for `/readyz`).
     pub health: health::Health,
+    /// The process's metrics (served on `/metrics`).
+    pub metrics: metrics::Metrics,
+    /// Run the controllers only while holding this lease; None: always (one replica).
+    pub leader_election: Option<leader::LeaderElection>,
 }
 
 impl Default for Config {
@@ -78,6 +86,8 @@ impl Default for Config {
             migration_image: default_migration_image(),
             instance: None,
             health: health::Health::default(),
+            metrics: metrics::Metrics::default(),
+            leader_election: None,
         }
     }
 }
@@ -101,33 +111,75 @@ pub enum Error {
          --installation-id or SERVICEDB_INSTALLATION_ID, one value per cluster): {0}"
     )]
     InstallationId(kube::Error),
+    #[error(
+        "cannot take part in leader election on Lease {namespace}/{name} (check that the \
+         namespace exists and the operator may get, create and patch leases there): {source}"
+    )]
+    LeaderElection {
+        namespace: String,
+        name: String,
+        source: kube_lease_manager::LeaseManagerError,
+    },
 }
 
-/// Runs the DatabaseServer and ServiceDatabase controllers until `shutdown` resolves; then
-/// stops taking new work, lets the reconciles in flight finish, and returns.
+/// Runs the DatabaseServer and ServiceDatabase controllers until `shutdown` resolves (with
+/// leader election: during each term this replica holds the lease); then stops taking new
+/// work, lets the reconciles in flight finish, and returns.
 pub async fn run(
     client: kube::Client,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     check_crds(&client, config.namespace.as_deref()).await?;
     let installation = installation_id(&client, config.installation_id.as_deref()).await?;
+    if let Some(election) = &config.leader_election {
+        // A deposed leader must be done before its lease can expire.
+        let bound = leader::Timings::new(election.lease_duration).reconcile_bound;
+        config.reconcile_timeout = config.reconcile_timeout.min(bound);
+    }
     tracing::info!(
         namespace = config.namespace.as_deref().unwrap_or("(all)"),
         resync = ?config.resync,
         installation = %installation,
+        reconcile_timeout = ?config.reconcile_timeout,
         "starting controllers"
     );
-    config.health.set_ready();
-    let ctx = std::sync::Arc::new(Context::new(client, config, installation));
-    let shutdown = shutdown.boxed().shared();
-    futures::join!(
-        database_server::run(ctx.clone(), shutdown.clone()),
-        service_database::run(ctx.clone(), shutdown.clone()),
-        tenant::run(ctx, shutdown),
+    let (health, metrics, election) = (
+        config.health.clone(),
+        config.metrics.clone(),
+        config.leader_election.clone(),
     );
+    let ctx = std::sync::Arc::new(Context::new(client.clone(), config, installation));
+    let shutdown = shutdown.boxed().shared();
+    match election {
+        None => {
+            health.set_role(health::Role::Running);
+            metrics.set_leader(true);
+            controllers(ctx, shutdown).await;
+        }
+        Some(election) => {
+            leader::run(client, &election, &health, &metrics, shutdown, |stop| {
+                controllers(ctx.clone(), stop)
+            })
+            .await
+            .map_err(|source| Error::LeaderElection {
+                namespace: election.namespace.clone(),
+                name: election.lease_name.clone(),
+                source,
+            })?;
+        }
+    }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// All controllers, until `stop` resolves and their reconciles in flight have finished.
+async fn controllers(ctx: std::sync::Arc<Context>, stop: Shared<BoxFuture<'static, ()>>) {
+    futures::join!(
+        database_server::run(ctx.clone(), stop.clone()),
+        service_database::run(ctx.clone(), stop.clone()),
+        tenant::run(ctx, stop),
+    );
 }
 
 /// This installation's id: the one given, else the uid of the cluster's `kube-system`

@@ -123,17 +123,3 @@ ServiceAccount and fails on any request these rules refuse, and on any rule no r
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
 {{- end -}}
-
-{{/* Leader election: one Lease, in its own namespace only. */}}
-{{- define "servicedb.rules.lease" -}}
-# Leader election (kube-lease-manager): the Lease is created once; create cannot be limited
-# by name, so it is granted on leases in this one namespace.
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  verbs: ["create"]
-# Then read, locked (server-side apply), renewed and released (patch, update) by name.
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  resourceNames: [{{ .Values.leaderElection.leaseName | quote }}]
-  verbs: ["get", "patch", "update"]
-{{- end -}}

@@ -28,6 +28,7 @@ use self::probe::{missing_privileges, probe};
 use self::status::{Health, desired_status};
 use super::Context;
 use super::events::{self, reasons as event_reasons};
+use super::metrics::Kind;
 use super::status_patch::apply_status;
 use crate::api::DatabaseServer;
 use crate::api::conditions::{self, find_condition, reasons, types};
@@ -39,6 +40,16 @@ pub enum Error {
     Status { name: String, source: kube::Error },
     #[error("DatabaseServer {name}: {source}")]
     Server { name: String, source: ServerProblem },
+}
+
+impl Error {
+    /// The category in `servicedb_reconcile_errors_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Status { .. } => "KubernetesApi",
+            Error::Server { source, .. } => source.reason(),
+        }
+    }
 }
 
 /// Runs the controller until `shutdown`.
@@ -106,6 +117,7 @@ fn error_policy(dbs: Arc<DatabaseServer>, error: &Error, ctx: Arc<Context>) -> A
 #[tracing::instrument(skip_all, fields(server = %dbs.name_any()))]
 async fn reconcile(dbs: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = dbs.uid().unwrap_or_default();
+    let started = std::time::Instant::now();
     let limit = ctx.config.reconcile_timeout;
     let result = match tokio::time::timeout(limit, reconcile_server(&dbs, &ctx)).await {
         Ok(result) => result,
@@ -119,6 +131,11 @@ async fn reconcile(dbs: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action
             },
         }),
     };
+    ctx.metrics.reconciled(
+        Kind::DatabaseServer,
+        started.elapsed(),
+        result.as_ref().err().map(Error::reason),
+    );
     if result.is_ok() {
         ctx.failures.reset(&uid);
     }

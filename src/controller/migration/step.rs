@@ -56,6 +56,19 @@ pub struct Announcement {
     pub job: String,
 }
 
+impl Announcement {
+    /// The Job's outcome, when this announces that it finished (counted once per Job, as
+    /// the announcement is made once).
+    pub fn finished(&self) -> Option<crate::controller::metrics::JobOutcome> {
+        use crate::controller::metrics::JobOutcome;
+        match self.reason {
+            event_reasons::MIGRATION_SUCCEEDED => Some(JobOutcome::Succeeded),
+            event_reasons::MIGRATION_FAILED => Some(JobOutcome::Failed),
+            _ => None,
+        }
+    }
+}
+
 /// Event reasons.
 pub mod event_reasons {
     pub const MIGRATION_STARTED: &str = "MigrationStarted";

@@ -128,6 +128,9 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
                 })
                 .await?;
             if let Some((a, ns)) = announcement {
+                if let Some(outcome) = a.finished() {
+                    ctx.metrics.migration_job_finished(outcome);
+                }
                 events::about_job(ctx, &sdb.object_ref(&()), &ns, &a).await;
             }
             Ok(ctx.resync(&uid))

@@ -27,6 +27,7 @@ use kube::{Resource, ResourceExt};
 
 use self::error::Error;
 use super::Context;
+use super::metrics::Kind;
 use super::triggers::Triggers;
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
 
@@ -92,11 +93,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| async {
             match result {
                 Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
                 Err(controller::Error::ObjectNotFound(obj)) => {
+                    let ns = obj.namespace.as_deref().unwrap_or_default();
+                    ctx.metrics.remove_service_database(ns, &obj.name);
                     tracing::debug!(resource = %obj, "gone before its reconcile")
                 }
                 Err(e) => tracing::warn!(error = %e, "ServiceDatabase reconcile failed"),
@@ -123,6 +126,9 @@ fn error_policy(sdb: Arc<ServiceDatabase>, error: &Error, ctx: Arc<Context>) -> 
 #[tracing::instrument(skip_all, fields(namespace = sdb.namespace().unwrap_or_default(), resource = %sdb.name_any()))]
 async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = sdb.uid().unwrap_or_default();
+    // Level-triggered: the status written by the last reconcile (or deletion) sets the series.
+    ctx.metrics.observe_service_database(&sdb);
+    let started = std::time::Instant::now();
     let api: Api<ServiceDatabase> =
         Api::namespaced(ctx.client.clone(), &sdb.namespace().unwrap_or_default());
     let work = finalizer(&api, FINALIZER, sdb, |event| async {
@@ -139,6 +145,11 @@ async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Actio
             humantime::format_duration(limit)
         ))),
     };
+    ctx.metrics.reconciled(
+        Kind::ServiceDatabase,
+        started.elapsed(),
+        result.as_ref().err().map(Error::reason),
+    );
     if result.is_ok() {
         ctx.failures.reset(&uid);
     }

@@ -17,6 +17,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The `reason` label of the errors metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "KubernetesApi",
+            Error::Transient(_) => "Transient",
+            Error::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
+                finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {
+                    "KubernetesApi"
+                }
+                finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
+                    "InvalidObject"
+                }
+            },
+        }
+    }
+
     pub fn kube(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
         move |source| Error::Kube { what, source }
     }

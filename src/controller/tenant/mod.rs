@@ -33,6 +33,7 @@ use kube::{Resource, ResourceExt};
 use self::error::Error;
 use self::placement::Placer;
 use super::Context;
+use super::metrics::Kind;
 use super::triggers::Triggers;
 use crate::api::conditions::{find_condition, types};
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
@@ -137,10 +138,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, shared)
-        .for_each(|result| async move {
+        .for_each(|result| async {
             match result {
                 Ok((obj, _)) => tracing::debug!(tenant = %obj, "reconciled"),
                 Err(controller::Error::ObjectNotFound(obj)) => {
+                    let ns = obj.namespace.as_deref().unwrap_or_default();
+                    ctx.metrics.remove_tenant(ns, &obj.name);
                     tracing::debug!(tenant = %obj, "gone before its reconcile")
                 }
                 Err(e) => tracing::warn!(error = %e, "Tenant reconcile failed"),
@@ -224,6 +227,9 @@ async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action
     // Until the first lists are in, a missing service or server would be reported wrongly.
     let _ = tc.services.wait_until_ready().await;
     let _ = tc.servers.wait_until_ready().await;
+    // Level-triggered: the status written by the last reconcile (or deletion) sets the series.
+    tc.ctx.metrics.observe_tenant(&tenant);
+    let started = std::time::Instant::now();
     let api: Api<Tenant> = Api::namespaced(
         tc.ctx.client.clone(),
         &tenant.namespace().unwrap_or_default(),
@@ -242,6 +248,11 @@ async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action
             humantime::format_duration(limit)
         ))),
     };
+    tc.ctx.metrics.reconciled(
+        Kind::Tenant,
+        started.elapsed(),
+        result.as_ref().err().map(Error::reason),
+    );
     if result.is_ok() {
         tc.ctx.failures.reset(&uid);
     }

@@ -1,0 +1,580 @@
+//! Prometheus metrics, served on `/metrics` next to the probes. One [`Metrics`] per process,
+//! shared by the controllers through the [`Context`](super::Context) and by the HTTP server.
+//!
+//! Names (the `servicedb_` prefix is the registry's; counters get `_total` from the library):
+//! - `servicedb_reconcile_total{kind,result}`: reconciles, `result` = `success` | `error`;
+//! - `servicedb_reconcile_errors_total{kind,reason}`: failed reconciles by error category;
+//! - `servicedb_reconcile_duration_seconds{kind}`: histogram of reconcile time;
+//! - `servicedb_migration_jobs_total{outcome}`: finished migration Jobs, `succeeded` | `failed`;
+//! - `servicedb_schema_info{namespace,name,tenant,database,version} 1`: the applied schema
+//!   version of each database (`tenant` empty for a Shared database);
+//! - `servicedb_schema_pending{namespace,name,tenant,database}`: migrations not applied yet;
+//! - `servicedb_leader`: 1 while this replica holds the leader lease (or runs without
+//!   leader election), else 0.
+//!
+//! `kind` is `DatabaseServer`, `ServiceDatabase` or `Tenant`. Per-database series go when
+//! their resource goes, so a deleted database does not linger in dashboards.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::{ServiceDatabase, Tenancy, Tenant};
+
+/// `Content-Type` of [`Metrics::encode`]'s output (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Reconcile durations, in seconds: most take milliseconds, a slow server seconds.
+const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0];
+
+/// The resource kinds the controllers reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    DatabaseServer,
+    ServiceDatabase,
+    Tenant,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DatabaseServer => "DatabaseServer",
+            Kind::ServiceDatabase => "ServiceDatabase",
+            Kind::Tenant => "Tenant",
+        }
+    }
+}
+
+/// How a migration Job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    Succeeded,
+    Failed,
+}
+
+impl JobOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One database's schema series: `tenant` is empty for a Shared database.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct SchemaKey {
+    pub namespace: String,
+    pub name: String,
+    pub tenant: String,
+    pub database: String,
+}
+
+/// What the schema series of one database say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchemaState {
+    /// The applied version (`servicedb_schema_info`), if any migration was applied.
+    pub version: Option<String>,
+    /// Migrations not applied yet (`servicedb_schema_pending`), if known.
+    pub pending: Option<i64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: &'static str,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemaInfoLabels {
+    namespace: String,
+    name: String,
+    tenant: String,
+    database: String,
+    version: String,
+}
+
+impl SchemaInfoLabels {
+    fn new(key: &SchemaKey, version: &str) -> SchemaInfoLabels {
+        SchemaInfoLabels {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            tenant: key.tenant.clone(),
+            database: key.database.clone(),
+            version: version.to_string(),
+        }
+    }
+}
+
+/// The process's metrics; cheap to clone (clones share the registry).
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: Family<KindLabels, Histogram>,
+    migration_jobs: Family<OutcomeLabels, Counter>,
+    schema_info: Family<SchemaInfoLabels, Gauge>,
+    schema_pending: Family<SchemaKey, Gauge>,
+    leader: Gauge,
+    /// Every database with series, and what they say: the families cannot be listed, and
+    /// a version change or a deletion must remove the old series.
+    schemas: Mutex<BTreeMap<SchemaKey, SchemaState>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("servicedb");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let durations = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(DURATION_BUCKETS)
+        });
+        let migration_jobs = Family::<OutcomeLabels, Counter>::default();
+        let schema_info = Family::<SchemaInfoLabels, Gauge>::default();
+        let schema_pending = Family::<SchemaKey, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "reconcile",
+            "Reconciles by kind and result (success or error)",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by kind and error category",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took, by kind",
+            durations.clone(),
+        );
+        registry.register(
+            "migration_jobs",
+            "Finished migration Jobs by outcome (succeeded or failed)",
+            migration_jobs.clone(),
+        );
+        registry.register(
+            "schema_info",
+            "The applied schema version of each database (always 1)",
+            schema_info.clone(),
+        );
+        registry.register(
+            "schema_pending",
+            "Migrations of each database not applied yet",
+            schema_pending.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease and runs the controllers",
+            leader.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            reconciles,
+            errors,
+            durations,
+            migration_jobs,
+            schema_info,
+            schema_pending,
+            leader,
+            schemas: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Counts one reconcile of `kind` that took `elapsed`; `error` is the failure's
+    /// category (PascalCase, e.g. `ConnectionFailed`), None for a success.
+    pub fn reconciled(&self, kind: Kind, elapsed: Duration, error: Option<&str>) {
+        let kind = kind.as_str();
+        let result = if error.is_some() { "error" } else { "success" };
+        self.0
+            .reconciles
+            .get_or_create(&ResultLabels { kind, result })
+            .inc();
+        if let Some(reason) = error {
+            self.0
+                .errors
+                .get_or_create(&ErrorLabels {
+                    kind,
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+        self.0
+            .durations
+            .get_or_create(&KindLabels { kind })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a migration Job that finished (call once per Job, when its outcome is first
+    /// seen).
+    pub fn migration_job_finished(&self, outcome: JobOutcome) {
+        self.0
+            .migration_jobs
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.0.leader.set(i64::from(leading));
+    }
+
+    /// Sets one database's schema series, replacing what they said before (an old
+    /// version's `schema_info` series goes). Nothing known: the series go.
+    pub fn set_schema(&self, key: SchemaKey, state: SchemaState) {
+        let mut schemas = self.schemas();
+        self.clear_series(&key, schemas.get(&key));
+        if let Some(version) = &state.version {
+            self.0
+                .schema_info
+                .get_or_create(&SchemaInfoLabels::new(&key, version))
+                .set(1);
+        }
+        if let Some(pending) = state.pending {
+            self.0.schema_pending.get_or_create(&key).set(pending);
+        }
+        if state == SchemaState::default() {
+            schemas.remove(&key);
+        } else {
+            schemas.insert(key, state);
+        }
+    }
+
+    /// Removes the series of every database of the ServiceDatabase `namespace/name`,
+    /// its tenants' included (call when the resource is deleted or found missing).
+    pub fn remove_service_database(&self, namespace: &str, name: &str) {
+        self.remove_where(|k| k.namespace == namespace && k.name == name);
+    }
+
+    /// Removes the series of every database of the Tenant `namespace/tenant`.
+    pub fn remove_tenant(&self, namespace: &str, tenant: &str) {
+        self.remove_where(|k| k.namespace == namespace && k.tenant == tenant);
+    }
+
+    /// Sets the series of a ServiceDatabase's own database from its status (a PerTenant
+    /// template has none: its tenants' come from [`Metrics::observe_tenant`]). A resource
+    /// being deleted loses its series.
+    pub fn observe_service_database(&self, sdb: &ServiceDatabase) {
+        let (namespace, name) = (sdb.namespace().unwrap_or_default(), sdb.name_any());
+        if sdb.metadata.deletion_timestamp.is_some() {
+            self.remove_service_database(&namespace, &name);
+            return;
+        }
+        let current = match sdb.spec.tenancy {
+            Tenancy::Shared => shared_schema(sdb),
+            Tenancy::PerTenant => None,
+        };
+        let key_of_current = current.as_ref().map(|(k, _)| k.clone());
+        self.remove_where(|k| {
+            k.namespace == namespace
+                && k.name == name
+                && k.tenant.is_empty()
+                && Some(k) != key_of_current.as_ref()
+        });
+        if let Some((key, state)) = current {
+            self.set_schema(key, state);
+        }
+    }
+
+    /// Sets the series of a Tenant's databases from its status (one per service); a
+    /// Tenant being deleted loses its series.
+    pub fn observe_tenant(&self, tenant: &Tenant) {
+        let (namespace, name) = (tenant.namespace().unwrap_or_default(), tenant.name_any());
+        if tenant.metadata.deletion_timestamp.is_some() {
+            self.remove_tenant(&namespace, &name);
+            return;
+        }
+        let current: BTreeMap<SchemaKey, SchemaState> = tenant
+            .status
+            .iter()
+            .flat_map(|s| &s.databases)
+            .filter_map(|db| {
+                let key = SchemaKey {
+                    namespace: namespace.clone(),
+                    name: db.service.clone(),
+                    tenant: name.clone(),
+                    database: db.database.clone()?,
+                };
+                let state = SchemaState {
+                    version: db.applied_version.clone(),
+                    pending: None,
+                };
+                Some((key, state))
+            })
+            .collect();
+        self.remove_where(|k| {
+            k.namespace == namespace && k.tenant == name && !current.contains_key(k)
+        });
+        for (key, state) in current {
+            self.set_schema(key, state);
+        }
+    }
+
+    /// The metrics in the Prometheus text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.0.registry);
+        out
+    }
+
+    fn schemas(&self) -> std::sync::MutexGuard<'_, BTreeMap<SchemaKey, SchemaState>> {
+        self.0.schemas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clear_series(&self, key: &SchemaKey, state: Option<&SchemaState>) {
+        if let Some(version) = state.and_then(|s| s.version.as_deref()) {
+            self.0
+                .schema_info
+                .remove(&SchemaInfoLabels::new(key, version));
+        }
+        self.0.schema_pending.remove(key);
+    }
+
+    fn remove_where(&self, gone: impl Fn(&SchemaKey) -> bool) {
+        let mut schemas = self.schemas();
+        let keys: Vec<SchemaKey> = schemas.keys().filter(|k| gone(k)).cloned().collect();
+        for key in keys {
+            let state = schemas.remove(&key);
+            self.clear_series(&key, state.as_ref());
+        }
+    }
+}
+
+/// A Shared ServiceDatabase's schema series, once its status names the database. Without
+/// `migrations` nothing is ever pending; with them, pending is what the status says.
+fn shared_schema(sdb: &ServiceDatabase) -> Option<(SchemaKey, SchemaState)> {
+    let status = sdb.status.as_ref()?;
+    let key = SchemaKey {
+        namespace: sdb.namespace().unwrap_or_default(),
+        name: sdb.name_any(),
+        tenant: String::new(),
+        database: status.database.clone()?,
+    };
+    let schema = status.schema.as_ref();
+    let pending = match schema.and_then(|s| s.pending) {
+        Some(n) => Some(i64::from(n)),
+        None if sdb.spec.migrations.is_none() => Some(0),
+        None => None,
+    };
+    let state = SchemaState {
+        version: schema.and_then(|s| s.applied_version.clone()),
+        pending,
+    };
+    Some((key, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ns: &str, name: &str, tenant: &str) -> SchemaKey {
+        SchemaKey {
+            namespace: ns.into(),
+            name: name.into(),
+            tenant: tenant.into(),
+            database: format!("{name}_{tenant}"),
+        }
+    }
+
+    fn state(version: &str, pending: i64) -> SchemaState {
+        SchemaState {
+            version: Some(version.into()),
+            pending: Some(pending),
+        }
+    }
+
+    fn lines(m: &Metrics, prefix: &str) -> Vec<String> {
+        m.encode()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Locks the names and labels the docs promise, with `_total` on counters only.
+    #[test]
+    fn reconciles_are_counted_by_kind_result_and_reason() {
+        let m = Metrics::new();
+        m.reconciled(Kind::ServiceDatabase, Duration::from_millis(20), None);
+        m.reconciled(
+            Kind::ServiceDatabase,
+            Duration::from_millis(30),
+            Some("ConnectionFailed"),
+        );
+        m.reconciled(Kind::DatabaseServer, Duration::from_secs(2), None);
+        m.migration_job_finished(JobOutcome::Failed);
+        let text = m.encode();
+        for expected in [
+            r#"servicedb_reconcile_total{kind="ServiceDatabase",result="success"} 1"#,
+            r#"servicedb_reconcile_total{kind="ServiceDatabase",result="error"} 1"#,
+            r#"servicedb_reconcile_total{kind="DatabaseServer",result="success"} 1"#,
+            r#"servicedb_reconcile_errors_total{kind="ServiceDatabase",reason="ConnectionFailed"} 1"#,
+            r#"servicedb_reconcile_duration_seconds_count{kind="ServiceDatabase"} 2"#,
+            r#"servicedb_reconcile_duration_seconds_bucket{kind="ServiceDatabase",le="0.025"} 1"#,
+            r#"servicedb_reconcile_duration_seconds_bucket{kind="DatabaseServer",le="1"} 0"#,
+            r#"servicedb_migration_jobs_total{outcome="failed"} 1"#,
+            "# TYPE servicedb_reconcile_duration_seconds histogram",
+            "servicedb_leader 0",
+        ] {
+            assert!(text.lines().any(|l| l == expected), "{expected}\n{text}");
+        }
+    }
+
+    /// Locks "one version series per database": a new version replaces the old series,
+    /// and nothing known removes both series.
+    #[test]
+    fn a_new_version_replaces_the_old_series() {
+        let m = Metrics::new();
+        let k = key("shop", "orders", "");
+        m.set_schema(k.clone(), state("1", 2));
+        m.set_schema(k.clone(), state("3", 0));
+        assert_eq!(
+            lines(&m, "servicedb_schema_"),
+            [
+                r#"servicedb_schema_info{namespace="shop",name="orders",tenant="",database="orders_",version="3"} 1"#,
+                r#"servicedb_schema_pending{namespace="shop",name="orders",tenant="",database="orders_"} 0"#,
+            ]
+        );
+        m.set_schema(k, SchemaState::default());
+        assert!(lines(&m, "servicedb_schema_").is_empty());
+    }
+
+    /// Locks removal on deletion: a ServiceDatabase's series go with its tenants', and a
+    /// Tenant's go without touching other tenants or other services.
+    #[test]
+    fn deleted_resources_lose_their_series() {
+        let m = Metrics::new();
+        m.set_schema(key("fit", "app", ""), state("1", 0));
+        m.set_schema(key("fit", "app", "gym-1"), state("1", 0));
+        m.set_schema(key("fit", "app", "gym-2"), state("2", 0));
+        m.set_schema(key("fit", "billing", "gym-1"), state("5", 0));
+        m.set_schema(key("other", "app", ""), state("9", 0));
+        m.remove_tenant("fit", "gym-1");
+        let left = lines(&m, "servicedb_schema_info");
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.iter().all(|l| !l.contains("gym-1")), "{left:?}");
+        m.remove_service_database("fit", "app");
+        assert_eq!(
+            lines(&m, "servicedb_schema_info"),
+            [
+                r#"servicedb_schema_info{namespace="other",name="app",tenant="",database="app_",version="9"} 1"#
+            ]
+        );
+    }
+
+    fn sdb(migrations: bool, status: serde_json::Value) -> ServiceDatabase {
+        let mut spec = serde_json::json!({});
+        if migrations {
+            spec["migrations"] = serde_json::json!({"configMaps": ["m"]});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "ServiceDatabase",
+            "metadata": {"name": "orders", "namespace": "shop"},
+            "spec": spec, "status": status,
+        }))
+        .unwrap()
+    }
+
+    /// Locks what a ServiceDatabase's status gives: no database yet, no series; without
+    /// migrations nothing is pending; a renamed database drops the old series; deletion
+    /// drops them all.
+    #[test]
+    fn service_database_series_follow_its_status() {
+        let m = Metrics::new();
+        m.observe_service_database(&sdb(false, serde_json::json!({})));
+        assert!(lines(&m, "servicedb_schema_").is_empty());
+        m.observe_service_database(&sdb(false, serde_json::json!({"database": "a"})));
+        assert_eq!(
+            lines(&m, "servicedb_schema_"),
+            [
+                r#"servicedb_schema_pending{namespace="shop",name="orders",tenant="",database="a"} 0"#
+            ]
+        );
+        let migrated = serde_json::json!({
+            "database": "b", "schema": {"appliedVersion": "7", "pending": 2},
+        });
+        m.observe_service_database(&sdb(true, migrated));
+        assert_eq!(
+            lines(&m, "servicedb_schema_"),
+            [
+                r#"servicedb_schema_info{namespace="shop",name="orders",tenant="",database="b",version="7"} 1"#,
+                r#"servicedb_schema_pending{namespace="shop",name="orders",tenant="",database="b"} 2"#,
+            ]
+        );
+        let mut deleting = sdb(true, serde_json::json!({"database": "b"}));
+        deleting.metadata.deletion_timestamp = Some(crate::api::conditions::now());
+        m.observe_service_database(&deleting);
+        assert!(lines(&m, "servicedb_schema_").is_empty());
+    }
+
+    /// Locks the Tenant side: one series per database in its status, stale ones removed.
+    #[test]
+    fn tenant_series_follow_its_status() {
+        let m = Metrics::new();
+        let tenant = |dbs: serde_json::Value| -> Tenant {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "servicedb.io/v1alpha1", "kind": "Tenant",
+                "metadata": {"name": "gym-1", "namespace": "fit"},
+                "spec": {"services": ["app", "billing"]},
+                "status": {"databases": dbs},
+            }))
+            .unwrap()
+        };
+        m.observe_tenant(&tenant(serde_json::json!([
+            {"service": "app", "database": "app_gym_1", "appliedVersion": "3", "ready": true},
+            {"service": "billing", "database": "billing_gym_1", "appliedVersion": "1", "ready": true},
+        ])));
+        assert_eq!(lines(&m, "servicedb_schema_info").len(), 2);
+        m.observe_tenant(&tenant(serde_json::json!([
+            {"service": "app", "database": "app_gym_1", "appliedVersion": "4", "ready": true},
+        ])));
+        assert_eq!(
+            lines(&m, "servicedb_schema_info"),
+            [
+                r#"servicedb_schema_info{namespace="fit",name="app",tenant="gym-1",database="app_gym_1",version="4"} 1"#
+            ]
+        );
+    }
+}
