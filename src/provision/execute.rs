@@ -7,7 +7,7 @@ use super::catalog::CatalogError;
 use super::desired::DesiredDatabase;
 use super::observe::{observe_database, observe_server};
 use super::observed::ObservedServer;
-use super::plan::{Conflict, check_claims, plan_database, plan_delete, plan_server};
+use super::plan::{Conflict, DatabaseFate, check_claims, plan_database, plan_delete, plan_server};
 use super::probe::probe_logins;
 use super::server::{DatabaseConnection, Server, ServerError};
 use crate::pg::{ErrorClass, classify, describe_pg};
@@ -174,14 +174,17 @@ pub async fn delete(server: &Server, desired: &DesiredDatabase) -> Result<Outcom
     Ok(outcome)
 }
 
-/// [`delete`], recording into `outcome` what was dropped also when it fails part-way.
+/// [`delete`], recording into `outcome` what was dropped also when it fails part-way, and
+/// saying what became of the database itself.
 pub async fn delete_into(
     server: &Server,
     desired: &DesiredDatabase,
     outcome: &mut Outcome,
-) -> Result<(), ProvisionError> {
+) -> Result<DatabaseFate, ProvisionError> {
     let observed = observe(server, desired).await?;
-    run(server, None, &plan_delete(desired, &observed)?, outcome).await
+    let plan = plan_delete(desired, &observed)?;
+    run(server, None, &plan.actions, outcome).await?;
+    Ok(plan.database)
 }
 
 /// Inserts the claims and checks them in one transaction, so two resources racing for one

@@ -375,45 +375,67 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
     a
 }
 
+/// What a Delete does with the database itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseFate {
+    /// Ours: dropped.
+    Dropped,
+    /// Nothing of ours to drop: never claimed, or no database of that name any more.
+    Absent,
+    /// The name is this resource's, but the database under it is not the one servicedb
+    /// created (a replacement, or one it cannot tell is its own): left alone, for this reason.
+    /// The roles and the claim still go.
+    LeftAlone(Conflict),
+}
+
+/// A Delete's statements and what they do with the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletePlan {
+    pub actions: Vec<Action>,
+    pub database: DatabaseFate,
+}
+
 /// `reclaimPolicy: Delete`: only what this resource created, and only if the catalog says it
 /// is this resource's. Sessions are ended first so the drop never waits on a live connection.
 pub fn plan_delete(
     desired: &DesiredDatabase,
     observed: &ObservedServer,
-) -> Result<Vec<Action>, Conflict> {
+) -> Result<DeletePlan, Conflict> {
     let mut a = Vec::new();
     // Never claimed: nothing of ours to drop (an unmanaged database of that name stays).
+    let mut database = DatabaseFate::Absent;
     if observed.claim.is_some() {
         // Another resource's or installation's claim is a conflict; a database that is no
         // longer the one we created is left alone, while our roles and claim still go.
-        let database_is_ours = match check_database_claim(desired, observed) {
-            Ok(()) => observed.database_exists,
-            Err(Conflict::DatabaseReplaced { .. } | Conflict::DatabaseUnmanaged { .. }) => false,
+        match check_database_claim(desired, observed) {
+            Ok(()) if observed.database_exists => database = DatabaseFate::Dropped,
+            Ok(()) => {}
+            Err(why @ (Conflict::DatabaseReplaced { .. } | Conflict::DatabaseUnmanaged { .. })) => {
+                database = DatabaseFate::LeftAlone(why)
+            }
             Err(other) => return Err(other),
-        };
-        {
+        }
+        if database == DatabaseFate::Dropped {
             let db = &desired.database;
-            if database_is_ours {
-                if observed.public_connect {
-                    a.push(Action::RevokeConnectFromPublic {
-                        database: db.clone(),
-                    });
-                }
-                for role in &observed.connect_grantees {
-                    if let Ok(role) = Ident::new(role.clone()) {
-                        a.push(Action::RevokeConnect {
-                            database: db.clone(),
-                            role,
-                        });
-                    }
-                }
-                a.push(Action::TerminateSessions {
-                    database: db.clone(),
-                });
-                a.push(Action::DropDatabase {
+            if observed.public_connect {
+                a.push(Action::RevokeConnectFromPublic {
                     database: db.clone(),
                 });
             }
+            for role in &observed.connect_grantees {
+                if let Ok(role) = Ident::new(role.clone()) {
+                    a.push(Action::RevokeConnect {
+                        database: db.clone(),
+                        role,
+                    });
+                }
+            }
+            a.push(Action::TerminateSessions {
+                database: db.clone(),
+            });
+            a.push(Action::DropDatabase {
+                database: db.clone(),
+            });
         }
     }
     // Roles the spec no longer names go too; the owner last: the others may hold grants from it.
@@ -436,7 +458,10 @@ pub fn plan_delete(
             database: desired.database.clone(),
         });
     }
-    Ok(a)
+    Ok(DeletePlan {
+        actions: a,
+        database,
+    })
 }
 
 #[cfg(test)]

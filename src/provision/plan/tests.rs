@@ -172,7 +172,7 @@ fn roles_removed_from_the_spec_are_disabled_then_dropped_with_the_database() {
             "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM \"shop_orders_reporting\""
         ]
     );
-    let drops = shown(&plan_delete(&d, &o).unwrap());
+    let drops = shown(&plan_delete(&d, &o).unwrap().actions);
     assert!(
         drops.contains(&"DROP ROLE IF EXISTS \"shop_orders_reporting\"".to_string()),
         "{drops:?}"
@@ -297,7 +297,16 @@ fn a_replaced_database_is_not_adopted_and_a_dropped_one_comes_back() {
         plan_server(&d, &o),
         Err(Conflict::DatabaseReplaced { .. })
     ));
-    let delete = shown(&plan_delete(&d, &o).unwrap());
+    let plan = plan_delete(&d, &o).unwrap();
+    assert!(
+        matches!(
+            plan.database,
+            DatabaseFate::LeftAlone(Conflict::DatabaseReplaced { .. })
+        ),
+        "the plan says the database is left alone, and why: {:?}",
+        plan.database
+    );
+    let delete = shown(&plan.actions);
     assert!(
         !delete.iter().any(|x| x.contains("DROP DATABASE")),
         "{delete:?}"
@@ -410,7 +419,9 @@ fn database_plan_is_empty_when_everything_is_there_and_regrants_revoked_privileg
 #[test]
 fn delete_drops_only_what_is_ours_database_first_owner_last() {
     let d = desired();
-    let s = shown(&plan_delete(&d, &provisioned(&d)).unwrap());
+    let plan = plan_delete(&d, &provisioned(&d)).unwrap();
+    assert_eq!(plan.database, DatabaseFate::Dropped);
+    let s = shown(&plan.actions);
     assert_eq!(
         s[0],
         "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM \"shop_orders_app\""
@@ -428,5 +439,7 @@ fn delete_drops_only_what_is_ours_database_first_owner_last() {
         database_exists: true,
         ..Default::default()
     };
-    assert!(plan_delete(&d, &foreign).unwrap().is_empty());
+    let untouched = plan_delete(&d, &foreign).unwrap();
+    assert!(untouched.actions.is_empty());
+    assert_eq!(untouched.database, DatabaseFate::Absent);
 }
