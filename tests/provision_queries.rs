@@ -35,7 +35,10 @@ fn tally(log: &str) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
 async fn log_connections(pg: &TestServer) {
     let su = pg.superuser_client("postgres").await;
     // ALTER SYSTEM cannot share a batch (an implicit transaction) with anything.
-    for statement in ["ALTER SYSTEM SET log_connections = on", "SELECT pg_reload_conf()"] {
+    for statement in [
+        "ALTER SYSTEM SET log_connections = on",
+        "SELECT pg_reload_conf()",
+    ] {
         su.batch_execute(statement).await.unwrap();
     }
 }

@@ -174,19 +174,16 @@ async fn info(args: MigrateArgs) -> Result<Value, MigrateError> {
             .as_ref()
             .map_or("<< Empty Schema >>".to_string(), Version::to_string)
     ));
-    output::print(&format!(
-        "{}",
-        table::render(
-            &[
-                "Category",
-                "Version",
-                "Description",
-                "Type",
-                "Installed On",
-                "State"
-            ],
-            &rows
-        )
+    output::print(&table::render(
+        &[
+            "Category",
+            "Version",
+            "Description",
+            "Type",
+            "Installed On",
+            "State",
+        ],
+        &rows,
     ));
     for p in &plan.problems {
         eprintln!("warning: {p}");

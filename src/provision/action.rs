@@ -43,6 +43,15 @@ impl Objects {
         }
     }
 
+    /// For `GRANT ... ON <kind> a, b`: tables (views and the like too) and sequences.
+    pub fn each_keyword(self) -> &'static str {
+        match self {
+            Objects::Tables => "TABLE",
+            Objects::Sequences => "SEQUENCE",
+            Objects::Functions => "ROUTINE",
+        }
+    }
+
     /// `pg_default_acl.defaclobjtype`.
     pub fn code(self) -> char {
         match self {
@@ -127,17 +136,24 @@ pub enum Action {
         database: Ident,
         role: Option<Ident>,
     },
-    /// CREATE on a schema is DDL: only the owner. `None` is PUBLIC.
-    RevokeCreateOnSchema {
+    /// A privilege on a schema the spec does not grant (CREATE is DDL: the owner's alone;
+    /// nothing for PUBLIC), or only the grant option on it. `None` is PUBLIC. CASCADE takes
+    /// along what the grantee granted on with it.
+    RevokeOnSchema {
         schema: Ident,
+        privileges: Vec<String>,
+        grant_option: bool,
         role: Option<Ident>,
     },
-    /// Privileges beyond the role's access (TRUNCATE, TRIGGER, writes for a read role).
-    RevokeOnAll {
+    /// Privileges on these tables or sequences beyond the role's access (TRUNCATE, TRIGGER,
+    /// writes for a read role, anything for PUBLIC), or only the grant option on them. Named
+    /// one by one: `ON ALL TABLES` would fail on one table whose owner the admin cannot act for.
+    RevokeOnObjects {
         objects: Objects,
         privileges: Vec<String>,
-        schema: Ident,
-        role: Ident,
+        grant_option: bool,
+        targets: Vec<(Ident, Ident)>,
+        role: Option<Ident>,
     },
     CreateDatabase {
         database: Ident,
@@ -181,6 +197,14 @@ pub enum Action {
         schema: Ident,
         role: Ident,
     },
+    /// What the role's access gives, on these (schema, name) tables or sequences: only those
+    /// whose owner the admin acts for, so a foreign one never fails the statement.
+    GrantOnObjects {
+        objects: Objects,
+        privileges: &'static str,
+        targets: Vec<(Ident, Ident)>,
+        role: Ident,
+    },
     /// The migration history is the migrations' business: readable, never writable, by apps.
     RevokeHistoryWrites {
         table: Ident,
@@ -222,8 +246,9 @@ impl Action {
             | RecordFingerprint { .. }
             | ReleaseDatabase { .. } => Target::Catalog,
             CreateSchema { .. }
-            | RevokeCreateOnSchema { .. }
-            | RevokeOnAll { .. }
+            | RevokeOnSchema { .. }
+            | RevokeOnObjects { .. }
+            | GrantOnObjects { .. }
             | SetSchemaOwner { .. }
             | CreateExtension { .. }
             | GrantUsageOnSchema { .. }
@@ -350,18 +375,40 @@ impl Action {
                 "REVOKE CREATE ON DATABASE {database} FROM {}",
                 grantee(role)
             ),
-            RevokeCreateOnSchema { schema, role } => {
-                format!("REVOKE CREATE ON SCHEMA {schema} FROM {}", grantee(role))
-            }
-            RevokeOnAll {
-                objects,
-                privileges,
+            RevokeOnSchema {
                 schema,
+                privileges,
+                grant_option,
                 role,
             } => format!(
-                "REVOKE {} ON ALL {} IN SCHEMA {schema} FROM {role}",
+                "REVOKE {}{} ON SCHEMA {schema} FROM {} CASCADE",
+                option_for(*grant_option),
                 privileges.join(", "),
-                objects.all_keyword()
+                grantee(role)
+            ),
+            RevokeOnObjects {
+                objects,
+                privileges,
+                grant_option,
+                targets,
+                role,
+            } => format!(
+                "REVOKE {}{} ON {} {} FROM {} CASCADE",
+                option_for(*grant_option),
+                privileges.join(", "),
+                objects.each_keyword(),
+                qualified(targets),
+                grantee(role)
+            ),
+            GrantOnObjects {
+                objects,
+                privileges,
+                targets,
+                role,
+            } => format!(
+                "GRANT {privileges} ON {} {} TO {role}",
+                objects.each_keyword(),
+                qualified(targets)
             ),
             CreateDatabase { database, owner } => {
                 format!("CREATE DATABASE {database} OWNER {owner}")
@@ -428,6 +475,23 @@ impl Action {
             ),
         }
     }
+}
+
+fn option_for(grant_option: bool) -> &'static str {
+    if grant_option {
+        "GRANT OPTION FOR "
+    } else {
+        ""
+    }
+}
+
+/// `"s"."a", "s"."b"`.
+fn qualified(targets: &[(Ident, Ident)]) -> String {
+    targets
+        .iter()
+        .map(|(schema, name)| format!("{schema}.{name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A role, or PUBLIC.

@@ -13,6 +13,7 @@ mod revoke;
 
 use claims::check_database_claim;
 pub use claims::{Conflict, check_claims};
+pub use revoke::{Unrevocable, unrevocable};
 use revoke::{revoke_extra_memberships, revoke_extra_privileges};
 
 /// Catalog claims first (they are what makes two resources unable to share a name), then the
@@ -332,18 +333,17 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
                 });
             }
             for &(objects, privileges, names) in required(role.purpose.access()) {
-                let missing_now = match objects {
-                    Objects::Tables => have.tables_missing,
-                    Objects::Sequences => have.sequences_missing,
-                    Objects::Functions => have.functions_missing,
-                };
-                if missing_now {
-                    a.push(Action::GrantOnAll {
-                        objects,
-                        privileges,
-                        schema: schema.clone(),
-                        role: role.name.clone(),
-                    });
+                if objects == Objects::Functions {
+                    if have.functions_missing {
+                        a.push(Action::GrantOnAll {
+                            objects,
+                            privileges,
+                            schema: schema.clone(),
+                            role: role.name.clone(),
+                        });
+                    }
+                } else {
+                    grant_missing(&mut a, observed, &schema, role, objects, privileges);
                 }
                 let has_default = names.iter().all(|p| {
                     observed.default_privileges.contains(&(
@@ -366,7 +366,7 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
         }
     }
     revoke_extra_privileges(&mut a, observed);
-    // After any GRANT ON ALL TABLES, which would include them.
+    // After the grants, which leave history tables to SELECT anyway.
     for (role, table) in &observed.history_writers {
         if let (Ok(role), Ok(table)) = (Ident::new(role.clone()), Ident::new(table.clone())) {
             a.push(Action::RevokeHistoryWrites { table, role });
@@ -393,6 +393,41 @@ pub enum DatabaseFate {
 pub struct DeletePlan {
     pub actions: Vec<Action>,
     pub database: DatabaseFate,
+}
+
+/// GRANTs on the tables or sequences of `schema` the role lacks its access on, named one by
+/// one (history tables apart: SELECT is all anyone but the owner gets on them).
+fn grant_missing(
+    a: &mut Vec<Action>,
+    observed: &ObservedDatabase,
+    schema: &Ident,
+    role: &DesiredRole,
+    objects: Objects,
+    privileges: &'static str,
+) {
+    let (mut plain, mut history) = (Vec::new(), Vec::new());
+    for m in observed.missing.iter().filter(|m| {
+        m.role == role.name.as_str() && m.schema == schema.as_str() && m.kind == objects.code()
+    }) {
+        if let Ok(name) = Ident::new(m.object.clone()) {
+            let target = (schema.clone(), name);
+            if m.history {
+                history.push(target)
+            } else {
+                plain.push(target)
+            }
+        }
+    }
+    for (targets, privileges) in [(plain, privileges), (history, "SELECT")] {
+        if !targets.is_empty() {
+            a.push(Action::GrantOnObjects {
+                objects,
+                privileges,
+                targets,
+                role: role.name.clone(),
+            });
+        }
+    }
 }
 
 /// `reclaimPolicy: Delete`: only what this resource created, and only if the catalog says it

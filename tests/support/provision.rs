@@ -106,7 +106,10 @@ pub async fn assert_converged(server: &Server, d: &DesiredDatabase) {
     let plan = plan_server(d, &observed).unwrap();
     assert!(plan.is_empty(), "server plan after reconcile: {plan:?}");
     let db = server.connect_to(d.database.as_str()).await.unwrap();
-    let inside = plan_database(d, &observe_database(&db, d).await.unwrap());
+    let inside = plan_database(
+        d,
+        &observe_database(&db, d, server.admin_user()).await.unwrap(),
+    );
     assert!(
         inside.is_empty(),
         "database plan after reconcile: {inside:?}"

@@ -2,7 +2,7 @@
 use super::*;
 use crate::password::Password;
 use crate::provision::desired::{Claimant, RolePurpose};
-use crate::provision::observed::{Claim, ObservedRole, RoleClaim, SchemaGrants};
+use crate::provision::observed::{Claim, Excess, Missing, ObservedRole, RoleClaim, SchemaGrants};
 
 fn id(s: &str) -> Ident {
     Ident::new(s).unwrap()
@@ -404,15 +404,81 @@ fn database_plan_is_empty_when_everything_is_there_and_regrants_revoked_privileg
         }
     }
     assert!(plan_database(&d, &o).is_empty());
-    o.grants
-        .get_mut(&("shop_orders_app".to_string(), "orders".to_string()))
-        .unwrap()
-        .tables_missing = true;
+    let missing = |schema: &str, object: &str, history| Missing {
+        role: "shop_orders_app".into(),
+        schema: schema.into(),
+        object: object.into(),
+        kind: 'r',
+        history,
+    };
+    o.missing.insert(missing("orders", "items", false));
+    o.missing.insert(missing("orders", "lines", false));
+    o.missing
+        .insert(missing("public", "flyway_schema_history", true));
     assert_eq!(
         shown(&plan_database(&d, &o)),
         [
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"orders\" TO \"shop_orders_app\""
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE \"orders\".\"items\", \"orders\".\"lines\" TO \"shop_orders_app\"",
+            "GRANT SELECT ON TABLE \"public\".\"flyway_schema_history\" TO \"shop_orders_app\"",
+        ],
+        "named one by one, history tables read-only"
+    );
+}
+
+fn excess(object: Option<&str>, kind: char, grantee: &str, privilege: &str) -> Excess {
+    Excess {
+        schema: "public".into(),
+        object: object.map(Into::into),
+        kind,
+        grantee: grantee.into(),
+        privilege: privilege.into(),
+        grant_option_only: false,
+        owner: "shop_orders_owner".into(),
+        revocable: true,
+    }
+}
+
+/// Grants to PUBLIC, grant options given to our roles and privileges beyond their access are
+/// revoked per object, CASCADE (what was granted on with them goes too); those on objects
+/// whose owner the admin cannot act for are left to a clear error instead.
+#[test]
+fn public_grants_and_grant_options_are_revoked_per_object() {
+    let mut o = ObservedDatabase::default();
+    o.excess.insert(excess(None, 'n', "PUBLIC", "USAGE"));
+    o.excess.insert(excess(None, 'n', "PUBLIC", "CREATE"));
+    o.excess.insert(excess(Some("t"), 'r', "PUBLIC", "SELECT"));
+    o.excess
+        .insert(excess(Some("t"), 'r', "PUBLIC", "TRUNCATE"));
+    o.excess.insert(excess(Some("u"), 'r', "PUBLIC", "SELECT"));
+    o.excess.insert(Excess {
+        grant_option_only: true,
+        ..excess(Some("t"), 'r', "shop_orders_app", "SELECT")
+    });
+    o.excess
+        .insert(excess(Some("s"), 'S', "shop_orders_reporting", "UPDATE"));
+    let foreign = Excess {
+        owner: "postgres".into(),
+        revocable: false,
+        ..excess(Some("theirs"), 'r', "shop_orders_app", "TRUNCATE")
+    };
+    o.excess.insert(foreign);
+    let mut a = Vec::new();
+    revoke::revoke_extra_privileges(&mut a, &o);
+    assert_eq!(
+        shown(&a),
+        [
+            "REVOKE CREATE, USAGE ON SCHEMA \"public\" FROM PUBLIC CASCADE",
+            "REVOKE UPDATE ON SEQUENCE \"public\".\"s\" FROM \"shop_orders_reporting\" CASCADE",
+            "REVOKE SELECT ON TABLE \"public\".\"u\" FROM PUBLIC CASCADE",
+            "REVOKE SELECT, TRUNCATE ON TABLE \"public\".\"t\" FROM PUBLIC CASCADE",
+            "REVOKE GRANT OPTION FOR SELECT ON TABLE \"public\".\"t\" FROM \"shop_orders_app\" CASCADE",
         ]
+    );
+    let left = unrevocable(&o);
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].to_string(),
+        "table public.theirs (owned by postgres) gives shop_orders_app TRUNCATE"
     );
 }
 
