@@ -403,7 +403,8 @@ async fn grants_to_public_and_grant_options_are_revoked() {
          GRANT USAGE, CREATE ON SCHEMA orders TO PUBLIC; \
          GRANT CREATE ON SCHEMA public TO PUBLIC; \
          GRANT SELECT ON TABLE orders.items TO {app} WITH GRANT OPTION; \
-         GRANT USAGE ON SCHEMA orders TO {app} WITH GRANT OPTION;",
+         GRANT USAGE ON SCHEMA orders TO {app} WITH GRANT OPTION; \
+         GRANT CONNECT ON DATABASE {db} TO {app} WITH GRANT OPTION;",
         app = app.name
     ))
     .await
@@ -459,6 +460,19 @@ async fn grants_to_public_and_grant_options_are_revoked() {
             "{schema} {object:?}: {entries:?}"
         );
     }
+    let grantable: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a \
+             WHERE d.datname = $1 AND a.is_grantable AND a.grantee <> d.datdba",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        grantable, 0,
+        "no grant option on the database but the owner's"
+    );
     login(db, app)
         .await
         .unwrap()

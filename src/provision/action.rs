@@ -131,6 +131,11 @@ pub enum Action {
         role: Ident,
         member: Ident,
     },
+    /// A grant option on the database would let a role let anyone connect.
+    RevokeGrantOptionOnDatabase {
+        database: Ident,
+        role: Ident,
+    },
     /// CREATE on the database lets a role make schemas: never for apps. `None` is PUBLIC.
     RevokeCreateOnDatabase {
         database: Ident,
@@ -371,6 +376,9 @@ impl Action {
                 None => format!("GRANT {role} TO CURRENT_USER"),
             },
             RevokeRole { role, member } => format!("REVOKE {role} FROM {member}"),
+            RevokeGrantOptionOnDatabase { database, role } => format!(
+                "REVOKE GRANT OPTION FOR ALL PRIVILEGES ON DATABASE {database} FROM {role} CASCADE"
+            ),
             RevokeCreateOnDatabase { database, role } => format!(
                 "REVOKE CREATE ON DATABASE {database} FROM {}",
                 grantee(role)

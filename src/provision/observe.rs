@@ -44,7 +44,9 @@ SELECT json_build_object(
               ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                     JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba),
               ARRAY(SELECT DISTINCT coalesce(r.rolname::text, 'PUBLIC') FROM aclexplode(d.datacl) a
-                    LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CREATE' AND a.grantee <> d.datdba))
+                    LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CREATE' AND a.grantee <> d.datdba),
+              ARRAY(SELECT DISTINCT r.rolname::text FROM aclexplode(d.datacl) a
+                    JOIN pg_roles r ON r.oid = a.grantee WHERE a.is_grantable AND a.grantee <> d.datdba))
             FROM pg_database d WHERE d.datname = $2))::text";
 
 const CATALOG_SQL: &str = "\
@@ -58,8 +60,8 @@ SELECT json_build_object(
 /// name, can login, connection limit, admin may use it, member of, `role=` setting here.
 type RoleRow = (String, bool, i32, bool, Vec<String>, Option<String>);
 
-/// oid, owner, PUBLIC may connect, CONNECT grantees, CREATE grantees.
-type DatabaseRow = (u32, String, bool, Vec<String>, Vec<String>);
+/// oid, owner, PUBLIC may connect, CONNECT grantees, CREATE grantees, grant option holders.
+type DatabaseRow = (u32, String, bool, Vec<String>, Vec<String>, Vec<String>);
 
 #[derive(Deserialize)]
 struct ServerJson {
@@ -138,8 +140,9 @@ pub async fn observe_server(
             },
         );
     }
-    if let Some((oid, owner, public_connect, grantees, creators)) = server.database {
+    if let Some((oid, owner, public_connect, grantees, creators, granters)) = server.database {
         observed.database_creators = creators.into_iter().collect();
+        observed.database_grant_options = granters.into_iter().collect();
         observed.database_exists = true;
         observed.database_oid = Some(oid);
         observed.database_owner = Some(owner);

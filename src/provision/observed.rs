@@ -53,6 +53,9 @@ pub struct ObservedServer {
     pub connect_grantees: BTreeSet<String>,
     /// Who besides the owner may CREATE (schemas) in the database: role names, or `PUBLIC`.
     pub database_creators: BTreeSet<String>,
+    /// Roles besides the owner holding a grant option on the database (they could let
+    /// anyone connect).
+    pub database_grant_options: BTreeSet<String>,
     /// Our roles that exist, by name.
     pub roles: BTreeMap<String, ObservedRole>,
     /// Catalog rows for our role names and for every role recorded for this database

@@ -154,6 +154,17 @@ pub fn plan_server(
             role,
         });
     }
+    for holder in &observed.database_grant_options {
+        if ours(holder)
+            && holder != desired.owner.name.as_str()
+            && let Ok(role) = Ident::new(holder.clone())
+        {
+            a.push(Action::RevokeGrantOptionOnDatabase {
+                database: db.clone(),
+                role,
+            });
+        }
+    }
     // Roles the spec no longer names are disabled, not dropped: they may own objects, and
     // naming them again brings them back.
     for role in retired_roles(desired, observed) {

@@ -509,3 +509,20 @@ fn delete_drops_only_what_is_ours_database_first_owner_last() {
     assert!(untouched.actions.is_empty());
     assert_eq!(untouched.database, DatabaseFate::Absent);
 }
+
+/// A grant option on the database (`GRANT CONNECT ... WITH GRANT OPTION` to the app) would
+/// let the role let anyone connect: taken back; the owner's own is left.
+#[test]
+fn grant_options_on_the_database_are_revoked_from_our_roles() {
+    let d = desired();
+    let mut o = provisioned(&d);
+    o.database_grant_options = ["shop_orders_app", "shop_orders_owner", "someone_else"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        shown(&plan_server(&d, &o).unwrap().actions),
+        [
+            "REVOKE GRANT OPTION FOR ALL PRIVILEGES ON DATABASE \"shop_orders\" FROM \"shop_orders_app\" CASCADE"
+        ]
+    );
+}
