@@ -262,9 +262,12 @@ impl Deletion {
             DatabaseFate::Dropped => {
                 format!("dropped database {database} and its roles (reclaimPolicy Delete)")
             }
-            DatabaseFate::Absent => format!(
-                "database {database} did not exist; dropped its roles (reclaimPolicy Delete)"
+            DatabaseFate::Absent if self.changed() => format!(
+                "database {database} was already gone; dropped its roles (reclaimPolicy Delete)"
             ),
+            DatabaseFate::Absent => {
+                format!("nothing of database {database} was there to drop (reclaimPolicy Delete)")
+            }
             DatabaseFate::LeftAlone(why) => format!(
                 "left database {database} alone, although reclaimPolicy is Delete: {why}; \
                  dropped its roles and servicedb's claim on the name"
