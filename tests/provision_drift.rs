@@ -500,13 +500,26 @@ async fn a_foreign_owned_table_never_wedges_the_pass() {
         .await
         .unwrap();
     let su = pg().superuser_client(db).await;
+    // A routine of theirs that nobody but them may execute, beside one of ours: EXECUTE ON
+    // ALL ROUTINES would fail on theirs.
     su.batch_execute(&format!(
         "CREATE TABLE public.theirs (id int); GRANT ALL ON public.theirs TO {app}; \
-         GRANT TRUNCATE ON public.ours TO {app};",
+         GRANT TRUNCATE ON public.ours TO {app}; \
+         CREATE FUNCTION public.their_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+         REVOKE EXECUTE ON FUNCTION public.their_fn() FROM PUBLIC;",
         app = app.name
     ))
     .await
     .unwrap();
+    login(db, &d.owner)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION public.our_fn(n int) RETURNS int LANGUAGE sql AS 'SELECT n'; \
+             REVOKE EXECUTE ON FUNCTION public.our_fn(int) FROM PUBLIC;",
+        )
+        .await
+        .unwrap();
     let mut outcome = Default::default();
     let err = reconcile_inside(&server, &d, &mut outcome)
         .await
@@ -535,9 +548,17 @@ async fn a_foreign_owned_table_never_wedges_the_pass() {
         "{shown:?}"
     );
     assert!(
-        !shown.iter().any(|s| s.contains("theirs")),
-        "never a statement on the foreign table: {shown:?}"
+        !shown
+            .iter()
+            .any(|s| s.contains("theirs") || s.contains("their_fn")),
+        "never a statement on the foreign objects: {shown:?}"
     );
+    login(db, app)
+        .await
+        .unwrap()
+        .batch_execute("SELECT public.our_fn(1)")
+        .await
+        .expect("our routine got EXECUTE");
     let entries = acl(db, "public", Some("ours")).await;
     assert!(
         !entries

@@ -35,14 +35,6 @@ impl Objects {
         }
     }
 
-    /// For `GRANT ... ON ALL <kind> IN SCHEMA`: routines, so procedures are covered too.
-    pub fn all_keyword(self) -> &'static str {
-        match self {
-            Objects::Functions => "ROUTINES",
-            other => other.keyword(),
-        }
-    }
-
     /// For `GRANT ... ON <kind> a, b`: tables (views and the like too) and sequences.
     pub fn each_keyword(self) -> &'static str {
         match self {
@@ -196,18 +188,18 @@ pub enum Action {
         schema: Ident,
         role: Ident,
     },
-    GrantOnAll {
-        objects: Objects,
-        privileges: &'static str,
-        schema: Ident,
-        role: Ident,
-    },
     /// What the role's access gives, on these (schema, name) tables or sequences: only those
     /// whose owner the admin acts for, so a foreign one never fails the statement.
     GrantOnObjects {
         objects: Objects,
         privileges: &'static str,
         targets: Vec<(Ident, Ident)>,
+        role: Ident,
+    },
+    /// EXECUTE on these routines (schema, name, identity arguments as the server formats
+    /// them), each named, as [`Action::GrantOnObjects`].
+    GrantOnRoutines {
+        targets: Vec<(Ident, Ident, String)>,
         role: Ident,
     },
     /// The migration history is the migrations' business: readable, never writable, by apps.
@@ -254,10 +246,10 @@ impl Action {
             | RevokeOnSchema { .. }
             | RevokeOnObjects { .. }
             | GrantOnObjects { .. }
+            | GrantOnRoutines { .. }
             | SetSchemaOwner { .. }
             | CreateExtension { .. }
             | GrantUsageOnSchema { .. }
-            | GrantOnAll { .. }
             | RevokeHistoryWrites { .. }
             | DefaultPrivileges { .. } => Target::Database,
             _ => Target::Server,
@@ -408,6 +400,14 @@ impl Action {
                 qualified(targets),
                 grantee(role)
             ),
+            GrantOnRoutines { targets, role } => format!(
+                "GRANT EXECUTE ON ROUTINE {} TO {role}",
+                targets
+                    .iter()
+                    .map(|(schema, name, arguments)| format!("{schema}.{name}({arguments})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             GrantOnObjects {
                 objects,
                 privileges,
@@ -451,15 +451,6 @@ impl Action {
                     "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON TABLE public.{table} FROM {role}"
                 )
             }
-            GrantOnAll {
-                objects,
-                privileges,
-                schema,
-                role,
-            } => format!(
-                "GRANT {privileges} ON ALL {} IN SCHEMA {schema} TO {role}",
-                objects.all_keyword()
-            ),
             DefaultPrivileges {
                 owner,
                 schema,

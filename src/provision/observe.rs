@@ -11,7 +11,8 @@ use tokio_postgres::types::{ToSql, Type};
 use super::catalog::CatalogError;
 use super::desired::{Access, Claimant, DesiredDatabase};
 use super::observed::{
-    Claim, Excess, Missing, ObservedDatabase, ObservedRole, ObservedServer, RoleClaim, SchemaGrants,
+    Claim, Excess, Missing, MissingRoutine, ObservedDatabase, ObservedRole, ObservedServer,
+    RoleClaim, SchemaGrants,
 };
 
 /// One statement, text parameters, one JSON value back.
@@ -168,15 +169,18 @@ WITH schemas AS (
     c.relacl AS acl, pg_get_userbyid(c.relowner)::text AS owner, pg_has_role($6, c.relowner, 'USAGE') AS ours,
     s.name = 'public' AND c.relname = ANY($5) AND c.relkind = 'r' AS history
   FROM schemas s JOIN pg_class c ON c.relnamespace = s.oid WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+), routines AS (
+  SELECT p.oid, s.name AS schema, p.proname::text AS name, pg_get_function_identity_arguments(p.oid) AS args
+  FROM schemas s JOIN pg_proc p ON p.pronamespace = s.oid WHERE pg_has_role($6, p.proowner, 'USAGE')
 )
 SELECT json_build_object(
   'schemas', (SELECT coalesce(json_agg(json_build_array(name, owner)), '[]') FROM schemas),
   'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
   'grants', (SELECT coalesce(json_agg(json_build_array(g.role, s.name,
-      EXISTS (SELECT 1 FROM aclexplode(s.acl) a WHERE a.grantee = g.oid AND a.privilege_type = 'USAGE'),
-      g.write AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = s.oid
-        AND NOT has_function_privilege(g.oid, p.oid, 'EXECUTE')))), '[]')
+      EXISTS (SELECT 1 FROM aclexplode(s.acl) a WHERE a.grantee = g.oid AND a.privilege_type = 'USAGE'))), '[]')
     FROM grantees g CROSS JOIN schemas s),
+  'routines_missing', (SELECT coalesce(json_agg(json_build_array(g.role, r.schema, r.name, r.args)), '[]')
+    FROM grantees g CROSS JOIN routines r WHERE g.write AND NOT has_function_privilege(g.oid, r.oid, 'EXECUTE')),
   'missing', (SELECT coalesce(json_agg(json_build_array(g.role, o.schema, o.name, o.kind, o.history)), '[]')
     FROM grantees g CROSS JOIN objects o
     CROSS JOIN LATERAL (SELECT CASE
@@ -228,7 +232,8 @@ type ExcessRow = (
 struct DatabaseJson {
     schemas: Vec<(String, String)>,
     extensions: Vec<String>,
-    grants: Vec<(String, String, bool, bool)>,
+    grants: Vec<(String, String, bool)>,
+    routines_missing: Vec<(String, String, String, String)>,
     missing: Vec<(String, String, String, String, bool)>,
     defaults: Vec<(String, String, String, String)>,
     history_writers: Vec<(String, String)>,
@@ -276,14 +281,16 @@ pub async fn observe_database(
         grants: found
             .grants
             .into_iter()
-            .map(|(role, schema, usage, functions_missing)| {
-                (
-                    (role, schema),
-                    SchemaGrants {
-                        usage,
-                        functions_missing,
-                    },
-                )
+            .map(|(role, schema, usage)| ((role, schema), SchemaGrants { usage }))
+            .collect(),
+        routines_missing: found
+            .routines_missing
+            .into_iter()
+            .map(|(role, schema, name, arguments)| MissingRoutine {
+                role,
+                schema,
+                name,
+                arguments,
             })
             .collect(),
         missing: found

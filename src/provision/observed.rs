@@ -66,11 +66,22 @@ pub struct ObservedServer {
     pub password_rejected: BTreeSet<String>,
 }
 
-/// What a role has on one schema itself, and whether it lacks EXECUTE on any of its routines.
+/// What a role has on one schema itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SchemaGrants {
     pub usage: bool,
-    pub functions_missing: bool,
+}
+
+/// A routine of a managed schema, owned by a role the admin acts for, that a write role
+/// cannot execute.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MissingRoutine {
+    pub role: String,
+    pub schema: String,
+    pub name: String,
+    /// Its identity arguments as the server formats them (`pg_get_function_identity_arguments`:
+    /// names and types quoted where needed), which tell overloads apart.
+    pub arguments: String,
 }
 
 /// A table (or view...) or sequence of a managed schema, owned by a role the admin acts for,
@@ -116,6 +127,8 @@ pub struct ObservedDatabase {
     pub grants: BTreeMap<(String, String), SchemaGrants>,
     /// Tables and sequences grantees lack privileges on.
     pub missing: BTreeSet<Missing>,
+    /// Routines write roles cannot execute.
+    pub routines_missing: BTreeSet<MissingRoutine>,
     /// (schema, object type `r`/`S`/`f`, privilege, grantee) in the owner's default privileges.
     pub default_privileges: BTreeSet<(String, char, String, String)>,
     /// (role, table): grantees that can change a migration history table.

@@ -345,14 +345,7 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
             }
             for &(objects, privileges, names) in required(role.purpose.access()) {
                 if objects == Objects::Functions {
-                    if have.functions_missing {
-                        a.push(Action::GrantOnAll {
-                            objects,
-                            privileges,
-                            schema: schema.clone(),
-                            role: role.name.clone(),
-                        });
-                    }
+                    grant_missing_routines(&mut a, observed, &schema, role);
                 } else {
                     grant_missing(&mut a, observed, &schema, role, objects, privileges);
                 }
@@ -438,6 +431,31 @@ fn grant_missing(
                 role: role.name.clone(),
             });
         }
+    }
+}
+
+/// EXECUTE on the routines of `schema` the role cannot execute, named one by one.
+fn grant_missing_routines(
+    a: &mut Vec<Action>,
+    observed: &ObservedDatabase,
+    schema: &Ident,
+    role: &DesiredRole,
+) {
+    let targets: Vec<(Ident, Ident, String)> = observed
+        .routines_missing
+        .iter()
+        .filter(|m| m.role == role.name.as_str() && m.schema == schema.as_str())
+        .filter_map(|m| {
+            Ident::new(m.name.clone())
+                .ok()
+                .map(|name| (schema.clone(), name, m.arguments.clone()))
+        })
+        .collect();
+    if !targets.is_empty() {
+        a.push(Action::GrantOnRoutines {
+            targets,
+            role: role.name.clone(),
+        });
     }
 }
 

@@ -2,7 +2,9 @@
 use super::*;
 use crate::password::Password;
 use crate::provision::desired::{Claimant, RolePurpose};
-use crate::provision::observed::{Claim, Excess, Missing, ObservedRole, RoleClaim, SchemaGrants};
+use crate::provision::observed::{
+    Claim, Excess, Missing, MissingRoutine, ObservedRole, RoleClaim, SchemaGrants,
+};
 
 fn id(s: &str) -> Ident {
     Ident::new(s).unwrap()
@@ -524,5 +526,29 @@ fn grant_options_on_the_database_are_revoked_from_our_roles() {
         [
             "REVOKE GRANT OPTION FOR ALL PRIVILEGES ON DATABASE \"shop_orders\" FROM \"shop_orders_app\" CASCADE"
         ]
+    );
+}
+
+/// Routines a write role cannot execute get EXECUTE each by name with its arguments (an
+/// overload is another routine); read roles get none.
+#[test]
+fn routines_are_granted_one_by_one() {
+    let d = desired();
+    let mut o = ObservedDatabase::default();
+    for args in ["", "a integer, b text"] {
+        o.routines_missing.insert(MissingRoutine {
+            role: "shop_orders_app".into(),
+            schema: "orders".into(),
+            name: "touch".into(),
+            arguments: args.into(),
+        });
+    }
+    let s = shown(&plan_database(&d, &o));
+    assert!(
+        s.contains(
+            &"GRANT EXECUTE ON ROUTINE \"orders\".\"touch\"(), \"orders\".\"touch\"(a integer, b text) TO \"shop_orders_app\""
+                .to_string()
+        ),
+        "{s:?}"
     );
 }
