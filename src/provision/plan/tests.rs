@@ -388,10 +388,7 @@ fn database_plan_is_empty_when_everything_is_there_and_regrants_revoked_privileg
         for schema in ["public", "orders"] {
             o.grants.insert(
                 (r.name.as_str().into(), schema.into()),
-                SchemaGrants {
-                    usage: true,
-                    ..Default::default()
-                },
+                SchemaGrants { usage: true },
             );
             for &(objects, _, names) in required(r.purpose.access()) {
                 for p in names {
