@@ -180,7 +180,7 @@ fn main() {
                 .unwrap();
             parts[1] += t.elapsed();
             let t = Instant::now();
-            observe_database(&db, d).await.unwrap();
+            observe_database(&db, d, server.admin_user()).await.unwrap();
             parts[2] += t.elapsed();
         }
         (create, pass, concurrent, parts)

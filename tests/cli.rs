@@ -58,7 +58,8 @@ fn a_closed_stdout_ends_quietly_and_a_full_one_fails_with_a_message() {
     );
 }
 
-/// `migrate info | head`: the table goes nowhere, and nothing panics.
+/// `migrate info | head`: the table goes nowhere, nothing panics, and the command's own exit
+/// code (0) stands, as for every other command writing to a closed stdout.
 #[tokio::test]
 async fn migrate_info_to_a_closed_pipe_does_not_panic() {
     let db = pg().create_database("cli_pipe").await;
@@ -80,7 +81,7 @@ async fn migrate_info_to_a_closed_pipe_does_not_panic() {
         &url,
     ]);
     let stderr = text(&out.stderr);
-    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }

@@ -278,6 +278,79 @@ data:
     );
 }
 
+/// `dev reset` wipes the local state but not the databases `dev up` made on a declared
+/// DatabaseServer; the next `dev up` still owns them (the installation id survives the
+/// reset) instead of meeting its own databases as another installation's Conflict.
+#[tokio::test]
+async fn after_reset_dev_up_still_owns_its_databases_on_a_declared_server() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = servicedb::password::Password::generate().expose()[..6].to_lowercase();
+    let ns = format!("rs{suffix}");
+    write(
+        dir.path(),
+        "all.yaml",
+        &format!(
+            r#"apiVersion: servicedb.io/v1alpha1
+kind: DatabaseServer
+metadata: {{ name: main }}
+spec:
+  host: {host}
+  port: {port}
+  sslMode: disable
+  adminSecretRef: {{ namespace: servicedb-system, name: pg-admin }}
+  environment: staging
+---
+apiVersion: v1
+kind: Secret
+metadata: {{ name: pg-admin, namespace: servicedb-system }}
+stringData: {{ username: {user}, password: {password} }}
+---
+apiVersion: servicedb.io/v1alpha1
+kind: ServiceDatabase
+metadata: {{ name: orders, namespace: {ns} }}
+spec: {{}}
+"#,
+            host = pg().host(),
+            port = pg().port(),
+            user = pg().admin_user(),
+            password = pg().admin_password()
+        ),
+    );
+    let up = ["dev", "up", "-f", dir.path().to_str().unwrap()];
+    let out = servicedb(state.path(), &up);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id_file = state.path().join("installation-id");
+    let id = std::fs::read_to_string(&id_file).unwrap();
+
+    let out = servicedb(state.path(), &["dev", "reset", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Kept"),
+        "the reset says what it kept: {}",
+        text(&out.stdout)
+    );
+    assert!(!state.path().join("secrets").exists(), "Secret files go");
+    assert_eq!(std::fs::read_to_string(&id_file).unwrap(), id);
+
+    let out = servicedb(state.path(), &up);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("another servicedb installation"),
+        "{stderr}"
+    );
+    // Its Secret file is back and logs in (the password was set anew for the kept role).
+    let env_file = state.path().join(format!("secrets/{ns}/orders-db.env"));
+    let client = connect(&env_file, None).await.unwrap();
+    let db: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(db, format!("{ns}_orders"));
+}
+
 /// As root, a project directory the `postgres` user cannot reach (a checkout under /root)
 /// still works: the data goes to /var/tmp and a note says where.
 #[tokio::test]

@@ -178,9 +178,19 @@ async fn state_directory_lifecycle() {
         text(&out.stderr)
     );
     assert!(p.join(".servicedb/server.json").exists());
+    let id = std::fs::read_to_string(p.join(".servicedb/installation-id")).unwrap();
     let out = run(p, &["dev", "reset", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!p.join(".servicedb").exists());
+    // All but the installation id, which the databases on declared servers are claimed by.
+    let left: Vec<_> = std::fs::read_dir(p.join(".servicedb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["installation-id"]);
+    assert_eq!(
+        std::fs::read_to_string(p.join(".servicedb/installation-id")).unwrap(),
+        id
+    );
     let status = text(&run(p, &["dev", "status"]).stdout);
     assert!(status.contains("Nothing set up"), "{status}");
 }
@@ -270,5 +280,6 @@ fn reset_asks_on_a_terminal_and_only_yes_deletes() {
     assert!(state.join("secrets/shop/orders-db.env").exists());
     let (status, seen) = reset("yes");
     assert!(status.success(), "{seen}");
-    assert!(!state.exists(), "{seen}");
+    assert!(!state.join("secrets").exists(), "{seen}");
+    assert!(!state.join("server.json").exists(), "{seen}");
 }

@@ -6,6 +6,7 @@ mod support;
 use servicedb::api::{ReclaimPolicy, ServiceDatabase, Tenancy};
 use servicedb::provision::Conflict;
 use servicedb::provision::execute::{ProvisionError, delete, reconcile};
+use servicedb::provision::plan::DatabaseFate;
 use servicedb::provision::server::Server;
 use servicedb::service::reconcile::{Cleanup, UnitError, cleanup_unit, reconcile_unit};
 use support::postgres::server as pg;
@@ -165,6 +166,65 @@ async fn a_replaced_database_is_never_adopted_and_a_dropped_one_comes_back() {
     assert!(database_exists(db).await, "someone else's database stays");
 }
 
+/// Deleting a resource whose database was replaced by someone else's (same name, new oid)
+/// says so: the typed result and its message say the database was left alone and why, not
+/// "dropped"; the resource's roles and claim go, the other database stays.
+#[tokio::test]
+async fn cleanup_of_a_replaced_database_says_it_was_left_alone() {
+    let server = connect_server().await;
+    let mut resource = sdb("shop", "orders", ReclaimPolicy::Delete);
+    resource.spec.database_name = Some(unique("gone"));
+    let unit = reconcile_unit(&server, &Memory::default(), &resource, None, &[])
+        .await
+        .unwrap();
+    let db = unit.layout.database.clone();
+    let su = pg().superuser_client("postgres").await;
+    for statement in [
+        format!("DROP DATABASE {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        su.batch_execute(&statement).await.unwrap();
+    }
+    let Cleanup::Dropped(deletion) = cleanup_unit(&server, &resource, None, ReclaimPolicy::Delete)
+        .await
+        .unwrap()
+    else {
+        panic!("reclaimPolicy Delete applies")
+    };
+    assert!(
+        matches!(
+            deletion.left_alone(),
+            Some(Conflict::DatabaseReplaced { .. })
+        ),
+        "{:?}",
+        deletion.database
+    );
+    let summary = deletion.summary(&db);
+    assert!(
+        summary.starts_with(&format!("left database {db} alone")),
+        "{summary}"
+    );
+    assert!(summary.contains("its oid changed"), "{summary}");
+    assert!(
+        !deletion
+            .executed()
+            .iter()
+            .any(|s| s.contains("DROP DATABASE")),
+        "{:?}",
+        deletion.executed()
+    );
+    assert!(database_exists(&db).await, "someone else's database stays");
+    let owner = &unit.desired.owner.name;
+    let roles = su
+        .query(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[&owner.as_str()],
+        )
+        .await
+        .unwrap();
+    assert!(roles.is_empty(), "this resource's roles are dropped");
+}
+
 /// A tenant's database follows the Tenant's reclaim policy, not only the service's.
 #[tokio::test]
 async fn a_tenant_database_follows_the_policy_it_is_given() {
@@ -179,7 +239,10 @@ async fn a_tenant_database_follows_the_policy_it_is_given() {
     let cleanup = cleanup_unit(&server, &service, Some("gym"), ReclaimPolicy::Delete)
         .await
         .unwrap();
-    assert!(matches!(cleanup, Cleanup::Dropped(o) if o.changed()));
+    assert!(
+        matches!(cleanup, Cleanup::Dropped(ref d) if d.changed() && d.database == DatabaseFate::Dropped),
+        "{cleanup:?}"
+    );
     assert!(!database_exists(&unit.layout.database).await);
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use servicedb::pg::describe_pg;
-use servicedb::provision::execute::reconcile;
+use servicedb::pg::{ErrorClass, describe_pg};
+use servicedb::provision::execute::{ProvisionError, reconcile, reconcile_inside};
 use servicedb::provision::server::DEFAULT_DATABASE_CONNECTIONS;
 use support::postgres::server as pg;
 use support::provision::{assert_converged, connect_server, desired, login, unique};
@@ -350,4 +350,226 @@ async fn many_new_databases_at_once_do_not_deadlock_the_pools() {
     for r in results {
         r.unwrap();
     }
+}
+
+/// Rows of `aclexplode` on a schema (`object` None) or a table of `db`: (grantee or PUBLIC,
+/// privilege, grantable), seen by the superuser.
+async fn acl(db: &str, schema: &str, object: Option<&str>) -> Vec<(String, String, bool)> {
+    let su = pg().superuser_client(db).await;
+    let sql = match object {
+        None => {
+            "SELECT coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type, a.is_grantable \
+                 FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a \
+                 LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE n.nspname = $1 AND $2::text IS NULL ORDER BY 1, 2"
+        }
+        Some(_) => {
+            "SELECT coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type, a.is_grantable \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee \
+                 WHERE n.nspname = $1 AND c.relname = $2 ORDER BY 1, 2"
+        }
+    };
+    su.query(sql, &[&schema, &object])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Grants to PUBLIC on the managed schemas and their tables, and privileges our roles got
+/// WITH GRANT OPTION, are revoked: an outside role that may connect reads nothing through
+/// PUBLIC or through what the app re-granted, and the app can no longer hand its access on.
+#[tokio::test]
+async fn grants_to_public_and_grant_options_are_revoked() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("pub"));
+    reconcile(&server, &d).await.unwrap();
+    let db = d.database.as_str();
+    let app = d.app.as_ref().unwrap();
+    login(db, &d.owner)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE orders.items (id int); INSERT INTO orders.items VALUES (1);")
+        .await
+        .unwrap();
+    reconcile(&server, &d).await.unwrap();
+    let outsider = unique("outsider");
+    let su = pg().superuser_client(db).await;
+    su.batch_execute(&format!(
+        "CREATE ROLE {outsider} LOGIN PASSWORD 'outsider-pw'; \
+         GRANT CONNECT ON DATABASE {db} TO {outsider}; \
+         GRANT ALL ON TABLE orders.items TO PUBLIC; \
+         GRANT USAGE, CREATE ON SCHEMA orders TO PUBLIC; \
+         GRANT CREATE ON SCHEMA public TO PUBLIC; \
+         GRANT SELECT ON TABLE orders.items TO {app} WITH GRANT OPTION; \
+         GRANT USAGE ON SCHEMA orders TO {app} WITH GRANT OPTION; \
+         GRANT CONNECT ON DATABASE {db} TO {app} WITH GRANT OPTION;",
+        app = app.name
+    ))
+    .await
+    .unwrap();
+    // The app, holding a grant option, hands its access on.
+    login(db, app)
+        .await
+        .unwrap()
+        .batch_execute(&format!("GRANT SELECT ON orders.items TO {outsider}"))
+        .await
+        .unwrap();
+    let outsider_url = format!(
+        "postgresql://{outsider}:outsider-pw@{}:{}/{db}?sslmode=disable",
+        pg().host(),
+        pg().port()
+    );
+    let as_outsider = || async {
+        servicedb::pg::ConnectOptions::from_url(&outsider_url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    as_outsider()
+        .await
+        .batch_execute("SELECT * FROM orders.items")
+        .await
+        .expect("PUBLIC's grants let an outsider read before the repair");
+
+    reconcile(&server, &d).await.unwrap();
+    let err = as_outsider()
+        .await
+        .batch_execute("SELECT * FROM orders.items")
+        .await
+        .expect_err("nothing left for the outsider");
+    assert!(describe_pg(&err).contains("permission denied"), "{err}");
+    for (schema, object) in [
+        ("orders", Some("items")),
+        ("orders", None),
+        ("public", None),
+    ] {
+        let entries = acl(db, schema, object).await;
+        assert!(
+            !entries
+                .iter()
+                .any(|(who, _, _)| who == "PUBLIC" || *who == outsider),
+            "{schema} {object:?}: {entries:?}"
+        );
+        assert!(
+            !entries
+                .iter()
+                .any(|(who, _, grantable)| who.as_str() == app.name.as_str() && *grantable),
+            "{schema} {object:?}: {entries:?}"
+        );
+    }
+    let grantable: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a \
+             WHERE d.datname = $1 AND a.is_grantable AND a.grantee <> d.datdba",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        grantable, 0,
+        "no grant option on the database but the owner's"
+    );
+    login(db, app)
+        .await
+        .unwrap()
+        .batch_execute("SELECT * FROM orders.items; INSERT INTO orders.items VALUES (2)")
+        .await
+        .expect("the app keeps its data access");
+    assert_converged(&server, &d).await;
+}
+
+/// A table in a managed schema owned by a role the admin cannot act for (a superuser's),
+/// with grants the spec does not give: everything else is still done (the grants are named
+/// per object, so the foreign table never fails a statement), then a clear, permanent error
+/// names the table, its owner and what to do; once that is fixed the pass is clean.
+#[tokio::test]
+async fn a_foreign_owned_table_never_wedges_the_pass() {
+    let server = connect_server().await;
+    let d = desired("shop", &unique("foreign"));
+    reconcile(&server, &d).await.unwrap();
+    let db = d.database.as_str();
+    let app = d.app.as_ref().unwrap();
+    login(db, &d.owner)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE public.ours (id int)")
+        .await
+        .unwrap();
+    let su = pg().superuser_client(db).await;
+    // A routine of theirs that nobody but them may execute, beside one of ours: EXECUTE ON
+    // ALL ROUTINES would fail on theirs.
+    su.batch_execute(&format!(
+        "CREATE TABLE public.theirs (id int); GRANT ALL ON public.theirs TO {app}; \
+         GRANT TRUNCATE ON public.ours TO {app}; \
+         CREATE FUNCTION public.their_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+         REVOKE EXECUTE ON FUNCTION public.their_fn() FROM PUBLIC;",
+        app = app.name
+    ))
+    .await
+    .unwrap();
+    login(db, &d.owner)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION public.our_fn(n int) RETURNS int LANGUAGE sql AS 'SELECT n'; \
+             REVOKE EXECUTE ON FUNCTION public.our_fn(int) FROM PUBLIC;",
+        )
+        .await
+        .unwrap();
+    let mut outcome = Default::default();
+    let err = reconcile_inside(&server, &d, &mut outcome)
+        .await
+        .expect_err("the foreign table's excess cannot be revoked");
+    let message = err.to_string();
+    assert!(
+        matches!(err, ProvisionError::Unrevocable { .. }),
+        "{message}"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent, "{message}");
+    assert!(
+        message.contains(&format!(
+            "table public.theirs (owned by {}) gives {}",
+            pg().superuser(),
+            app.name.as_str()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("as the owner or a superuser"), "{message}");
+    // The rest was done: the TRUNCATE on our own table is gone, our table got its grants.
+    let shown = outcome.executed();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("REVOKE TRUNCATE ON TABLE \"public\".\"ours\"")),
+        "{shown:?}"
+    );
+    assert!(
+        !shown
+            .iter()
+            .any(|s| s.contains("theirs") || s.contains("their_fn")),
+        "never a statement on the foreign objects: {shown:?}"
+    );
+    login(db, app)
+        .await
+        .unwrap()
+        .batch_execute("SELECT public.our_fn(1)")
+        .await
+        .expect("our routine got EXECUTE");
+    let entries = acl(db, "public", Some("ours")).await;
+    assert!(
+        !entries
+            .iter()
+            .any(|(who, p, _)| who.as_str() == app.name.as_str() && p == "TRUNCATE"),
+        "{entries:?}"
+    );
+    // Fixed by someone who can: the next pass is clean.
+    su.batch_execute(&format!("REVOKE ALL ON public.theirs FROM {}", app.name))
+        .await
+        .unwrap();
+    reconcile(&server, &d).await.unwrap();
+    assert_converged(&server, &d).await;
 }

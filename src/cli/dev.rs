@@ -123,8 +123,9 @@ async fn reset(state: &Path, yes: bool) -> ExitCode {
             ));
         }
         eprint!(
-            "This stops the embedded PostgreSQL and deletes {} with its data and Secret files \
-             (databases on declared DatabaseServers are not touched). Type yes to go on: ",
+            "This stops the embedded PostgreSQL and deletes {} with its data and Secret files, \
+             keeping only its installation id (databases on declared DatabaseServers are not \
+             touched and stay this directory's). Type yes to go on: ",
             state.display()
         );
         let _ = std::io::stderr().flush();
@@ -135,10 +136,19 @@ async fn reset(state: &Path, yes: bool) -> ExitCode {
         }
     }
     match dev::reset(state, &mut Steps::new()).await {
+        Ok(removed) if removed.is_empty() => {
+            print(&format!("Nothing to reset in {}", state.display()));
+            ExitCode::SUCCESS
+        }
         Ok(removed) => {
             for p in removed {
                 print(&format!("Deleted {}", p.display()));
             }
+            print(&format!(
+                "Kept {}: databases this directory's `dev up` made on declared DatabaseServers \
+                 are still its own (see docs/security-model.md to move them elsewhere)",
+                state.join(dev::servers::INSTALLATION_FILE).display()
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::{ConnectionArgs, MigrateAction, MigrateArgs, fail, table};
+use super::{ConnectionArgs, MigrateAction, MigrateArgs, fail, output, table};
 use crate::migrate::engine::{Applied, Engine, MigrateError, Progress, Settings};
 use crate::migrate::history::HistoryTable;
 use crate::migrate::outcome::{ErrorSummary, Summary};
@@ -128,7 +128,7 @@ async fn open(args: &MigrateArgs) -> Result<Engine, MigrateError> {
 
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => output::print(&s),
         Err(e) => eprintln!("error: cannot print JSON: {e}"),
     }
 }
@@ -144,11 +144,13 @@ async fn apply(args: MigrateArgs, done: &mut Done) -> Result<Value, MigrateError
     if !args.json {
         let at = report.current.as_deref().unwrap_or("<none>");
         match report.applied.len() {
-            0 => println!("Schema is up to date at version {at}: nothing to apply"),
-            n => println!(
+            0 => output::print(&format!(
+                "Schema is up to date at version {at}: nothing to apply"
+            )),
+            n => output::print(&format!(
                 "Applied {n} migration{}; schema now at version {at}",
                 if n == 1 { "" } else { "s" }
-            ),
+            )),
         }
     }
     Ok(serde_json::to_value(&report).unwrap_or_default())
@@ -166,26 +168,23 @@ async fn info(args: MigrateArgs) -> Result<Value, MigrateError> {
         return Ok(body);
     }
     let rows: Vec<Vec<String>> = plan.entries.iter().map(info_row).collect();
-    println!(
+    output::print(&format!(
         "Schema version: {}",
         plan.current
             .as_ref()
             .map_or("<< Empty Schema >>".to_string(), Version::to_string)
-    );
-    println!(
-        "{}",
-        table::render(
-            &[
-                "Category",
-                "Version",
-                "Description",
-                "Type",
-                "Installed On",
-                "State"
-            ],
-            &rows
-        )
-    );
+    ));
+    output::print(&table::render(
+        &[
+            "Category",
+            "Version",
+            "Description",
+            "Type",
+            "Installed On",
+            "State",
+        ],
+        &rows,
+    ));
     for p in &plan.problems {
         eprintln!("warning: {p}");
     }
@@ -223,12 +222,12 @@ async fn validate(args: MigrateArgs, done: &mut Done) -> Result<Value, MigrateEr
         return Err(MigrateError::Validation(plan.problems));
     }
     if !args.json {
-        println!(
+        output::print(&format!(
             "Validated {} migration{}: no problems ({} pending)",
             engine.files().len(),
             if engine.files().len() == 1 { "" } else { "s" },
             plan.pending.len()
-        );
+        ));
     }
     Ok(json!({ "valid": true, "problems": [], "pending": done.pending }))
 }
@@ -241,19 +240,19 @@ async fn repair(args: MigrateArgs) -> Result<Value, MigrateError> {
         return Ok(body);
     }
     for s in &report.removed_failed {
-        println!("Removed failed row of {s}");
+        output::print(&format!("Removed failed row of {s}"));
     }
     for s in &report.realigned {
-        println!("Realigned checksum and description of {s}");
+        output::print(&format!("Realigned checksum and description of {s}"));
     }
     for s in &report.marked_deleted {
-        println!("Marked missing {s} as deleted");
+        output::print(&format!("Marked missing {s} as deleted"));
     }
     if report.removed_failed.is_empty()
         && report.realigned.is_empty()
         && report.marked_deleted.is_empty()
     {
-        println!("Nothing to repair");
+        output::print("Nothing to repair");
     }
     Ok(body)
 }
@@ -274,7 +273,9 @@ async fn baseline(args: super::BaselineArgs) -> Result<Value, MigrateError> {
         .baseline(&version, &args.baseline_description)
         .await?;
     if !args.json {
-        println!("Baselined at version {version}: later versions will be applied");
+        output::print(&format!(
+            "Baselined at version {version}: later versions will be applied"
+        ));
     }
     Ok(json!({ "baselineVersion": version.to_string() }))
 }
@@ -297,7 +298,7 @@ impl CliProgress {
         match &self.bar {
             Some(bar) => bar.println(s),
             None if self.lines_to_stderr => eprintln!("{s}"),
-            None => println!("{s}"),
+            None => output::print(&s),
         }
     }
 }

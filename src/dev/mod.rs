@@ -274,7 +274,10 @@ pub async fn down(state: &Path, progress: &mut dyn DevProgress) -> Result<bool, 
 }
 
 /// `dev reset`: stop the embedded server and delete the state directory (and the data
-/// directory, when it lives outside it). Returns what was removed.
+/// directory, when it lives outside it), all but its installation id: databases this
+/// directory's `dev up` made on declared DatabaseServers are not touched by a reset, and
+/// the next `dev up` must still own them (a new id would make them another installation's).
+/// Returns what was removed.
 pub async fn reset(state: &Path, progress: &mut dyn DevProgress) -> Result<Vec<PathBuf>, DevError> {
     if !state.is_dir() {
         return Ok(Vec::new());
@@ -287,9 +290,45 @@ pub async fn reset(state: &Path, progress: &mut dyn DevProgress) -> Result<Vec<P
         remove_tree(&outside)?;
         removed.push(outside);
     }
-    remove_tree(state)?;
-    removed.push(state.to_path_buf());
+    let entries = std::fs::read_dir(state).map_err(|source| DevError::Io {
+        path: state.to_path_buf(),
+        source,
+    })?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| DevError::Io {
+            path: state.to_path_buf(),
+            source,
+        })?;
+        names.push(entry.file_name());
+    }
+    names.sort();
+    for name in names {
+        if name == servers::INSTALLATION_FILE {
+            continue;
+        }
+        // The lock file is held until we return; removing it is fine (the lock is on the
+        // open file), and the next command makes a new one.
+        let path = state.join(&name);
+        remove_path(&path)?;
+        removed.push(path);
+    }
     Ok(removed)
+}
+
+/// Removes a file or a directory tree, whichever `path` is; gone already is fine.
+fn remove_path(path: &Path) -> Result<(), DevError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => remove_tree(path),
+        Ok(_) => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DevError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+            _ => Ok(()),
+        },
+        Err(_) => Ok(()),
+    }
 }
 
 fn remove_tree(path: &Path) -> Result<(), DevError> {

@@ -39,10 +39,7 @@ pub async fn prune(
                 "kept database {} and its roles (reclaimPolicy Retain)",
                 u.database
             ),
-            Ok(Cleanup::Dropped(_)) => format!(
-                "dropped database {} and its roles (reclaimPolicy Delete)",
-                u.database
-            ),
+            Ok(Cleanup::Dropped(deletion)) => deletion.summary(&u.database),
             Err(e) => {
                 errors.push(format!("{}: pruning: {e}", u.describe()));
                 keep.push(u);

@@ -43,10 +43,13 @@ struct Entry {
     databases: Mutex<BTreeSet<String>>,
 }
 
+/// The file in the state directory holding its installation id; `dev reset` keeps it.
+pub const INSTALLATION_FILE: &str = "installation-id";
+
 /// This state directory's installation id, made once: the claims of this `dev` are its own,
 /// apart from a cluster's or another checkout's sharing a declared server.
 pub fn installation_id(state: &Path) -> Result<String, LocalError> {
-    let path = state.join("installation-id");
+    let path = state.join(INSTALLATION_FILE);
     if let Ok(id) = std::fs::read_to_string(&path)
         && !id.trim().is_empty()
     {

@@ -35,11 +35,12 @@ impl Objects {
         }
     }
 
-    /// For `GRANT ... ON ALL <kind> IN SCHEMA`: routines, so procedures are covered too.
-    pub fn all_keyword(self) -> &'static str {
+    /// For `GRANT ... ON <kind> a, b`: tables (views and the like too) and sequences.
+    pub fn each_keyword(self) -> &'static str {
         match self {
-            Objects::Functions => "ROUTINES",
-            other => other.keyword(),
+            Objects::Tables => "TABLE",
+            Objects::Sequences => "SEQUENCE",
+            Objects::Functions => "ROUTINE",
         }
     }
 
@@ -122,22 +123,34 @@ pub enum Action {
         role: Ident,
         member: Ident,
     },
+    /// A grant option on the database would let a role let anyone connect.
+    RevokeGrantOptionOnDatabase {
+        database: Ident,
+        role: Ident,
+    },
     /// CREATE on the database lets a role make schemas: never for apps. `None` is PUBLIC.
     RevokeCreateOnDatabase {
         database: Ident,
         role: Option<Ident>,
     },
-    /// CREATE on a schema is DDL: only the owner. `None` is PUBLIC.
-    RevokeCreateOnSchema {
+    /// A privilege on a schema the spec does not grant (CREATE is DDL: the owner's alone;
+    /// nothing for PUBLIC), or only the grant option on it. `None` is PUBLIC. CASCADE takes
+    /// along what the grantee granted on with it.
+    RevokeOnSchema {
         schema: Ident,
+        privileges: Vec<String>,
+        grant_option: bool,
         role: Option<Ident>,
     },
-    /// Privileges beyond the role's access (TRUNCATE, TRIGGER, writes for a read role).
-    RevokeOnAll {
+    /// Privileges on these tables or sequences beyond the role's access (TRUNCATE, TRIGGER,
+    /// writes for a read role, anything for PUBLIC), or only the grant option on them. Named
+    /// one by one: `ON ALL TABLES` would fail on one table whose owner the admin cannot act for.
+    RevokeOnObjects {
         objects: Objects,
         privileges: Vec<String>,
-        schema: Ident,
-        role: Ident,
+        grant_option: bool,
+        targets: Vec<(Ident, Ident)>,
+        role: Option<Ident>,
     },
     CreateDatabase {
         database: Ident,
@@ -175,10 +188,18 @@ pub enum Action {
         schema: Ident,
         role: Ident,
     },
-    GrantOnAll {
+    /// What the role's access gives, on these (schema, name) tables or sequences: only those
+    /// whose owner the admin acts for, so a foreign one never fails the statement.
+    GrantOnObjects {
         objects: Objects,
         privileges: &'static str,
-        schema: Ident,
+        targets: Vec<(Ident, Ident)>,
+        role: Ident,
+    },
+    /// EXECUTE on these routines (schema, name, identity arguments as the server formats
+    /// them), each named, as [`Action::GrantOnObjects`].
+    GrantOnRoutines {
+        targets: Vec<(Ident, Ident, String)>,
         role: Ident,
     },
     /// The migration history is the migrations' business: readable, never writable, by apps.
@@ -222,12 +243,13 @@ impl Action {
             | RecordFingerprint { .. }
             | ReleaseDatabase { .. } => Target::Catalog,
             CreateSchema { .. }
-            | RevokeCreateOnSchema { .. }
-            | RevokeOnAll { .. }
+            | RevokeOnSchema { .. }
+            | RevokeOnObjects { .. }
+            | GrantOnObjects { .. }
+            | GrantOnRoutines { .. }
             | SetSchemaOwner { .. }
             | CreateExtension { .. }
             | GrantUsageOnSchema { .. }
-            | GrantOnAll { .. }
             | RevokeHistoryWrites { .. }
             | DefaultPrivileges { .. } => Target::Database,
             _ => Target::Server,
@@ -346,22 +368,55 @@ impl Action {
                 None => format!("GRANT {role} TO CURRENT_USER"),
             },
             RevokeRole { role, member } => format!("REVOKE {role} FROM {member}"),
+            RevokeGrantOptionOnDatabase { database, role } => format!(
+                "REVOKE GRANT OPTION FOR ALL PRIVILEGES ON DATABASE {database} FROM {role} CASCADE"
+            ),
             RevokeCreateOnDatabase { database, role } => format!(
                 "REVOKE CREATE ON DATABASE {database} FROM {}",
                 grantee(role)
             ),
-            RevokeCreateOnSchema { schema, role } => {
-                format!("REVOKE CREATE ON SCHEMA {schema} FROM {}", grantee(role))
-            }
-            RevokeOnAll {
-                objects,
-                privileges,
+            RevokeOnSchema {
                 schema,
+                privileges,
+                grant_option,
                 role,
             } => format!(
-                "REVOKE {} ON ALL {} IN SCHEMA {schema} FROM {role}",
+                "REVOKE {}{} ON SCHEMA {schema} FROM {} CASCADE",
+                option_for(*grant_option),
                 privileges.join(", "),
-                objects.all_keyword()
+                grantee(role)
+            ),
+            RevokeOnObjects {
+                objects,
+                privileges,
+                grant_option,
+                targets,
+                role,
+            } => format!(
+                "REVOKE {}{} ON {} {} FROM {} CASCADE",
+                option_for(*grant_option),
+                privileges.join(", "),
+                objects.each_keyword(),
+                qualified(targets),
+                grantee(role)
+            ),
+            GrantOnRoutines { targets, role } => format!(
+                "GRANT EXECUTE ON ROUTINE {} TO {role}",
+                targets
+                    .iter()
+                    .map(|(schema, name, arguments)| format!("{schema}.{name}({arguments})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            GrantOnObjects {
+                objects,
+                privileges,
+                targets,
+                role,
+            } => format!(
+                "GRANT {privileges} ON {} {} TO {role}",
+                objects.each_keyword(),
+                qualified(targets)
             ),
             CreateDatabase { database, owner } => {
                 format!("CREATE DATABASE {database} OWNER {owner}")
@@ -396,15 +451,6 @@ impl Action {
                     "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON TABLE public.{table} FROM {role}"
                 )
             }
-            GrantOnAll {
-                objects,
-                privileges,
-                schema,
-                role,
-            } => format!(
-                "GRANT {privileges} ON ALL {} IN SCHEMA {schema} TO {role}",
-                objects.all_keyword()
-            ),
             DefaultPrivileges {
                 owner,
                 schema,
@@ -428,6 +474,23 @@ impl Action {
             ),
         }
     }
+}
+
+fn option_for(grant_option: bool) -> &'static str {
+    if grant_option {
+        "GRANT OPTION FOR "
+    } else {
+        ""
+    }
+}
+
+/// `"s"."a", "s"."b"`.
+fn qualified(targets: &[(Ident, Ident)]) -> String {
+    targets
+        .iter()
+        .map(|(schema, name)| format!("{schema}.{name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A role, or PUBLIC.

@@ -7,7 +7,10 @@ use super::catalog::CatalogError;
 use super::desired::DesiredDatabase;
 use super::observe::{observe_database, observe_server};
 use super::observed::ObservedServer;
-use super::plan::{Conflict, check_claims, plan_database, plan_delete, plan_server};
+use super::plan::{
+    Conflict, DatabaseFate, Unrevocable, check_claims, plan_database, plan_delete, plan_server,
+    unrevocable,
+};
 use super::probe::probe_logins;
 use super::server::{DatabaseConnection, Server, ServerError};
 use crate::pg::{ErrorClass, classify, describe_pg};
@@ -26,13 +29,28 @@ pub enum ProvisionError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// Privileges the spec does not grant, on objects whose owner the admin cannot act for;
+    /// everything else was done.
+    #[error(
+        "database {database}: {} beyond the spec, which the admin cannot revoke (it cannot act \
+         for the owner): revoke {} as the owner or a superuser, or give the object to the \
+         database's owner role",
+        .items.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        if .items.len() == 1 { "it" } else { "them" }
+    )]
+    Unrevocable {
+        database: String,
+        items: Vec<Unrevocable>,
+    },
 }
 
 impl ProvisionError {
     /// Whether retrying later may help (the controller backs off) or a change is needed.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ProvisionError::Conflict(_) => ErrorClass::Permanent,
+            ProvisionError::Conflict(_) | ProvisionError::Unrevocable { .. } => {
+                ErrorClass::Permanent
+            }
             ProvisionError::Statement { source, .. } => classify(source),
             ProvisionError::Catalog(e) => e.class(),
             ProvisionError::Server(e) => e.class(),
@@ -157,14 +175,23 @@ async fn reconcile_inside_with(
         Some(c) => c,
         None => server.connect_to(desired.database.as_str()).await?,
     };
-    let observed = observe_database(&looker, desired).await?;
+    let observed = observe_database(&looker, desired, server.admin_user()).await?;
     let actions = plan_database(desired, &observed);
-    if actions.is_empty() {
-        return Ok(());
-    }
     drop(looker);
-    let admin = server.connect_to(desired.database.as_str()).await?;
-    run(server, Some(&admin), &actions, outcome).await
+    if !actions.is_empty() {
+        let admin = server.connect_to(desired.database.as_str()).await?;
+        run(server, Some(&admin), &actions, outcome).await?;
+    }
+    // Reported after everything else is done: one foreign object never holds up the rest.
+    let items = unrevocable(&observed);
+    if items.is_empty() {
+        Ok(())
+    } else {
+        Err(ProvisionError::Unrevocable {
+            database: desired.database.as_str().to_string(),
+            items,
+        })
+    }
 }
 
 /// `reclaimPolicy: Delete`: drops what this resource created, ending live sessions first.
@@ -174,14 +201,17 @@ pub async fn delete(server: &Server, desired: &DesiredDatabase) -> Result<Outcom
     Ok(outcome)
 }
 
-/// [`delete`], recording into `outcome` what was dropped also when it fails part-way.
+/// [`delete`], recording into `outcome` what was dropped also when it fails part-way, and
+/// saying what became of the database itself.
 pub async fn delete_into(
     server: &Server,
     desired: &DesiredDatabase,
     outcome: &mut Outcome,
-) -> Result<(), ProvisionError> {
+) -> Result<DatabaseFate, ProvisionError> {
     let observed = observe(server, desired).await?;
-    run(server, None, &plan_delete(desired, &observed)?, outcome).await
+    let plan = plan_delete(desired, &observed)?;
+    run(server, None, &plan.actions, outcome).await?;
+    Ok(plan.database)
 }
 
 /// Inserts the claims and checks them in one transaction, so two resources racing for one

@@ -11,7 +11,8 @@ use tokio_postgres::types::{ToSql, Type};
 use super::catalog::CatalogError;
 use super::desired::{Access, Claimant, DesiredDatabase};
 use super::observed::{
-    Claim, ObservedDatabase, ObservedRole, ObservedServer, RoleClaim, SchemaGrants,
+    Claim, Excess, Missing, MissingRoutine, ObservedDatabase, ObservedRole, ObservedServer,
+    RoleClaim, SchemaGrants,
 };
 
 /// One statement, text parameters, one JSON value back.
@@ -44,7 +45,9 @@ SELECT json_build_object(
               ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                     JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CONNECT' AND a.grantee <> d.datdba),
               ARRAY(SELECT DISTINCT coalesce(r.rolname::text, 'PUBLIC') FROM aclexplode(d.datacl) a
-                    LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CREATE' AND a.grantee <> d.datdba))
+                    LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'CREATE' AND a.grantee <> d.datdba),
+              ARRAY(SELECT DISTINCT r.rolname::text FROM aclexplode(d.datacl) a
+                    JOIN pg_roles r ON r.oid = a.grantee WHERE a.is_grantable AND a.grantee <> d.datdba))
             FROM pg_database d WHERE d.datname = $2))::text";
 
 const CATALOG_SQL: &str = "\
@@ -58,8 +61,8 @@ SELECT json_build_object(
 /// name, can login, connection limit, admin may use it, member of, `role=` setting here.
 type RoleRow = (String, bool, i32, bool, Vec<String>, Option<String>);
 
-/// oid, owner, PUBLIC may connect, CONNECT grantees, CREATE grantees.
-type DatabaseRow = (u32, String, bool, Vec<String>, Vec<String>);
+/// oid, owner, PUBLIC may connect, CONNECT grantees, CREATE grantees, grant option holders.
+type DatabaseRow = (u32, String, bool, Vec<String>, Vec<String>, Vec<String>);
 
 #[derive(Deserialize)]
 struct ServerJson {
@@ -138,8 +141,9 @@ pub async fn observe_server(
             },
         );
     }
-    if let Some((oid, owner, public_connect, grantees, creators)) = server.database {
+    if let Some((oid, owner, public_connect, grantees, creators, granters)) = server.database {
         observed.database_creators = creators.into_iter().collect();
+        observed.database_grant_options = granters.into_iter().collect();
         observed.database_exists = true;
         observed.database_oid = Some(oid);
         observed.database_owner = Some(owner);
@@ -149,72 +153,103 @@ pub async fn observe_server(
     Ok(observed)
 }
 
-// CASE keeps has_sequence_privilege away from rows that are not sequences: PostgreSQL may
-// evaluate the conditions of a WHERE in any order.
+// What grantees have is read from the ACLs' own entries for them, not through PUBLIC or
+// memberships, which are revoked in the same pass. `ours`: the admin ($6) can act for the
+// owner, so it can grant and revoke there; objects of anyone else are never granted on.
 const DATABASE_SQL: &str = "\
 WITH schemas AS (
   SELECT n.oid, n.nspname::text AS name, pg_get_userbyid(n.nspowner)::text AS owner, n.nspowner AS owner_oid,
-    n.nspacl AS acl FROM pg_namespace n
+    n.nspacl AS acl, pg_has_role($6, n.nspowner, 'USAGE') AS ours FROM pg_namespace n
   WHERE n.nspname = ANY($2) OR n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
 ), grantees AS (
-  SELECT g AS role, false AS write FROM unnest($3::text[]) g
-  UNION ALL SELECT g, true FROM unnest($4::text[]) g
+  SELECT r.oid, r.rolname::text AS role, false AS write FROM pg_roles r WHERE r.rolname = ANY($3)
+  UNION ALL SELECT r.oid, r.rolname::text, true FROM pg_roles r WHERE r.rolname = ANY($4)
+), objects AS (
+  SELECT c.oid, s.name AS schema, c.relname::text AS name, CASE WHEN c.relkind = 'S' THEN 'S' ELSE 'r' END AS kind,
+    c.relacl AS acl, pg_get_userbyid(c.relowner)::text AS owner, pg_has_role($6, c.relowner, 'USAGE') AS ours,
+    s.name = 'public' AND c.relname = ANY($5) AND c.relkind = 'r' AS history
+  FROM schemas s JOIN pg_class c ON c.relnamespace = s.oid WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+), routines AS (
+  SELECT p.oid, s.name AS schema, p.proname::text AS name, pg_get_function_identity_arguments(p.oid) AS args
+  FROM schemas s JOIN pg_proc p ON p.pronamespace = s.oid WHERE pg_has_role($6, p.proowner, 'USAGE')
 )
 SELECT json_build_object(
   'schemas', (SELECT coalesce(json_agg(json_build_array(name, owner)), '[]') FROM schemas),
   'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
   'grants', (SELECT coalesce(json_agg(json_build_array(g.role, s.name,
-      has_schema_privilege(g.role, s.oid, 'USAGE'),
-      EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-        AND NOT (s.name = 'public' AND c.relname = ANY($5))
-        AND NOT (has_table_privilege(g.role, c.oid, 'SELECT') AND (NOT g.write OR (has_table_privilege(g.role, c.oid, 'INSERT')
-        AND has_table_privilege(g.role, c.oid, 'UPDATE') AND has_table_privilege(g.role, c.oid, 'DELETE'))))),
-      EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = s.oid AND c.relkind = 'S'
-        AND NOT CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(g.role, c.oid, 'SELECT')
-          AND (NOT g.write OR has_sequence_privilege(g.role, c.oid, 'USAGE')) END),
-      g.write AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = s.oid
-        AND NOT has_function_privilege(g.role, p.oid, 'EXECUTE')))), '[]')
+      EXISTS (SELECT 1 FROM aclexplode(s.acl) a WHERE a.grantee = g.oid AND a.privilege_type = 'USAGE'))), '[]')
     FROM grantees g CROSS JOIN schemas s),
-  'history_writers', (SELECT coalesce(json_agg(json_build_array(g.role, c.relname)), '[]')
-    FROM grantees g CROSS JOIN pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'public' AND c.relname = ANY($5) AND c.relkind = 'r'
-      AND (has_table_privilege(g.role, c.oid, 'INSERT') OR has_table_privilege(g.role, c.oid, 'UPDATE')
-        OR has_table_privilege(g.role, c.oid, 'DELETE') OR has_table_privilege(g.role, c.oid, 'TRUNCATE'))),
-  'schema_creators', (SELECT coalesce(json_agg(json_build_array(s.name, coalesce(r.rolname::text, 'PUBLIC'))), '[]')
-    FROM schemas s CROSS JOIN LATERAL aclexplode(s.acl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
-    WHERE a.privilege_type = 'CREATE' AND a.grantee <> s.owner_oid
-      AND (a.grantee = 0 OR r.rolname IN (SELECT role FROM grantees))),
-  'excess', (SELECT coalesce(json_agg(DISTINCT jsonb_build_array(g.role, s.name,
-      CASE WHEN c.relkind = 'S' THEN 'S' ELSE 'r' END, a.privilege_type)), '[]')
-    FROM grantees g JOIN pg_roles gr ON gr.rolname = g.role CROSS JOIN schemas s
-    JOIN pg_class c ON c.relnamespace = s.oid CROSS JOIN LATERAL aclexplode(c.relacl) a
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND a.grantee = gr.oid
-      AND a.privilege_type <> ALL (CASE
-        WHEN c.relkind = 'S' AND g.write THEN ARRAY['USAGE', 'SELECT']
-        WHEN c.relkind = 'S' THEN ARRAY['SELECT']
-        WHEN g.write THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']
-        ELSE ARRAY['SELECT'] END)),
+  'routines_missing', (SELECT coalesce(json_agg(json_build_array(g.role, r.schema, r.name, r.args)), '[]')
+    FROM grantees g CROSS JOIN routines r WHERE g.write AND NOT has_function_privilege(g.oid, r.oid, 'EXECUTE')),
+  'missing', (SELECT coalesce(json_agg(json_build_array(g.role, o.schema, o.name, o.kind, o.history)), '[]')
+    FROM grantees g CROSS JOIN objects o
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN o.kind = 'S' AND g.write THEN ARRAY['USAGE', 'SELECT']
+        WHEN o.kind = 'S' OR NOT g.write OR o.history THEN ARRAY['SELECT']
+        ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END AS needed) n
+    WHERE o.ours AND (SELECT count(DISTINCT a.privilege_type) FROM aclexplode(o.acl) a
+      WHERE a.grantee = g.oid AND a.privilege_type = ANY (n.needed)) < cardinality(n.needed)),
+  'history_writers', (SELECT coalesce(json_agg(json_build_array(g.role, o.name)), '[]')
+    FROM grantees g CROSS JOIN objects o WHERE o.history
+      AND (has_table_privilege(g.oid, o.oid, 'INSERT') OR has_table_privilege(g.oid, o.oid, 'UPDATE')
+        OR has_table_privilege(g.oid, o.oid, 'DELETE') OR has_table_privilege(g.oid, o.oid, 'TRUNCATE'))),
+  'excess', (SELECT coalesce(json_agg(DISTINCT jsonb_build_array(x.schema, x.object, x.kind, x.grantee,
+      x.privilege, x.option_only, x.owner, x.ours)), '[]')
+    FROM (
+      SELECT s.name AS schema, NULL::text AS object, 'n' AS kind, coalesce(g.role, 'PUBLIC') AS grantee,
+        a.privilege_type AS privilege, a.grantee <> 0 AND a.privilege_type = 'USAGE' AS option_only, s.owner, s.ours
+      FROM schemas s CROSS JOIN LATERAL aclexplode(s.acl) a LEFT JOIN grantees g ON g.oid = a.grantee
+      WHERE a.grantee <> s.owner_oid AND (a.grantee = 0 OR g.oid IS NOT NULL)
+        AND (a.grantee = 0 OR a.privilege_type <> 'USAGE' OR a.is_grantable)
+      UNION ALL
+      SELECT o.schema, o.name, o.kind, coalesce(g.role, 'PUBLIC'), a.privilege_type, al.allowed, o.owner, o.ours
+      FROM objects o CROSS JOIN LATERAL aclexplode(o.acl) a LEFT JOIN grantees g ON g.oid = a.grantee
+      CROSS JOIN LATERAL (SELECT a.grantee <> 0 AND a.privilege_type = ANY (CASE
+          WHEN o.kind = 'S' AND g.write THEN ARRAY['USAGE', 'SELECT']
+          WHEN o.kind = 'S' THEN ARRAY['SELECT']
+          WHEN g.write THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']
+          ELSE ARRAY['SELECT'] END) AS allowed) al
+      WHERE (a.grantee = 0 OR g.oid IS NOT NULL) AND (NOT al.allowed OR a.is_grantable)) x),
   'defaults', (SELECT coalesce(json_agg(json_build_array(n.nspname, d.defaclobjtype::text, a.privilege_type,
       coalesce(r.rolname::text, 'PUBLIC'))), '[]')
     FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
     CROSS JOIN LATERAL aclexplode(d.defaclacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
     WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = $1)))::text";
 
+/// schema, object, kind, grantee, privilege, grant option only, owner, admin acts for owner.
+type ExcessRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    bool,
+);
+
 #[derive(Deserialize)]
 struct DatabaseJson {
     schemas: Vec<(String, String)>,
     extensions: Vec<String>,
-    grants: Vec<(String, String, bool, bool, bool, bool)>,
+    grants: Vec<(String, String, bool)>,
+    routines_missing: Vec<(String, String, String, String)>,
+    missing: Vec<(String, String, String, String, bool)>,
     defaults: Vec<(String, String, String, String)>,
     history_writers: Vec<(String, String)>,
-    schema_creators: Vec<(String, String)>,
-    excess: Vec<(String, String, String, String)>,
+    excess: Vec<ExcessRow>,
+}
+
+fn code(s: &str) -> char {
+    s.chars().next().unwrap_or(' ')
 }
 
 /// Schemas, extensions, privileges and default privileges, connected to the database itself.
+/// `admin` is the admin role's name: what it can act for decides what may be granted on.
 pub async fn observe_database(
     db: &Client,
     desired: &DesiredDatabase,
+    admin: &str,
 ) -> Result<ObservedDatabase, CatalogError> {
     let owner = desired.owner.name.as_str();
     let mut wanted: Vec<&str> = desired.schemas.iter().map(|s| s.as_str()).collect();
@@ -236,6 +271,7 @@ pub async fn observe_database(
             (&readers, Type::TEXT_ARRAY),
             (&writers, Type::TEXT_ARRAY),
             (&super::HISTORY_TABLES.as_slice(), Type::TEXT_ARRAY),
+            (&admin, Type::TEXT),
         ],
     )
     .await?;
@@ -245,45 +281,63 @@ pub async fn observe_database(
         grants: found
             .grants
             .into_iter()
-            .map(
-                |(role, schema, usage, tables_missing, sequences_missing, functions_missing)| {
-                    (
-                        (role, schema),
-                        SchemaGrants {
-                            usage,
-                            tables_missing,
-                            sequences_missing,
-                            functions_missing,
-                        },
-                    )
-                },
-            )
+            .map(|(role, schema, usage)| ((role, schema), SchemaGrants { usage }))
+            .collect(),
+        routines_missing: found
+            .routines_missing
+            .into_iter()
+            .map(|(role, schema, name, arguments)| MissingRoutine {
+                role,
+                schema,
+                name,
+                arguments,
+            })
+            .collect(),
+        missing: found
+            .missing
+            .into_iter()
+            .map(|(role, schema, object, kind, history)| Missing {
+                role,
+                schema,
+                object,
+                kind: code(&kind),
+                history,
+            })
             .collect(),
         default_privileges: found
             .defaults
             .into_iter()
             .map(|(schema, objtype, privilege, grantee)| {
-                (
-                    schema,
-                    objtype.chars().next().unwrap_or(' '),
-                    privilege,
-                    grantee,
-                )
+                (schema, code(&objtype), privilege, grantee)
             })
             .collect(),
         history_writers: found.history_writers.into_iter().collect(),
-        schema_creators: found.schema_creators.into_iter().collect(),
-        excess_privileges: found
+        excess: found
             .excess
             .into_iter()
-            .map(|(role, schema, objtype, privilege)| {
-                (
-                    role,
+            .map(
+                |(
                     schema,
-                    objtype.chars().next().unwrap_or(' '),
+                    object,
+                    kind,
+                    grantee,
                     privilege,
-                )
-            })
+                    grant_option_only,
+                    owner,
+                    revocable,
+                )| {
+                    Excess {
+                        schema,
+                        object,
+                        kind: code(&kind),
+                        grantee,
+                        privilege,
+                        grant_option_only,
+                        owner,
+                        revocable,
+                    }
+                },
+            )
             .collect(),
     })
 }

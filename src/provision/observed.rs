@@ -53,6 +53,9 @@ pub struct ObservedServer {
     pub connect_grantees: BTreeSet<String>,
     /// Who besides the owner may CREATE (schemas) in the database: role names, or `PUBLIC`.
     pub database_creators: BTreeSet<String>,
+    /// Roles besides the owner holding a grant option on the database (they could let
+    /// anyone connect).
+    pub database_grant_options: BTreeSet<String>,
     /// Our roles that exist, by name.
     pub roles: BTreeMap<String, ObservedRole>,
     /// Catalog rows for our role names and for every role recorded for this database
@@ -63,13 +66,55 @@ pub struct ObservedServer {
     pub password_rejected: BTreeSet<String>,
 }
 
-/// Privileges a role lacks on the existing objects of one schema.
+/// What a role has on one schema itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SchemaGrants {
     pub usage: bool,
-    pub tables_missing: bool,
-    pub sequences_missing: bool,
-    pub functions_missing: bool,
+}
+
+/// A routine of a managed schema, owned by a role the admin acts for, that a write role
+/// cannot execute.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MissingRoutine {
+    pub role: String,
+    pub schema: String,
+    pub name: String,
+    /// Its identity arguments as the server formats them (`pg_get_function_identity_arguments`:
+    /// names and types quoted where needed), which tell overloads apart.
+    pub arguments: String,
+}
+
+/// A table (or view...) or sequence of a managed schema, owned by a role the admin acts for,
+/// on which a grantee lacks what its access gives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Missing {
+    pub role: String,
+    pub schema: String,
+    pub object: String,
+    /// `r` tables and the like, `S` sequences.
+    pub kind: char,
+    /// A migration history table: SELECT is all anyone but the owner gets.
+    pub history: bool,
+}
+
+/// A privilege on a managed schema or on one of its tables or sequences that the spec does
+/// not grant: to PUBLIC, beyond a grantee's access, or with the right to grant it on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Excess {
+    pub schema: String,
+    /// The table or sequence; `None` for the schema itself.
+    pub object: Option<String>,
+    /// `n` the schema, `r` a table (or view...), `S` a sequence.
+    pub kind: char,
+    /// One of our grantees, or `PUBLIC`.
+    pub grantee: String,
+    pub privilege: String,
+    /// The privilege is the spec's; only the grant option on it is not.
+    pub grant_option_only: bool,
+    /// Who owns the schema or object.
+    pub owner: String,
+    /// Whether the admin can act for the owner, and so revoke it.
+    pub revocable: bool,
 }
 
 /// Inside the database (seen connected to it).
@@ -80,13 +125,14 @@ pub struct ObservedDatabase {
     pub extensions: BTreeSet<String>,
     /// (role, schema) -> what it has.
     pub grants: BTreeMap<(String, String), SchemaGrants>,
+    /// Tables and sequences grantees lack privileges on.
+    pub missing: BTreeSet<Missing>,
+    /// Routines write roles cannot execute.
+    pub routines_missing: BTreeSet<MissingRoutine>,
     /// (schema, object type `r`/`S`/`f`, privilege, grantee) in the owner's default privileges.
     pub default_privileges: BTreeSet<(String, char, String, String)>,
     /// (role, table): grantees that can change a migration history table.
     pub history_writers: BTreeSet<(String, String)>,
-    /// (schema, grantee or `PUBLIC`): CREATE on a managed schema for PUBLIC or a grantee.
-    pub schema_creators: BTreeSet<(String, String)>,
-    /// (role, schema, `r` tables or `S` sequences, privilege): granted beyond what the role's
-    /// access allows (TRUNCATE, TRIGGER, writes for a read role...).
-    pub excess_privileges: BTreeSet<(String, String, char, String)>,
+    /// Privileges the spec does not grant, on managed schemas and their tables and sequences.
+    pub excess: BTreeSet<Excess>,
 }

@@ -13,6 +13,7 @@ mod revoke;
 
 use claims::check_database_claim;
 pub use claims::{Conflict, check_claims};
+pub use revoke::{Unrevocable, unrevocable};
 use revoke::{revoke_extra_memberships, revoke_extra_privileges};
 
 /// Catalog claims first (they are what makes two resources unable to share a name), then the
@@ -152,6 +153,17 @@ pub fn plan_server(
             database: db.clone(),
             role,
         });
+    }
+    for holder in &observed.database_grant_options {
+        if ours(holder)
+            && holder != desired.owner.name.as_str()
+            && let Ok(role) = Ident::new(holder.clone())
+        {
+            a.push(Action::RevokeGrantOptionOnDatabase {
+                database: db.clone(),
+                role,
+            });
+        }
     }
     // Roles the spec no longer names are disabled, not dropped: they may own objects, and
     // naming them again brings them back.
@@ -332,18 +344,10 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
                 });
             }
             for &(objects, privileges, names) in required(role.purpose.access()) {
-                let missing_now = match objects {
-                    Objects::Tables => have.tables_missing,
-                    Objects::Sequences => have.sequences_missing,
-                    Objects::Functions => have.functions_missing,
-                };
-                if missing_now {
-                    a.push(Action::GrantOnAll {
-                        objects,
-                        privileges,
-                        schema: schema.clone(),
-                        role: role.name.clone(),
-                    });
+                if objects == Objects::Functions {
+                    grant_missing_routines(&mut a, observed, &schema, role);
+                } else {
+                    grant_missing(&mut a, observed, &schema, role, objects, privileges);
                 }
                 let has_default = names.iter().all(|p| {
                     observed.default_privileges.contains(&(
@@ -366,7 +370,7 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
         }
     }
     revoke_extra_privileges(&mut a, observed);
-    // After any GRANT ON ALL TABLES, which would include them.
+    // After the grants, which leave history tables to SELECT anyway.
     for (role, table) in &observed.history_writers {
         if let (Ok(role), Ok(table)) = (Ident::new(role.clone()), Ident::new(table.clone())) {
             a.push(Action::RevokeHistoryWrites { table, role });
@@ -375,45 +379,127 @@ pub fn plan_database(desired: &DesiredDatabase, observed: &ObservedDatabase) -> 
     a
 }
 
+/// What a Delete does with the database itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseFate {
+    /// Ours: dropped.
+    Dropped,
+    /// Nothing of ours to drop: never claimed, or no database of that name any more.
+    Absent,
+    /// The name is this resource's, but the database under it is not the one servicedb
+    /// created (a replacement, or one it cannot tell is its own): left alone, for this reason.
+    /// The roles and the claim still go.
+    LeftAlone(Conflict),
+}
+
+/// A Delete's statements and what they do with the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletePlan {
+    pub actions: Vec<Action>,
+    pub database: DatabaseFate,
+}
+
+/// GRANTs on the tables or sequences of `schema` the role lacks its access on, named one by
+/// one (history tables apart: SELECT is all anyone but the owner gets on them).
+fn grant_missing(
+    a: &mut Vec<Action>,
+    observed: &ObservedDatabase,
+    schema: &Ident,
+    role: &DesiredRole,
+    objects: Objects,
+    privileges: &'static str,
+) {
+    let (mut plain, mut history) = (Vec::new(), Vec::new());
+    for m in observed.missing.iter().filter(|m| {
+        m.role == role.name.as_str() && m.schema == schema.as_str() && m.kind == objects.code()
+    }) {
+        if let Ok(name) = Ident::new(m.object.clone()) {
+            let target = (schema.clone(), name);
+            if m.history {
+                history.push(target)
+            } else {
+                plain.push(target)
+            }
+        }
+    }
+    for (targets, privileges) in [(plain, privileges), (history, "SELECT")] {
+        if !targets.is_empty() {
+            a.push(Action::GrantOnObjects {
+                objects,
+                privileges,
+                targets,
+                role: role.name.clone(),
+            });
+        }
+    }
+}
+
+/// EXECUTE on the routines of `schema` the role cannot execute, named one by one.
+fn grant_missing_routines(
+    a: &mut Vec<Action>,
+    observed: &ObservedDatabase,
+    schema: &Ident,
+    role: &DesiredRole,
+) {
+    let targets: Vec<(Ident, Ident, String)> = observed
+        .routines_missing
+        .iter()
+        .filter(|m| m.role == role.name.as_str() && m.schema == schema.as_str())
+        .filter_map(|m| {
+            Ident::new(m.name.clone())
+                .ok()
+                .map(|name| (schema.clone(), name, m.arguments.clone()))
+        })
+        .collect();
+    if !targets.is_empty() {
+        a.push(Action::GrantOnRoutines {
+            targets,
+            role: role.name.clone(),
+        });
+    }
+}
+
 /// `reclaimPolicy: Delete`: only what this resource created, and only if the catalog says it
 /// is this resource's. Sessions are ended first so the drop never waits on a live connection.
 pub fn plan_delete(
     desired: &DesiredDatabase,
     observed: &ObservedServer,
-) -> Result<Vec<Action>, Conflict> {
+) -> Result<DeletePlan, Conflict> {
     let mut a = Vec::new();
     // Never claimed: nothing of ours to drop (an unmanaged database of that name stays).
+    let mut database = DatabaseFate::Absent;
     if observed.claim.is_some() {
         // Another resource's or installation's claim is a conflict; a database that is no
         // longer the one we created is left alone, while our roles and claim still go.
-        let database_is_ours = match check_database_claim(desired, observed) {
-            Ok(()) => observed.database_exists,
-            Err(Conflict::DatabaseReplaced { .. } | Conflict::DatabaseUnmanaged { .. }) => false,
+        match check_database_claim(desired, observed) {
+            Ok(()) if observed.database_exists => database = DatabaseFate::Dropped,
+            Ok(()) => {}
+            Err(why @ (Conflict::DatabaseReplaced { .. } | Conflict::DatabaseUnmanaged { .. })) => {
+                database = DatabaseFate::LeftAlone(why)
+            }
             Err(other) => return Err(other),
-        };
-        {
+        }
+        if database == DatabaseFate::Dropped {
             let db = &desired.database;
-            if database_is_ours {
-                if observed.public_connect {
-                    a.push(Action::RevokeConnectFromPublic {
-                        database: db.clone(),
-                    });
-                }
-                for role in &observed.connect_grantees {
-                    if let Ok(role) = Ident::new(role.clone()) {
-                        a.push(Action::RevokeConnect {
-                            database: db.clone(),
-                            role,
-                        });
-                    }
-                }
-                a.push(Action::TerminateSessions {
-                    database: db.clone(),
-                });
-                a.push(Action::DropDatabase {
+            if observed.public_connect {
+                a.push(Action::RevokeConnectFromPublic {
                     database: db.clone(),
                 });
             }
+            for role in &observed.connect_grantees {
+                if let Ok(role) = Ident::new(role.clone()) {
+                    a.push(Action::RevokeConnect {
+                        database: db.clone(),
+                        role,
+                    });
+                }
+            }
+            a.push(Action::TerminateSessions {
+                database: db.clone(),
+            });
+            a.push(Action::DropDatabase {
+                database: db.clone(),
+            });
         }
     }
     // Roles the spec no longer names go too; the owner last: the others may hold grants from it.
@@ -436,7 +522,10 @@ pub fn plan_delete(
             database: desired.database.clone(),
         });
     }
-    Ok(a)
+    Ok(DeletePlan {
+        actions: a,
+        database,
+    })
 }
 
 #[cfg(test)]

@@ -213,6 +213,11 @@ impl Server {
         }
     }
 
+    /// The admin role's name.
+    pub fn admin_user(&self) -> &str {
+        self.spec.admin.config.get_user().unwrap_or_default()
+    }
+
     /// A pooled admin session on the maintenance database.
     pub async fn maintenance(&self) -> Result<Object, ServerError> {
         self.maintenance.get().await.map_err(|e| self.pool_error(e))

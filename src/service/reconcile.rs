@@ -11,7 +11,7 @@ use crate::pg::{Ident, IdentError};
 use crate::provision::execute::{
     Outcome, ProvisionError, claim_first, delete_into, observe, reconcile_observed,
 };
-use crate::provision::plan::check_claims;
+use crate::provision::plan::{DatabaseFate, check_claims};
 use crate::provision::server::{Environment, Server};
 use crate::provision::{DesiredDatabase, DesiredRole};
 
@@ -225,8 +225,55 @@ pub enum Cleanup {
     /// stay, so applying the resource again gets the same database back and nobody else can
     /// take it.
     Retained,
-    /// `reclaimPolicy: Delete`: what this resource created was dropped.
-    Dropped(Outcome),
+    /// `reclaimPolicy: Delete` was applied: this resource's roles and claim were dropped, and
+    /// the database too unless [`Deletion::database`] says it was left alone.
+    Dropped(Deletion),
+}
+
+/// What a Delete did: the statements, and what became of the database itself.
+#[derive(Debug)]
+pub struct Deletion {
+    pub outcome: Outcome,
+    pub database: DatabaseFate,
+}
+
+impl Deletion {
+    /// Whether anything was executed.
+    pub fn changed(&self) -> bool {
+        self.outcome.changed()
+    }
+
+    /// The statements as they may be displayed (no secrets).
+    pub fn executed(&self) -> Vec<String> {
+        self.outcome.executed()
+    }
+
+    /// Whether the database itself was kept although the policy is Delete.
+    pub fn left_alone(&self) -> Option<&crate::provision::Conflict> {
+        match &self.database {
+            DatabaseFate::LeftAlone(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// One line for Events and `dev` output: what was dropped, what was left alone and why.
+    pub fn summary(&self, database: &str) -> String {
+        match &self.database {
+            DatabaseFate::Dropped => {
+                format!("dropped database {database} and its roles (reclaimPolicy Delete)")
+            }
+            DatabaseFate::Absent if self.changed() => format!(
+                "database {database} was already gone; dropped its roles (reclaimPolicy Delete)"
+            ),
+            DatabaseFate::Absent => {
+                format!("nothing of database {database} was there to drop (reclaimPolicy Delete)")
+            }
+            DatabaseFate::LeftAlone(why) => format!(
+                "left database {database} alone, although reclaimPolicy is Delete: {why}; \
+                 dropped its roles and servicedb's claim on the name"
+            ),
+        }
+    }
 }
 
 /// Applies a reclaim policy to one database: the ServiceDatabase's for a Shared one, the
@@ -246,7 +293,10 @@ pub async fn cleanup_unit(
     let desired = desired_database(&layout, &BTreeMap::new(), &server.spec.installation)?;
     let mut done = Done::default();
     match delete_into(server, &desired, &mut done.outcome).await {
-        Ok(()) => Ok(Cleanup::Dropped(done.outcome)),
+        Ok(database) => Ok(Cleanup::Dropped(Deletion {
+            outcome: done.outcome,
+            database,
+        })),
         Err(e) => Err(UnitFailure {
             error: e.into(),
             done,

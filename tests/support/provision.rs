@@ -15,17 +15,22 @@ use servicedb::provision::server::{DEFAULT_DATABASE_CONNECTIONS, Environment, Se
 use servicedb::provision::{Access, Claimant, DesiredDatabase, DesiredRole, RolePurpose};
 use servicedb::service::SecretStore;
 
-use super::postgres::server as pg;
+use super::postgres::{TestServer, server as pg};
 
 /// The installation the tests' servers claim as.
 pub const INSTALLATION: &str = "tests";
 
 pub fn spec(installation: &str) -> ServerSpec {
+    spec_on(pg(), installation)
+}
+
+/// [`spec`] for another test server (a private one, say).
+pub fn spec_on(server: &TestServer, installation: &str) -> ServerSpec {
     ServerSpec {
         name: "test".into(),
-        admin: ConnectOptions::from_url(&pg().admin_url("postgres")).unwrap(),
-        client_host: pg().host().into(),
-        client_port: pg().port(),
+        admin: ConnectOptions::from_url(&server.admin_url("postgres")).unwrap(),
+        client_host: server.host().into(),
+        client_port: server.port(),
         ssl_mode: SslMode::Disable,
         environment: Environment::Local,
         max_databases: None,
@@ -101,7 +106,10 @@ pub async fn assert_converged(server: &Server, d: &DesiredDatabase) {
     let plan = plan_server(d, &observed).unwrap();
     assert!(plan.is_empty(), "server plan after reconcile: {plan:?}");
     let db = server.connect_to(d.database.as_str()).await.unwrap();
-    let inside = plan_database(d, &observe_database(&db, d).await.unwrap());
+    let inside = plan_database(
+        d,
+        &observe_database(&db, d, server.admin_user()).await.unwrap(),
+    );
     assert!(
         inside.is_empty(),
         "database plan after reconcile: {inside:?}"

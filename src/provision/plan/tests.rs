@@ -2,7 +2,9 @@
 use super::*;
 use crate::password::Password;
 use crate::provision::desired::{Claimant, RolePurpose};
-use crate::provision::observed::{Claim, ObservedRole, RoleClaim, SchemaGrants};
+use crate::provision::observed::{
+    Claim, Excess, Missing, MissingRoutine, ObservedRole, RoleClaim, SchemaGrants,
+};
 
 fn id(s: &str) -> Ident {
     Ident::new(s).unwrap()
@@ -172,7 +174,7 @@ fn roles_removed_from_the_spec_are_disabled_then_dropped_with_the_database() {
             "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM \"shop_orders_reporting\""
         ]
     );
-    let drops = shown(&plan_delete(&d, &o).unwrap());
+    let drops = shown(&plan_delete(&d, &o).unwrap().actions);
     assert!(
         drops.contains(&"DROP ROLE IF EXISTS \"shop_orders_reporting\"".to_string()),
         "{drops:?}"
@@ -297,7 +299,16 @@ fn a_replaced_database_is_not_adopted_and_a_dropped_one_comes_back() {
         plan_server(&d, &o),
         Err(Conflict::DatabaseReplaced { .. })
     ));
-    let delete = shown(&plan_delete(&d, &o).unwrap());
+    let plan = plan_delete(&d, &o).unwrap();
+    assert!(
+        matches!(
+            plan.database,
+            DatabaseFate::LeftAlone(Conflict::DatabaseReplaced { .. })
+        ),
+        "the plan says the database is left alone, and why: {:?}",
+        plan.database
+    );
+    let delete = shown(&plan.actions);
     assert!(
         !delete.iter().any(|x| x.contains("DROP DATABASE")),
         "{delete:?}"
@@ -377,10 +388,7 @@ fn database_plan_is_empty_when_everything_is_there_and_regrants_revoked_privileg
         for schema in ["public", "orders"] {
             o.grants.insert(
                 (r.name.as_str().into(), schema.into()),
-                SchemaGrants {
-                    usage: true,
-                    ..Default::default()
-                },
+                SchemaGrants { usage: true },
             );
             for &(objects, _, names) in required(r.purpose.access()) {
                 for p in names {
@@ -395,22 +403,90 @@ fn database_plan_is_empty_when_everything_is_there_and_regrants_revoked_privileg
         }
     }
     assert!(plan_database(&d, &o).is_empty());
-    o.grants
-        .get_mut(&("shop_orders_app".to_string(), "orders".to_string()))
-        .unwrap()
-        .tables_missing = true;
+    let missing = |schema: &str, object: &str, history| Missing {
+        role: "shop_orders_app".into(),
+        schema: schema.into(),
+        object: object.into(),
+        kind: 'r',
+        history,
+    };
+    o.missing.insert(missing("orders", "items", false));
+    o.missing.insert(missing("orders", "lines", false));
+    o.missing
+        .insert(missing("public", "flyway_schema_history", true));
     assert_eq!(
         shown(&plan_database(&d, &o)),
         [
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"orders\" TO \"shop_orders_app\""
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE \"orders\".\"items\", \"orders\".\"lines\" TO \"shop_orders_app\"",
+            "GRANT SELECT ON TABLE \"public\".\"flyway_schema_history\" TO \"shop_orders_app\"",
+        ],
+        "named one by one, history tables read-only"
+    );
+}
+
+fn excess(object: Option<&str>, kind: char, grantee: &str, privilege: &str) -> Excess {
+    Excess {
+        schema: "public".into(),
+        object: object.map(Into::into),
+        kind,
+        grantee: grantee.into(),
+        privilege: privilege.into(),
+        grant_option_only: false,
+        owner: "shop_orders_owner".into(),
+        revocable: true,
+    }
+}
+
+/// Grants to PUBLIC, grant options given to our roles and privileges beyond their access are
+/// revoked per object, CASCADE (what was granted on with them goes too); those on objects
+/// whose owner the admin cannot act for are left to a clear error instead.
+#[test]
+fn public_grants_and_grant_options_are_revoked_per_object() {
+    let mut o = ObservedDatabase::default();
+    o.excess.insert(excess(None, 'n', "PUBLIC", "USAGE"));
+    o.excess.insert(excess(None, 'n', "PUBLIC", "CREATE"));
+    o.excess.insert(excess(Some("t"), 'r', "PUBLIC", "SELECT"));
+    o.excess
+        .insert(excess(Some("t"), 'r', "PUBLIC", "TRUNCATE"));
+    o.excess.insert(excess(Some("u"), 'r', "PUBLIC", "SELECT"));
+    o.excess.insert(Excess {
+        grant_option_only: true,
+        ..excess(Some("t"), 'r', "shop_orders_app", "SELECT")
+    });
+    o.excess
+        .insert(excess(Some("s"), 'S', "shop_orders_reporting", "UPDATE"));
+    let foreign = Excess {
+        owner: "postgres".into(),
+        revocable: false,
+        ..excess(Some("theirs"), 'r', "shop_orders_app", "TRUNCATE")
+    };
+    o.excess.insert(foreign);
+    let mut a = Vec::new();
+    revoke::revoke_extra_privileges(&mut a, &o);
+    assert_eq!(
+        shown(&a),
+        [
+            "REVOKE CREATE, USAGE ON SCHEMA \"public\" FROM PUBLIC CASCADE",
+            "REVOKE UPDATE ON SEQUENCE \"public\".\"s\" FROM \"shop_orders_reporting\" CASCADE",
+            "REVOKE SELECT ON TABLE \"public\".\"u\" FROM PUBLIC CASCADE",
+            "REVOKE SELECT, TRUNCATE ON TABLE \"public\".\"t\" FROM PUBLIC CASCADE",
+            "REVOKE GRANT OPTION FOR SELECT ON TABLE \"public\".\"t\" FROM \"shop_orders_app\" CASCADE",
         ]
+    );
+    let left = unrevocable(&o);
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].to_string(),
+        "table public.theirs (owned by postgres) gives shop_orders_app TRUNCATE"
     );
 }
 
 #[test]
 fn delete_drops_only_what_is_ours_database_first_owner_last() {
     let d = desired();
-    let s = shown(&plan_delete(&d, &provisioned(&d)).unwrap());
+    let plan = plan_delete(&d, &provisioned(&d)).unwrap();
+    assert_eq!(plan.database, DatabaseFate::Dropped);
+    let s = shown(&plan.actions);
     assert_eq!(
         s[0],
         "REVOKE CONNECT, TEMPORARY ON DATABASE \"shop_orders\" FROM \"shop_orders_app\""
@@ -428,5 +504,48 @@ fn delete_drops_only_what_is_ours_database_first_owner_last() {
         database_exists: true,
         ..Default::default()
     };
-    assert!(plan_delete(&d, &foreign).unwrap().is_empty());
+    let untouched = plan_delete(&d, &foreign).unwrap();
+    assert!(untouched.actions.is_empty());
+    assert_eq!(untouched.database, DatabaseFate::Absent);
+}
+
+/// A grant option on the database (`GRANT CONNECT ... WITH GRANT OPTION` to the app) would
+/// let the role let anyone connect: taken back; the owner's own is left.
+#[test]
+fn grant_options_on_the_database_are_revoked_from_our_roles() {
+    let d = desired();
+    let mut o = provisioned(&d);
+    o.database_grant_options = ["shop_orders_app", "shop_orders_owner", "someone_else"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        shown(&plan_server(&d, &o).unwrap().actions),
+        [
+            "REVOKE GRANT OPTION FOR ALL PRIVILEGES ON DATABASE \"shop_orders\" FROM \"shop_orders_app\" CASCADE"
+        ]
+    );
+}
+
+/// Routines a write role cannot execute get EXECUTE each by name with its arguments (an
+/// overload is another routine); read roles get none.
+#[test]
+fn routines_are_granted_one_by_one() {
+    let d = desired();
+    let mut o = ObservedDatabase::default();
+    for args in ["", "a integer, b text"] {
+        o.routines_missing.insert(MissingRoutine {
+            role: "shop_orders_app".into(),
+            schema: "orders".into(),
+            name: "touch".into(),
+            arguments: args.into(),
+        });
+    }
+    let s = shown(&plan_database(&d, &o));
+    assert!(
+        s.contains(
+            &"GRANT EXECUTE ON ROUTINE \"orders\".\"touch\"(), \"orders\".\"touch\"(a integer, b text) TO \"shop_orders_app\""
+                .to_string()
+        ),
+        "{s:?}"
+    );
 }
