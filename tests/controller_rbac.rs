@@ -19,13 +19,14 @@
 mod controller_common;
 mod rbac_common;
 mod support;
+mod tenant_common;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use controller_common::*;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
@@ -34,9 +35,11 @@ use serde_json::{Value, json};
 use servicedb::api::conditions::{find_condition, types};
 use servicedb::api::{DatabaseServer, ServiceDatabase};
 use servicedb::controller::Config;
+use servicedb::controller::leader::LeaderElection;
 use support::kstatus::{self, Status};
 use support::kube::{TestCluster, eventually, wait_for};
 use support::postgres::server as pg;
+use tenant_common::{delete_tenant, per_tenant, tenant, wait_tenant, wait_tenant_ready};
 
 #[derive(Clone, Copy, Debug)]
 enum Variant {
@@ -203,6 +206,14 @@ async fn prove(variant: Variant) {
             Variant::AllNamespaces => None,
             Variant::OneNamespace => Some("ci-cluster".into()),
         },
+        // As the chart runs it: the Lease in the release namespace, under the name its Role
+        // grants.
+        leader_election: Some(LeaderElection {
+            lease_name: "servicedb-leader".into(),
+            namespace: operator_ns.clone(),
+            identity: format!("{release}-0"),
+            lease_duration: std::time::Duration::from_secs(30),
+        }),
         ..fast_config(&ns)
     };
     let history = History::default();
@@ -310,6 +321,63 @@ async fn prove(variant: Variant) {
         )
         .await;
         wait_condition(&client, &ns, "bad", types::STALLED, "True", "InvalidSpec").await;
+
+        // A migration Job: created from its ConfigMaps, run (the test plays the Job
+        // controller), failed, and its Pod's termination message read.
+        let files =
+            json!({"V1__ok.sql": "CREATE TABLE t (id int);", "V2__bad.sql": "CREATE TABLE;"});
+        apply(
+            &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            "mig",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mig"}, "data": files}),
+        )
+        .await;
+        service_database(
+            &client,
+            &ns,
+            "migrated",
+            &server,
+            json!({"migrations": {"configMaps": ["mig"]}}),
+        )
+        .await;
+        cluster
+            .job_runner()
+            .program("servicedb", env!("CARGO_BIN_EXE_servicedb"))
+            .run_next(Some(&ns), Some("servicedb.io/service-database=migrated"))
+            .await
+            .expect("running the migration Job");
+        wait_condition(
+            &client,
+            &ns,
+            "migrated",
+            types::STALLED,
+            "True",
+            "MigrationFailed",
+        )
+        .await;
+
+        // A Tenant of two PerTenant services, then of one: the other's Secrets are deleted.
+        for service in ["fleet", "fleet2"] {
+            per_tenant(&client, &ns, service, json!({"server": server})).await;
+        }
+        tenant(&client, &ns, "t1", json!({"services": ["fleet", "fleet2"]})).await;
+        wait_tenant_ready(&client, &ns, "t1").await;
+        tenant(&client, &ns, "t1", json!({"services": ["fleet"]})).await;
+        wait_tenant(&client, &ns, "t1", "one database left", |t| {
+            t.status.as_ref().is_some_and(|s| s.databases.len() == 1)
+        })
+        .await;
+        eventually("the removed service's Secret to be deleted", || {
+            let (client, ns) = (client.clone(), ns.clone());
+            async move {
+                secret_data(&client, &ns, "fleet2-db-t1")
+                    .await
+                    .is_none()
+                    .then_some(())
+            }
+        })
+        .await;
+        delete_tenant(&client, &ns, "t1").await;
 
         // Delete drops, Retain keeps.
         delete_sdb(&client, &ns, "gone").await;

@@ -90,16 +90,37 @@ ServiceAccount and fails on any request these rules refuse, and on any rule no r
 - apiGroups: ["servicedb.io"]
   resources: ["servicedatabases/status"]
   verbs: ["patch"]
+# Tenants: listed and watched (by their controller, and by PerTenant ServiceDatabases
+# counting their fleet); the finalizer added and removed (JSON patch).
+- apiGroups: ["servicedb.io"]
+  resources: ["tenants"]
+  verbs: ["list", "watch", "patch"]
+# Their status (databases, placement, conditions): patch of the subresource.
+- apiGroups: ["servicedb.io"]
+  resources: ["tenants/status"]
+  verbs: ["patch"]
 # Connection Secrets next to each service: written by server-side apply (patch creates
 # them), read back (get), owned and watched (list, watch). Removed by the garbage collector
-# through their owner reference, never deleted by the operator.
+# through their owner reference; deleted by the operator only when a Tenant stops listing a
+# service (the Tenant, their owner, stays).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "patch"]
-# Migration ConfigMaps a ServiceDatabase references: watched (metadata only); never written.
+  verbs: ["get", "list", "watch", "patch", "delete"]
+# Migration ConfigMaps a ServiceDatabase references: watched (metadata only) and read (the
+# files whose hash names the Job); never written.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
+# Migration Jobs: created, owned and watched; removed by ttlSecondsAfterFinished or the
+# garbage collector, never deleted by the operator.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create"]
+# A failed Job's Pods: their termination message holds the failing file and error (logs
+# are never read).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Events (events.k8s.io/v1): created, then patched with a series on repeats.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
