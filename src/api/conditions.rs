@@ -38,6 +38,8 @@ pub mod reasons {
     pub const CONFLICT: &str = "Conflict";
     /// The named DatabaseServer does not exist, or no default server is marked.
     pub const SERVER_NOT_FOUND: &str = "ServerNotFound";
+    /// spec.server names another server than the one the database lives on.
+    pub const SERVER_CHANGED: &str = "ServerChanged";
     /// The DatabaseServer exists but is not Ready.
     pub const SERVER_NOT_READY: &str = "ServerNotReady";
     /// Every server is at `maxDatabases`.

@@ -16,6 +16,7 @@ pub mod reasons {
     pub const PROVISIONED: &str = "Provisioned";
     pub const SECRET_WRITTEN: &str = "SecretWritten";
     pub const CONFLICT: &str = "Conflict";
+    pub const SERVER_CHANGED: &str = "ServerChanged";
     pub const SEED_REFUSED: &str = "SeedRefused";
     pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
     pub const RETAINED: &str = "Retained";

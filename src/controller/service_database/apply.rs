@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 
 use super::error::Error;
 use super::secrets::KubeSecrets;
-use super::server::{Unavailable, server_for};
+use super::server::{Unavailable, server_change, server_for};
 use super::status::{Progress, desired_status};
 use crate::api::conditions::{self, find_condition, reasons, types};
 use crate::api::validation::{describe, validate_service_database};
@@ -53,6 +53,16 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
         crate::controller::rollout::write_fleet_status(&ctx.client, sdb)
             .await
             .map_err(Error::kube("writing the fleet status"))?;
+        return Ok(Action::await_change());
+    }
+    if let Some(message) = server_change(sdb) {
+        writer
+            .stall(
+                reasons::SERVER_CHANGED,
+                message,
+                event_reasons::SERVER_CHANGED,
+            )
+            .await?;
         return Ok(Action::await_change());
     }
     let (server_name, server) = match server_for(ctx, sdb).await {

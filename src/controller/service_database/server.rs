@@ -13,11 +13,21 @@ use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::controller::triggers::Triggers;
 use crate::provision::server::Server;
 
-/// The server named by `spec.server`, else the one marked default.
+/// The server the database lives on (`status.server`, once provisioned: a database never
+/// moves because the default server changed), else the one `spec.server` names, else the
+/// one marked default.
 pub fn choose<'a>(
     named: Option<&str>,
+    placed: Option<&str>,
     servers: &'a [DatabaseServer],
 ) -> Result<&'a DatabaseServer, String> {
+    if let Some(placed) = placed {
+        return servers.iter().find(|s| s.name_any() == placed).ok_or_else(|| {
+            format!(
+                "DatabaseServer {placed}, where this database lives (status.server), does not exist"
+            )
+        });
+    }
     match named {
         Some(name) => servers
             .iter()
@@ -42,6 +52,26 @@ pub fn choose<'a>(
     }
 }
 
+/// The refusal when `spec.server` names another server than the one the database lives on:
+/// servicedb never moves a database (the new server would get an empty one, the Secret
+/// would point apps at it, and the data would stay behind).
+pub fn server_change(sdb: &ServiceDatabase) -> Option<String> {
+    let placed = placed(sdb)?;
+    let named = sdb.spec.server.as_deref()?;
+    (named != placed).then(|| {
+        format!(
+            "spec.server: the database lives on DatabaseServer {placed} and servicedb never moves \
+             a database; set spec.server back to {placed} (to move it, copy the data and create a \
+             new ServiceDatabase naming {named})"
+        )
+    })
+}
+
+/// The server the database was provisioned on.
+pub fn placed(sdb: &ServiceDatabase) -> Option<&str> {
+    sdb.status.as_ref().and_then(|s| s.server.as_deref())
+}
+
 /// Whether a DatabaseServer event matters to ServiceDatabases: its spec (generation) or its
 /// readiness, never its databaseCount (which every other database changes).
 pub fn trigger_hash(dbs: &DatabaseServer) -> Option<u64> {
@@ -64,8 +94,8 @@ pub fn server_triggers() -> Triggers<DatabaseServer> {
 
 /// Whether the ServiceDatabase uses this DatabaseServer (by name, or as the default).
 pub fn uses(sdb: &ServiceDatabase, dbs: &DatabaseServer) -> bool {
-    match &sdb.spec.server {
-        Some(name) => *name == dbs.name_any(),
+    match placed(sdb).or(sdb.spec.server.as_deref()) {
+        Some(name) => name == dbs.name_any(),
         None => dbs.spec.default,
     }
 }
@@ -119,7 +149,7 @@ pub async fn find(ctx: &Context, sdb: &ServiceDatabase) -> Result<DatabaseServer
         .await
         .map_err(Unavailable::Kube)?
         .items;
-    choose(sdb.spec.server.as_deref(), &all)
+    choose(sdb.spec.server.as_deref(), placed(sdb), &all)
         .cloned()
         .map_err(|message| Unavailable::Waiting {
             reason: reasons::SERVER_NOT_FOUND,
@@ -140,24 +170,53 @@ mod tests {
     #[test]
     fn named_then_the_single_default() {
         let servers = [dbs("a", false), dbs("b", true)];
-        assert_eq!(choose(Some("a"), &servers).unwrap().name_any(), "a");
-        assert_eq!(choose(None, &servers).unwrap().name_any(), "b");
+        assert_eq!(choose(Some("a"), None, &servers).unwrap().name_any(), "a");
+        assert_eq!(choose(None, None, &servers).unwrap().name_any(), "b");
         assert!(
-            choose(Some("c"), &servers)
+            choose(Some("c"), None, &servers)
                 .unwrap_err()
                 .contains("DatabaseServer c does not exist")
         );
         let two = [dbs("a", true), dbs("b", true)];
         assert!(
-            choose(None, &two)
+            choose(None, None, &two)
                 .unwrap_err()
                 .contains("2 DatabaseServers have default: true (a, b)")
         );
         assert!(
-            choose(None, &[dbs("a", false)])
+            choose(None, None, &[dbs("a", false)])
                 .unwrap_err()
                 .contains("no DatabaseServer has default")
         );
+    }
+
+    /// Locks "a database never moves": once provisioned, a new default does not take it
+    /// elsewhere, and a changed spec.server is refused.
+    #[test]
+    fn a_placed_database_stays_where_it_is() {
+        let servers = [dbs("old", false), dbs("new", true)];
+        assert_eq!(
+            choose(None, Some("old"), &servers).unwrap().name_any(),
+            "old"
+        );
+        assert!(
+            choose(None, Some("gone"), &servers)
+                .unwrap_err()
+                .contains("DatabaseServer gone, where this database lives")
+        );
+        let mut sdb = ServiceDatabase::new("orders", Default::default());
+        assert!(server_change(&sdb).is_none(), "never provisioned");
+        sdb.status = Some(crate::api::ServiceDatabaseStatus {
+            server: Some("old".into()),
+            ..Default::default()
+        });
+        assert!(server_change(&sdb).is_none(), "follows the placement");
+        assert!(uses(&sdb, &servers[0]) && !uses(&sdb, &servers[1]));
+        sdb.spec.server = Some("old".into());
+        assert!(server_change(&sdb).is_none());
+        sdb.spec.server = Some("new".into());
+        let refused = server_change(&sdb).unwrap();
+        assert!(refused.contains("lives on DatabaseServer old"), "{refused}");
     }
 
     /// Locks "a deleted DatabaseServer reaches its ServiceDatabases" next to "an unchanged
