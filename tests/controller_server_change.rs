@@ -57,7 +57,10 @@ async fn a_changed_server_is_refused_and_the_database_stays_where_it_is() {
     let after = secret_data(&client, &ns, "orders-db").await.unwrap();
     assert_eq!(after.get("host"), before.get("host"));
     assert_eq!(after.get("port"), before.get("port"));
-    assert!(login(&after).await.is_ok(), "the Secret still logs in to its data");
+    assert!(
+        login(&after).await.is_ok(),
+        "the Secret still logs in to its data"
+    );
 
     service_database(&client, &ns, "orders", &old, json!({})).await;
     wait_ready(&client, &ns, "orders").await;

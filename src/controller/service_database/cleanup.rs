@@ -6,13 +6,14 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::error::Error;
 use super::server::{Unavailable, find, server_for};
 use crate::api::validation::validate_service_database;
-use crate::api::{ServiceDatabase, Tenancy};
+use crate::api::{ServiceDatabase, Tenancy, Tenant};
 use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::provisioning::{self, Cleaned, Failure};
@@ -26,9 +27,12 @@ pub fn expired(deleted_at: Timestamp, now: Timestamp, timeout: Duration) -> bool
 
 pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
     let regarding = sdb.object_ref(&());
-    // Nothing was ever provisioned for an invalid spec or a PerTenant template.
-    if validate_service_database(sdb).is_err() || sdb.spec.tenancy == Tenancy::PerTenant {
+    // Nothing was ever provisioned for an invalid spec.
+    if validate_service_database(sdb).is_err() {
         return Ok(Action::await_change());
+    }
+    if sdb.spec.tenancy == Tenancy::PerTenant {
+        return wait_for_tenants(sdb, ctx).await;
     }
     let layout = provisioning::layout(sdb);
     if !provisioning::cleanup_needs_server(sdb) {
@@ -96,6 +100,61 @@ pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Err
     Err(Error::Transient(failure))
 }
 
+/// A PerTenant template goes only after its Tenants have offboarded their databases of it:
+/// their cleanup needs it (the layout: database, roles, Secrets), so going first would leave
+/// every tenant's database and roles behind (a namespace deletion removes both at once).
+/// Bounded by `finalizer_timeout`, like an unreachable server.
+async fn wait_for_tenants(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error> {
+    let api: Api<Tenant> =
+        Api::namespaced(ctx.client.clone(), &sdb.namespace().unwrap_or_default());
+    let tenants = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("listing Tenants"))?;
+    let holding = holding_tenants(&sdb.name_any(), &tenants.items);
+    if holding.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let names = holding.join(", ");
+    let deleted_at = sdb.meta().deletion_timestamp.as_ref().map(|t| t.0);
+    if deleted_at.is_some_and(|t| expired(t, Timestamp::now(), ctx.config.finalizer_timeout)) {
+        let note = format!(
+            "gave up after {} waiting for Tenants {names} to offboard their databases of this service; \
+             those databases and roles stay on their servers: drop them by hand",
+            humantime::format_duration(ctx.config.finalizer_timeout)
+        );
+        let regarding = sdb.object_ref(&());
+        events::warning(
+            ctx,
+            &regarding,
+            event_reasons::FINALIZER_TIMEOUT,
+            "Delete",
+            note,
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    Err(Error::Transient(format!(
+        "waiting for Tenants {names} to offboard their databases of this service \
+         (delete them, or remove this service from their spec.services)"
+    )))
+}
+
+/// The Tenants that list the service or still hold a database of it. Pure.
+pub fn holding_tenants(service: &str, tenants: &[Tenant]) -> Vec<String> {
+    tenants
+        .iter()
+        .filter(|t| {
+            t.spec.services.iter().any(|s| s == service)
+                || t.status
+                    .iter()
+                    .flat_map(|s| &s.databases)
+                    .any(|d| d.service == service)
+        })
+        .map(|t| t.name_any())
+        .collect()
+}
+
 /// The reclaim policy on the server, within the server's bound of concurrent work.
 async fn cleanup_in_turn(
     ctx: &Context,
@@ -110,6 +169,37 @@ async fn cleanup_in_turn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenants_that_list_or_still_hold_the_service_hold_it() {
+        use crate::api::{TenantDatabaseStatus, TenantSpec, TenantStatus};
+        let listing = Tenant::new(
+            "a",
+            TenantSpec {
+                services: vec!["app".into()],
+                ..Default::default()
+            },
+        );
+        let mut offboarding = Tenant::new("b", TenantSpec::default());
+        offboarding.status = Some(TenantStatus {
+            databases: vec![TenantDatabaseStatus {
+                service: "app".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let other = Tenant::new(
+            "c",
+            TenantSpec {
+                services: vec!["crm".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            holding_tenants("app", &[listing, offboarding, other]),
+            ["a", "b"]
+        );
+    }
 
     #[test]
     fn expiry_counts_from_the_deletion_timestamp() {

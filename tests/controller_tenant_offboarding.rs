@@ -1,0 +1,58 @@
+//! Deleting a PerTenant ServiceDatabase waits for its Tenants: their cleanup needs it, so
+//! going first would leave every tenant's database and roles on the servers (a namespace
+//! deletion, or a GitOps prune, removes both at once).
+
+mod controller_common;
+mod support;
+mod tenant_common;
+
+use controller_common::*;
+use kube::api::Api;
+use serde_json::json;
+use servicedb::api::ServiceDatabase;
+use support::kube::{TestCluster, eventually};
+use support::postgres::server as pg;
+use tenant_common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_tenant_service_goes_after_its_tenants_have_dropped_their_databases() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    per_tenant(&client, &ns, "app", json!({"server": server})).await;
+    tenant(
+        &client,
+        &ns,
+        "t1",
+        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
+    let database = t1.status.unwrap().databases[0].database.clone().unwrap();
+    assert!(database_exists(&database).await);
+
+    // The service first: it waits while the Tenant still holds a database of it.
+    let services: Api<ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    services.delete("app", &Default::default()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        services.get_opt("app").await.unwrap().is_some(),
+        "the service waits for its Tenant"
+    );
+
+    // Then the Tenant: its Delete policy drops the database, and the service goes.
+    delete_tenant(&client, &ns, "t1").await;
+    assert!(
+        !database_exists(&database).await,
+        "the tenant's database is dropped"
+    );
+    eventually("the service to go once its Tenant has", || {
+        let services = services.clone();
+        async move { matches!(services.get_opt("app").await, Ok(None)).then_some(()) }
+    })
+    .await;
+    cluster.cleanup().await;
+}
