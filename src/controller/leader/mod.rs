@@ -119,6 +119,10 @@ where
     Ok(())
 }
 
+/// How long a win settles before it is confirmed (longer than the lease manager's random
+/// wait before a forced release).
+const WIN_SETTLE: Duration = Duration::from_millis(1500);
+
 enum Election {
     Changed(Result<bool, LeaseManagerError>),
     Free,
@@ -181,9 +185,16 @@ async fn confirm(
 ) {
     loop {
         let wait = next_check(*hold.borrow(), SystemTime::now(), t);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = won.notified() => {}
+        let just_won = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = won.notified() => true,
+        };
+        if just_won {
+            // Two standbys taking an expired lease race: the lease manager force-releases it
+            // with an unconditional patch after a random wait (under a second), which can
+            // overwrite the other's fresh win. Read the holder only once that window has
+            // passed, so the loser never starts its controllers.
+            tokio::time::sleep(WIN_SETTLE.min(Duration::from_secs(t.duration_secs) / 4)).await;
         }
         match leases.get_opt(&election.lease_name).await {
             Ok(lease) => {
