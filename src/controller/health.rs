@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -60,21 +60,69 @@ impl Role {
     }
 }
 
-/// This replica's [`Role`]; shared by `run` and the HTTP server.
+/// This replica's [`Role`], and how many of its controllers' caches are still syncing;
+/// shared by `run` and the HTTP server.
 #[derive(Clone, Debug, Default)]
-pub struct Health(Arc<AtomicU8>);
+pub struct Health {
+    role: Arc<AtomicU8>,
+    syncing: Arc<AtomicUsize>,
+}
 
 impl Health {
     pub fn set_role(&self, role: Role) {
-        self.0.store(role.as_u8(), Ordering::Release);
+        self.role.store(role.as_u8(), Ordering::Release);
     }
 
     pub fn role(&self) -> Role {
-        Role::from_u8(self.0.load(Ordering::Acquire))
+        Role::from_u8(self.role.load(Ordering::Acquire))
+    }
+
+    /// The controllers are starting with `caches` stores to fill.
+    pub fn start_syncing(&self, caches: usize) {
+        self.syncing.store(caches, Ordering::Release);
+    }
+
+    /// One controller's cache holds its first complete list.
+    pub fn cache_synced(&self) {
+        let _ = self
+            .syncing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Marks the cache synced once `store` has its first complete list (never, if the
+    /// controller stops first).
+    pub fn synced_when<K>(
+        &self,
+        store: kube::runtime::reflector::Store<K>,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        K: kube::Resource + Clone + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        let health = self.clone();
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                health.cache_synced();
+            }
+        }
+    }
+
+    /// The `/readyz` answer: a replica running the controllers is ready once their caches
+    /// have synced (before, it would act on partial lists); a standby is ready at once.
+    pub fn readiness(&self) -> (StatusCode, &'static str) {
+        let role = self.role();
+        let syncing = self.syncing.load(Ordering::Acquire) > 0;
+        match role {
+            Role::Running | Role::Leader if syncing => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: the controllers' caches are syncing\n",
+            ),
+            _ => role.readiness(),
+        }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.role() != Role::Starting
+        self.readiness().0 == StatusCode::OK
     }
 }
 
@@ -85,7 +133,7 @@ pub fn routes(health: Health, metrics: Metrics) -> Router {
         .route(
             "/readyz",
             get(move || {
-                let answer = health.role().readiness();
+                let answer = health.readiness();
                 async move { answer }
             }),
         )
@@ -126,6 +174,24 @@ pub async fn serve_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Locks "ready once the caches have synced": a leader (or a single replica) whose
+    /// controllers are still listing is not ready; a standby is.
+    #[test]
+    fn a_running_replica_is_ready_once_its_caches_have_synced() {
+        let h = Health::default();
+        h.set_role(Role::Leader);
+        h.start_syncing(2);
+        assert_eq!(h.readiness().0, StatusCode::SERVICE_UNAVAILABLE);
+        h.cache_synced();
+        assert!(!h.is_ready());
+        h.set_role(Role::Standby);
+        assert!(h.is_ready(), "a standby does not wait for caches");
+        h.set_role(Role::Running);
+        h.cache_synced();
+        h.cache_synced();
+        assert_eq!(h.readiness(), (StatusCode::OK, "ready\n"));
+    }
 
     /// Locks "a standby is Ready": only start-up is not, and the body names the role.
     #[test]

@@ -175,6 +175,8 @@ pub async fn run(
 
 /// All controllers, until `stop` resolves and their reconciles in flight have finished.
 async fn controllers(ctx: std::sync::Arc<Context>, stop: Shared<BoxFuture<'static, ()>>) {
+    // One cache per controller: /readyz waits for all three.
+    ctx.config.health.start_syncing(3);
     futures::join!(
         database_server::run(ctx.clone(), stop.clone()),
         service_database::run(ctx.clone(), stop.clone()),

@@ -60,11 +60,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         watcher::Config::default(),
     );
     let store = controller.store();
+    let synced = ctx.config.health.synced_when(controller.store());
     // Admin and CA Secrets must live in the operator's namespace (connect refuses others),
     // so only that namespace is watched, metadata only: least privilege under a chart that
     // watches one namespace.
     let secrets = Api::<PartialObjectMeta<Secret>>::namespaced(client, &operator_namespace(&ctx));
-    controller
+    let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .watches(secrets, watcher::Config::default(), move |secret| {
             let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
@@ -76,7 +77,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(server = %obj.name, "reconciled"),
@@ -85,8 +86,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "DatabaseServer reconcile failed"),
             }
-        })
-        .await;
+        });
+    futures::join!(run, synced);
 }
 
 /// Where admin and CA Secrets must live: the configured operator namespace, else the

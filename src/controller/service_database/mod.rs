@@ -46,6 +46,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let controller = Controller::new(api::<ServiceDatabase>(&ctx), watcher::Config::default());
     let by_config_map = controller.store();
     let by_server = controller.store();
+    let health = ctx.config.health.clone();
+    let synced_store = controller.store();
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let mut triggers = server::server_triggers();
     let servers = watcher(
@@ -59,7 +61,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let tenants = watcher(api::<Tenant>(&ctx), watcher::Config::default())
         .default_backoff()
         .try_filter_map(move |event| futures::future::ready(Ok(tenant_triggers.pass(event))));
-    controller
+    let metrics = ctx.metrics.clone();
+    let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .owns(
             api::<Secret>(&ctx),
@@ -94,18 +97,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx.clone())
-        .for_each(|result| async {
-            match result {
-                Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
-                Err(controller::Error::ObjectNotFound(obj)) => {
-                    let ns = obj.namespace.as_deref().unwrap_or_default();
-                    ctx.metrics.remove_service_database(ns, &obj.name);
-                    tracing::debug!(resource = %obj, "gone before its reconcile")
+        .for_each(move |result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(resource = %obj, "reconciled"),
+                    Err(controller::Error::ObjectNotFound(obj)) => {
+                        let ns = obj.namespace.as_deref().unwrap_or_default();
+                        metrics.remove_service_database(ns, &obj.name);
+                        tracing::debug!(resource = %obj, "gone before its reconcile")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ServiceDatabase reconcile failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "ServiceDatabase reconcile failed"),
             }
-        })
-        .await;
+        });
+    futures::join!(run, health.synced_when(synced_store));
 }
 
 /// Whether the ServiceDatabase reads migrations or seed data from the ConfigMap `name`.

@@ -105,6 +105,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let by_service = tenants.clone();
     let by_server = tenants.clone();
+    let synced = ctx.config.health.synced_when(tenants.clone());
     let shared = Arc::new(TenantContext {
         ctx: ctx.clone(),
         tenants,
@@ -112,7 +113,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         servers,
         placer: Placer::default(),
     });
-    controller
+    let metrics = ctx.metrics.clone();
+    let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .owns(
             api::<Secret>(&ctx),
@@ -138,18 +140,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, shared)
-        .for_each(|result| async {
-            match result {
-                Ok((obj, _)) => tracing::debug!(tenant = %obj, "reconciled"),
-                Err(controller::Error::ObjectNotFound(obj)) => {
-                    let ns = obj.namespace.as_deref().unwrap_or_default();
-                    ctx.metrics.remove_tenant(ns, &obj.name);
-                    tracing::debug!(tenant = %obj, "gone before its reconcile")
+        .for_each(move |result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(tenant = %obj, "reconciled"),
+                    Err(controller::Error::ObjectNotFound(obj)) => {
+                        let ns = obj.namespace.as_deref().unwrap_or_default();
+                        metrics.remove_tenant(ns, &obj.name);
+                        tracing::debug!(tenant = %obj, "gone before its reconcile")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Tenant reconcile failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "Tenant reconcile failed"),
             }
-        })
-        .await;
+        });
+    futures::join!(run, synced);
 }
 
 /// Whether the Tenant lists the service (or still has a database of it to offboard).
