@@ -42,6 +42,16 @@ impl Context {
         Action::requeue(jittered(self.config.resync, uid))
     }
 
+    /// The next periodic check, or sooner when something (a password rotation) falls due
+    /// in `due`; never sooner than a second, so a clock behind does not spin.
+    pub fn resync_within(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
+        let resync = jittered(self.config.resync, uid);
+        let wait = due.map_or(resync, |d| {
+            resync.min(d.max(std::time::Duration::from_secs(1)))
+        });
+        Action::requeue(wait)
+    }
+
     /// Counts a failure of the object and says when to retry.
     pub fn retry_after_failure(&self, uid: &str) -> Action {
         let n = self.failures.record(uid);

@@ -42,13 +42,14 @@ pub fn layout(sdb: &ServiceDatabase) -> Layout {
 
 /// Claim check, then Secrets, database and roles, for a Shared ServiceDatabase. The core
 /// checks the claim before any Secret is written: a resource that names someone else's
-/// database gets Conflict and leaves no trace.
+/// database gets Conflict and leaves no trace. The roles in `rotate` get new passwords.
 pub async fn apply(
     server: &Server,
     secrets: &KubeSecrets,
     sdb: &ServiceDatabase,
+    rotate: &[String],
 ) -> Result<Provisioned, Failure> {
-    match reconcile_unit(server, secrets, sdb, None, &[]).await {
+    match reconcile_unit(server, secrets, sdb, None, rotate).await {
         Ok(unit) => Ok(Provisioned {
             layout: unit.layout,
             statements: unit.done.outcome.executed(),
