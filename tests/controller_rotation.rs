@@ -106,10 +106,9 @@ async fn the_rotate_annotation_rotates_once_per_value() {
     })
     .await;
     assert_eq!(new_app["PGUSER"], format!("{db}_app"));
-    let refused = login(&old_app)
-        .await
-        .err()
-        .expect("the old app password is refused");
+    let Err(refused) = login(&old_app).await else {
+        panic!("the old app password is refused")
+    };
     assert!(
         refused.contains("password authentication failed"),
         "{refused}"
