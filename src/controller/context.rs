@@ -5,7 +5,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::Config;
-use super::backoff::{Failures, backoff_delay, jittered};
+use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
 use super::database_server::registry::ServerRegistry;
 use super::metrics::Metrics;
 
@@ -43,13 +43,9 @@ impl Context {
     }
 
     /// The next periodic check, or sooner when something (a password rotation) falls due
-    /// in `due`; never sooner than a second, so a clock behind does not spin.
+    /// in `due`.
     pub fn resync_within(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
-        let resync = jittered(self.config.resync, uid);
-        let wait = due.map_or(resync, |d| {
-            resync.min(d.max(std::time::Duration::from_secs(1)))
-        });
-        Action::requeue(wait)
+        Action::requeue(resync_or_sooner(jittered(self.config.resync, uid), due))
     }
 
     /// Counts a failure of the object and says when to retry.

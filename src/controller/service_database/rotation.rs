@@ -70,3 +70,61 @@ pub fn announcement(decision: &Decision, layout: &Layout, done: &Provisioned) ->
         written.join(", ")
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::ServiceDatabaseSpec;
+
+    fn layout() -> Layout {
+        let mut s = ServiceDatabase::new("orders", ServiceDatabaseSpec::default());
+        s.metadata.namespace = Some("shop".into());
+        Layout::new(&s, None)
+    }
+
+    fn done(written: &[&str]) -> Provisioned {
+        Provisioned {
+            layout: layout(),
+            statements: Vec::new(),
+            secrets_written: written.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Locks the Event's content: the roles, why, and only the rotated roles' Secrets
+    /// that were written; nothing when nothing rotated.
+    #[test]
+    fn the_event_names_roles_cause_and_written_secrets() {
+        let nothing = Decision::default();
+        assert_eq!(
+            announcement(&nothing, &layout(), &done(&["orders-db"])),
+            None
+        );
+        let app_only = Decision {
+            rotate: BTreeMap::from([(
+                "shop_orders_app".to_string(),
+                Cause::Requested("v2".into()),
+            )]),
+            ..Default::default()
+        };
+        let note = announcement(
+            &app_only,
+            &layout(),
+            &done(&["orders-db", "orders-migrator"]),
+        )
+        .unwrap();
+        assert_eq!(
+            note,
+            "rotated the passwords of roles shop_orders_app (servicedb.io/rotate: \"v2\"); \
+             new credentials in Secrets orders-db"
+        );
+        let due = Decision {
+            rotate: BTreeMap::from([("shop_orders_owner".to_string(), Cause::Due)]),
+            ..Default::default()
+        };
+        let note = announcement(&due, &layout(), &done(&["orders-migrator"])).unwrap();
+        assert!(note.contains("passwordRotation.every has passed"), "{note}");
+        assert!(note.ends_with("Secrets orders-migrator"), "{note}");
+    }
+}
