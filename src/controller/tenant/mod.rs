@@ -19,8 +19,8 @@ pub mod status;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, Shared};
 use futures::{StreamExt, TryStreamExt};
+use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
