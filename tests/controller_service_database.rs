@@ -495,3 +495,61 @@ async fn a_deleted_database_server_sends_its_service_databases_waiting() {
     assert_eq!(condition(&waiting, types::RECONCILING).unwrap().0, "True");
     assert_eq!(waiting.status.unwrap().phase, Some(Phase::Pending));
 }
+
+/// Locks that Delete never reports dropping a database it left alone: a database dropped
+/// and re-created by hand under the same name is someone else's; deletion keeps it, and
+/// the Event (reason Retained) says so instead of "dropped".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_leaves_a_replaced_database_alone_and_says_so() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    let sdb = service_database(
+        &client,
+        &ns,
+        "swapped",
+        &server,
+        json!({"reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let db = wait_ready(&client, &ns, &sdb.name_any())
+        .await
+        .status
+        .unwrap()
+        .database
+        .unwrap();
+    // Replaced while no controller looks (a resync would otherwise report the Conflict first).
+    controller.stop().await;
+    let admin = pg().admin_client("postgres").await;
+    for sql in [
+        format!("DROP DATABASE \"{db}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{db}\""),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .await
+            .expect("the admin replaces the database");
+    }
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+
+    delete_sdb(&client, &ns, "swapped").await;
+    wait_gone(&client, &ns, "swapped").await;
+    assert!(database_exists(&db).await, "the replacement is kept");
+    let events = events_about(&client, &ns, "swapped").await;
+    let (_, _, note) = events
+        .iter()
+        .find(|(_, r, note)| r == "Retained" && note.contains("left database"))
+        .unwrap_or_else(|| panic!("an Event says the database was left alone: {events:?}"));
+    assert!(note.contains(&db), "{note}");
+    assert!(
+        !events.iter().any(|(_, r, _)| r == "Dropped"),
+        "nothing claims it was dropped: {events:?}"
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{db}\""))
+        .await
+        .unwrap();
+}

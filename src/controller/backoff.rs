@@ -25,6 +25,12 @@ pub fn jittered(resync: Duration, uid: &str) -> Duration {
     Duration::from_millis(millis.max(1) as u64)
 }
 
+/// `resync`, or `due` when that is sooner; never under a second, so a deadline that has
+/// just passed (or a clock behind) does not spin. Pure.
+pub fn resync_or_sooner(resync: Duration, due: Option<Duration>) -> Duration {
+    due.map_or(resync, |d| resync.min(d.max(Duration::from_secs(1))))
+}
+
 /// Consecutive failures per object (by uid), reset on success: kube's `error_policy` is not
 /// told about successes, so the reconcile wrapper does that here.
 #[derive(Default)]
@@ -61,6 +67,22 @@ impl Failures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sooner_deadline_shortens_the_resync_but_never_below_a_second() {
+        let five_min = Duration::from_secs(300);
+        assert_eq!(resync_or_sooner(five_min, None), five_min);
+        let due = Duration::from_secs(42);
+        assert_eq!(resync_or_sooner(five_min, Some(due)), due);
+        assert_eq!(
+            resync_or_sooner(five_min, Some(Duration::from_secs(3600))),
+            five_min
+        );
+        assert_eq!(
+            resync_or_sooner(five_min, Some(Duration::ZERO)),
+            Duration::from_secs(1)
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

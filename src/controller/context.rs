@@ -5,7 +5,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::Config;
-use super::backoff::{Failures, backoff_delay, jittered};
+use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
 use super::database_server::registry::ServerRegistry;
 use super::metrics::Metrics;
 
@@ -40,6 +40,12 @@ impl Context {
     /// The next periodic check of a healthy object.
     pub fn resync(&self, uid: &str) -> Action {
         Action::requeue(jittered(self.config.resync, uid))
+    }
+
+    /// The next periodic check, or sooner when something (a password rotation) falls due
+    /// in `due`.
+    pub fn resync_within(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
+        Action::requeue(resync_or_sooner(jittered(self.config.resync, uid), due))
     }
 
     /// Counts a failure of the object and says when to retry.

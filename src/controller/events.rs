@@ -15,6 +15,7 @@ pub mod reasons {
     pub const INSUFFICIENT_PRIVILEGES: &str = "InsufficientPrivileges";
     pub const PROVISIONED: &str = "Provisioned";
     pub const SECRET_WRITTEN: &str = "SecretWritten";
+    pub const PASSWORD_ROTATED: &str = "PasswordRotated";
     pub const CONFLICT: &str = "Conflict";
     pub const SERVER_CHANGED: &str = "ServerChanged";
     pub const SEED_REFUSED: &str = "SeedRefused";

@@ -13,7 +13,7 @@ use crate::provision::execute::ProvisionError;
 use crate::provision::server::{Server, ServerError, ServerSpec};
 use crate::service::Layout;
 use crate::service::credentials::CredentialError;
-use crate::service::reconcile::{Cleanup, UnitError, cleanup_unit, reconcile_unit};
+use crate::service::reconcile::{Cleanup, Deletion, UnitError, cleanup_unit, reconcile_unit};
 
 /// What provisioning did.
 #[derive(Debug)]
@@ -42,13 +42,14 @@ pub fn layout(sdb: &ServiceDatabase) -> Layout {
 
 /// Claim check, then Secrets, database and roles, for a Shared ServiceDatabase. The core
 /// checks the claim before any Secret is written: a resource that names someone else's
-/// database gets Conflict and leaves no trace.
+/// database gets Conflict and leaves no trace. The roles in `rotate` get new passwords.
 pub async fn apply(
     server: &Server,
     secrets: &KubeSecrets,
     sdb: &ServiceDatabase,
+    rotate: &[String],
 ) -> Result<Provisioned, Failure> {
-    match reconcile_unit(server, secrets, sdb, None, &[]).await {
+    match reconcile_unit(server, secrets, sdb, None, rotate).await {
         Ok(unit) => Ok(Provisioned {
             layout: unit.layout,
             statements: unit.done.outcome.executed(),
@@ -75,13 +76,22 @@ pub enum Cleaned {
     NotOurs(String),
 }
 
-pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Cleaned, Failure> {
+/// What deletion of a ServiceDatabase did on the server: like [`Cleaned`], but a Delete keeps
+/// the core's [`Deletion`], which tells a dropped database from one left alone.
+#[derive(Debug)]
+pub enum Reclaimed {
+    Deleted(Deletion),
+    Retained,
+    NotOurs(String),
+}
+
+pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Reclaimed, Failure> {
     match cleanup_unit(server, sdb, None, sdb.spec.reclaim_policy).await {
-        Ok(Cleanup::Dropped(outcome)) => Ok(Cleaned::Dropped(outcome.executed())),
-        Ok(Cleanup::Retained) => Ok(Cleaned::Retained),
+        Ok(Cleanup::Dropped(deletion)) => Ok(Reclaimed::Deleted(deletion)),
+        Ok(Cleanup::Retained) => Ok(Reclaimed::Retained),
         Err(failed) => match failed.error {
             UnitError::Provision(ProvisionError::Conflict(c)) => {
-                Ok(Cleaned::NotOurs(c.to_string()))
+                Ok(Reclaimed::NotOurs(c.to_string()))
             }
             e => Err(sort(e, None)),
         },

@@ -5,6 +5,7 @@ pub mod layout;
 pub mod migrations;
 pub mod placement;
 pub mod reconcile;
+pub mod rotation;
 pub mod server_spec;
 
 pub use credentials::SecretStore;

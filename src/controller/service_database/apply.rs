@@ -3,11 +3,13 @@
 //! the migrations (`controller::migration`), then the status.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::error::Error;
+use super::rotation;
 use super::secrets::KubeSecrets;
 use super::server::{Unavailable, server_change, server_for};
 use super::status::{Progress, desired_status};
@@ -89,12 +91,21 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
         Err(Unavailable::Kube(e)) => return Err(Error::kube("listing DatabaseServers")(e)),
     };
     let secrets = KubeSecrets::new(ctx.client.clone(), owner_reference(sdb));
+    let layout = provisioning::layout(sdb);
+    let rotation = rotation::prepare(&secrets, sdb, &layout, Timestamp::now())
+        .await
+        .map_err(Error::kube("reading the connection Secrets"))?;
     let turn = ctx.servers.turn(&server_name).await;
-    let provisioned = provisioning::apply(&server, &secrets, sdb).await;
+    let provisioned = provisioning::apply(&server, &secrets, sdb, &rotation.roles()).await;
     drop(turn);
     match provisioned {
         Ok(done) => {
             announce(ctx, sdb, &server_name, &done).await;
+            if let Some(note) = rotation::announcement(&rotation, &layout, &done) {
+                let regarding = sdb.object_ref(&());
+                let reason = event_reasons::PASSWORD_ROTATED;
+                events::normal(ctx, &regarding, reason, "Rotate", note).await;
+            }
             let migrations = match migration_target(sdb, &done.layout) {
                 None => None,
                 Some(target) => {
@@ -143,7 +154,7 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
                 }
                 events::about_job(ctx, &sdb.object_ref(&()), &ns, &a).await;
             }
-            Ok(ctx.resync(&uid))
+            Ok(ctx.resync_within(&uid, rotation.next_due))
         }
         Err(Failure::Permanent { reason, message }) => {
             writer.stall(reason, message, reason).await?;

@@ -16,7 +16,7 @@ use crate::api::validation::validate_service_database;
 use crate::api::{ServiceDatabase, Tenancy, Tenant};
 use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
-use crate::controller::provisioning::{self, Cleaned, Failure};
+use crate::controller::provisioning::{self, Failure, Reclaimed};
 use crate::provision::server::Server;
 
 /// Whether deletion has waited longer than `timeout`. Pure.
@@ -45,17 +45,29 @@ pub async fn cleanup(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Err
     }
     let failure = match server_for(ctx, sdb).await {
         Ok((server_name, server)) => match cleanup_in_turn(ctx, &server_name, &server, sdb).await {
-            Ok(Cleaned::Dropped(statements)) => {
+            Ok(Reclaimed::Deleted(deletion)) => {
+                // A repeated Cleanup (the finalizer's removal raced another event) finds
+                // nothing left of ours: the first pass already said what happened.
+                if !deletion.changed() && deletion.left_alone().is_none() {
+                    tracing::debug!(database = %layout.database, "nothing left to drop");
+                    return Ok(Action::await_change());
+                }
+                let summary = deletion.summary(&layout.database);
+                // A database replaced behind servicedb's back is someone else's data: the
+                // Event says it is still there, under the reason a kept database has.
+                let reason = match deletion.left_alone() {
+                    Some(_) => event_reasons::RETAINED,
+                    None => event_reasons::DROPPED,
+                };
                 let note = format!(
-                    "dropped database {} and its roles on DatabaseServer {server_name} ({} statements)",
-                    layout.database,
-                    statements.len()
+                    "{summary} on DatabaseServer {server_name} ({} statements)",
+                    deletion.executed().len()
                 );
-                events::normal(ctx, &regarding, event_reasons::DROPPED, "Delete", note).await;
+                events::normal(ctx, &regarding, reason, "Delete", note).await;
                 return Ok(Action::await_change());
             }
-            Ok(Cleaned::Retained) => return Ok(Action::await_change()),
-            Ok(Cleaned::NotOurs(why)) => {
+            Ok(Reclaimed::Retained) => return Ok(Action::await_change()),
+            Ok(Reclaimed::NotOurs(why)) => {
                 let note = format!("nothing dropped: {why}");
                 events::normal(ctx, &regarding, event_reasons::RETAINED, "Delete", note).await;
                 return Ok(Action::await_change());
@@ -161,7 +173,7 @@ async fn cleanup_in_turn(
     server_name: &str,
     server: &Server,
     sdb: &ServiceDatabase,
-) -> Result<Cleaned, Failure> {
+) -> Result<Reclaimed, Failure> {
     let _turn = ctx.servers.turn(server_name).await;
     provisioning::cleanup(server, sdb).await
 }

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cleanup;
 pub mod error;
+pub mod rotation;
 pub mod secrets;
 pub mod server;
 pub mod status;

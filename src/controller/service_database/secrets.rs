@@ -1,7 +1,8 @@
 //! The core's `SecretStore` over Kubernetes Secrets: server-side apply of `data` (never
 //! `stringData`, which misbehaves under SSA), labelled as DESIGN says, owned by the
 //! ServiceDatabase so they go with it. A Secret of that name that servicedb does not manage
-//! (or that another resource owns) is never overwritten.
+//! (or that another resource owns) is never overwritten. Each write carries the rotation
+//! record annotations the caller set (`service::rotation`), in the same apply as the data.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,6 +30,10 @@ pub struct KubeSecrets {
     client: kube::Client,
     owner: OwnerReference,
     foreign: Mutex<Option<String>>,
+    /// Secrets fetched ahead (by `namespace/name`), so the core's read costs no second GET.
+    fetched: Mutex<BTreeMap<String, Option<Secret>>>,
+    /// Annotations to write with each Secret (by name).
+    annotations: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl KubeSecrets {
@@ -37,7 +42,23 @@ impl KubeSecrets {
             client,
             owner,
             foreign: Mutex::new(None),
+            fetched: Mutex::default(),
+            annotations: Mutex::default(),
         }
+    }
+
+    /// Reads a Secret whole (metadata too) ahead of the core, which then reads it from here.
+    pub async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await?;
+        lock(&self.fetched).insert(format!("{namespace}/{name}"), secret.clone());
+        Ok(secret)
+    }
+
+    /// The annotations every later write of each named Secret carries.
+    pub fn annotate_writes(&self, annotations: BTreeMap<String, BTreeMap<String, String>>) {
+        *lock(&self.annotations) = annotations;
     }
 
     /// Why a read refused a Secret, if one did (the core keeps only the message).
@@ -47,6 +68,10 @@ impl KubeSecrets {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why the existing Secret `secret` is not ours to overwrite, if it is not. Pure.
@@ -86,6 +111,7 @@ pub fn desired_secret(
     name: &str,
     owner: &OwnerReference,
     data: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
 ) -> Secret {
     let mut labels = BTreeMap::from([
         (
@@ -105,6 +131,7 @@ pub fn desired_secret(
             name: Some(name.to_string()),
             namespace: Some(layout.namespace.clone()),
             labels: Some(labels),
+            annotations: (!annotations.is_empty()).then(|| annotations.clone()),
             owner_references: Some(vec![owner.clone()]),
             ..Default::default()
         },
@@ -126,8 +153,16 @@ impl SecretStore for KubeSecrets {
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, SecretStoreError> {
-        let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
-        let Some(secret) = api.get_opt(name).await? else {
+        let fetched = lock(&self.fetched).remove(&format!("{namespace}/{name}"));
+        let secret = match fetched {
+            Some(secret) => secret,
+            None => {
+                Api::<Secret>::namespaced(self.client.clone(), namespace)
+                    .get_opt(name)
+                    .await?
+            }
+        };
+        let Some(secret) = secret else {
             return Ok(None);
         };
         if let Some(why) = refuse_foreign(&secret, &self.owner.uid) {
@@ -152,7 +187,11 @@ impl SecretStore for KubeSecrets {
         data: &BTreeMap<String, String>,
     ) -> Result<(), SecretStoreError> {
         let api = Api::<Secret>::namespaced(self.client.clone(), &layout.namespace);
-        let secret = desired_secret(layout, name, &self.owner, data);
+        let annotations = lock(&self.annotations)
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let secret = desired_secret(layout, name, &self.owner, data, &annotations);
         api.patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
