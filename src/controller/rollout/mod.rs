@@ -18,5 +18,8 @@ pub use decide::{
     Attempt, Decision, Outcome, Settings, TenantMigration, TenantRecord, TenantState, classify,
     decide,
 };
-pub use fleet::summarize;
-pub use write::{fleet_trigger, services_of, write_fleet_status};
+pub use fleet::{summarize, tenant_migrations};
+pub use write::{
+    Fleet, FleetState, ROLLOUT_PAUSED, assess, fleet_trigger, newly_paused, services_of,
+    write_fleet_status,
+};

@@ -9,8 +9,8 @@ use kube::api::{Api, ListParams};
 use crate::api::conditions::{self, find_condition, reasons, types};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::controller::Context;
-use crate::controller::triggers::Triggers;
 use crate::controller::database_server::connect::{self, ServerProblem};
+use crate::controller::triggers::Triggers;
 use crate::provision::server::Server;
 
 /// The server named by `spec.server`, else the one marked default.
