@@ -14,6 +14,7 @@ use std::time::Duration;
 use controller_common::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -29,6 +30,7 @@ struct Setup {
     client: kube::Client,
     server: String,
     runner: JobRunner,
+    operator: support::kube::Instrumented,
     _controller: Running,
 }
 
@@ -51,6 +53,7 @@ async fn setup() -> Setup {
         client,
         server,
         runner,
+        operator,
         _controller: controller,
     }
 }
@@ -184,6 +187,23 @@ impl Setup {
         .expect("the ServiceDatabase exists")
     }
 
+    /// RolloutPaused Warnings about `app`, each repetition of a series counted.
+    async fn pauses(&self) -> i32 {
+        Api::<Event>::namespaced(self.client.clone(), &self.ns)
+            .list(&ListParams::default())
+            .await
+            .expect("listing Events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app")
+                    && e.reason.as_deref() == Some("RolloutPaused")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .map(|e| e.series.map_or(1, |s| s.count))
+            .sum()
+    }
+
     async fn annotate(&self, key: &str, value: &str) {
         Api::<ServiceDatabase>::namespaced(self.client.clone(), &self.ns)
             .patch(
@@ -223,7 +243,8 @@ const V2: &str = "ALTER TABLE items ADD COLUMN name text;\n";
 const V3: &str = "CREATE TABLE orders (id int PRIMARY KEY);\n";
 
 /// Locks the main path: 6 tenants (2 canaries) reach V2 and the service Ready; V3 rolls
-/// out canaries first with at most maxParallel (2) tenant Jobs unfinished at once.
+/// out canaries first with at most maxParallel (2) tenant Jobs unfinished at once; then
+/// nothing is written at steady state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_rolls_out_canaries_first_within_max_parallel() {
     let s = setup().await;
@@ -323,6 +344,24 @@ async fn a_version_rolls_out_canaries_first_within_max_parallel() {
     assert_eq!((r.total, r.at_target, r.failed), (6, 6, 0));
     let tenants = sdb.status.as_ref().unwrap().tenants.clone().unwrap();
     assert_eq!((tenants.total, tenants.at_target_version), (6, 6));
+
+    // At steady state (a few resyncs of 2 s), the fleet causes no writes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mark = s.operator.requests.mark();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let writes: Vec<String> = s
+        .operator
+        .requests
+        .writes_since(mark)
+        .into_iter()
+        .filter(|w| w.info.path.contains(&s.ns))
+        .map(|w| w.to_string())
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "writes at steady state:\n{}",
+        writes.join("\n")
+    );
 }
 
 /// Locks: a tenant added mid-rollout lands at the new target outside the rollout's slots,
@@ -460,13 +499,7 @@ async fn failures_pause_the_rollout_until_resumed() {
             "no Job for {n} after the failed canary"
         );
     }
-    let pauses = |events: Vec<(String, String, String)>| {
-        events
-            .into_iter()
-            .filter(|(ty, r, _)| ty == "Warning" && r == "RolloutPaused")
-            .count()
-    };
-    assert_eq!(pauses(events_about(&s.client, &s.ns, "app").await), 1);
+    assert_eq!(s.pauses().await, 1);
 
     // Fixed for the canary, failing elsewhere until a role exists on the server.
     let go = format!("fleet_go_{}", s.ns.replace('-', "_"));
@@ -506,7 +539,7 @@ async fn failures_pause_the_rollout_until_resumed() {
     let (_, reason, message) = condition(&paused, types::STALLED).unwrap();
     assert_eq!(reason, "RolloutPaused");
     assert!(message.contains("more than maxFailures (1)"), "{message}");
-    assert_eq!(pauses(events_about(&s.client, &s.ns, "app").await), 2);
+    assert_eq!(s.pauses().await, 2);
     let jobs = s.jobs().await;
     for n in ["n-2", "n-3"] {
         assert_eq!(jobs.get(n), before.get(n), "no Job for {n} while paused");
@@ -529,7 +562,7 @@ async fn failures_pause_the_rollout_until_resumed() {
         ready_now(o) && rollout_phase(o) == Some(RolloutPhase::Complete)
     })
     .await;
-    assert_eq!(pauses(events_about(&s.client, &s.ns, "app").await), 2);
+    assert_eq!(s.pauses().await, 2);
     let _ = pg()
         .admin_client("postgres")
         .await
