@@ -40,10 +40,8 @@ async fn setup() -> Setup {
     let client = cluster.client();
     admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
     let server = database_server(&cluster, &ns, "pg-admin").await;
-    let controller = start(
-        cluster.instrumented_client().client.clone(),
-        fast_config(&ns),
-    );
+    let operator = cluster.instrumented_client();
+    let controller = start(operator.client.clone(), fast_config(&ns));
     let runner = cluster
         .job_runner()
         .program("servicedb", env!("CARGO_BIN_EXE_servicedb"));

@@ -9,7 +9,8 @@
 //! most `maxParallel` Jobs at once, each migrating up to `batchSize` tenants; more than
 //! `maxFailures` failures (or any failed canary) pause the rollout until the inputs or the
 //! `servicedb.io/resume` annotation change. Fresh tenant databases (never migrated) go
-//! straight to the target, outside the rollout's gates.
+//! straight to the target, outside the rollout's gates. One Job migrates one tenant
+//! database for now: [`write::settings`] takes `batchSize` as 1.
 pub mod decide;
 pub mod fleet;
 pub mod write;

@@ -150,7 +150,15 @@ pub async fn assess(client: &kube::Client, sdb: &ServiceDatabase) -> Result<Flee
         &migrations,
     );
     let summary = summarize(&name, Some(&version), &refs, Some(&decision.status));
-    let state = fleet_state(&name, &version, &decision.status, decision.paused_because);
+    let mut state = fleet_state(&name, &version, &decision.status, decision.paused_because);
+    let asked = Settings::from_spec(target.migrations.rollout.as_ref()).batch_size;
+    if asked > 1
+        && let FleetState::Progressing { message } | FleetState::Complete { message } = &mut state
+    {
+        message.push_str(&format!(
+            " (rollout.batchSize {asked} is taken as 1: one Job per tenant database)"
+        ));
+    }
     Ok(Fleet {
         summary,
         rollout: Some(decision.status),
