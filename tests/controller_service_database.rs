@@ -361,15 +361,8 @@ async fn invalid_per_tenant_and_migrating_specs_get_an_honest_status() {
         json!({"tenancy": "PerTenant"}),
     )
     .await;
-    let fleet = wait_condition(
-        &client,
-        &ns,
-        "fleet",
-        types::RECONCILING,
-        "True",
-        "WaitingForTenants",
-    )
-    .await;
+    // Valid, no migrations: Ready (its databases come with its Tenants).
+    let fleet = wait_condition(&client, &ns, "fleet", types::READY, "True", "Reconciled").await;
     let status = fleet.status.unwrap();
     assert_eq!(
         status.database.as_deref(),

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::service_database::ReclaimPolicy;
+use super::service_database::{ReclaimPolicy, SchemaStatus};
 
 /// Label on a Tenant: `servicedb.io/canary=true` makes its databases go first in a fleet
 /// rollout; every canary must succeed before any other tenant is migrated.
@@ -129,6 +129,20 @@ pub struct TenantDatabaseStatus {
     /// Latest applied migration version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_version: Option<String>,
+
+    /// The migrations of this database, when its service has some: versions, the last
+    /// migration Job, how it ended and why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaStatus>,
+
+    /// The service's `status.rollout.inputsHash` (migration files and target) the last
+    /// migration Job of this database ran for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_inputs: Option<String>,
+
+    /// The service's `servicedb.io/resume` value when the last migration Job started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_resume: Option<String>,
 
     /// Whether the database, roles, Secret and migrations are all in place.
     #[serde(default)]

@@ -59,6 +59,21 @@ impl Inputs {
     }
 }
 
+/// The fleet's inputs hash (`status.rollout.inputsHash`): the migration files and the
+/// target, the same for every tenant database of a service (no database, no retry).
+pub fn fleet_hash(
+    config_maps: &[(String, BTreeMap<String, String>)],
+    target: Option<&str>,
+) -> String {
+    Inputs {
+        database: String::new(),
+        config_maps: config_maps.to_vec(),
+        target: target.map(str::to_string),
+        retry: None,
+    }
+    .hash()
+}
+
 /// The Job's name: `<base[-tenant], cut to 40>-mig-<hash>`, at most 55 characters (a Job
 /// name must fit in a 63-character label value, `batch.kubernetes.io/job-name`). The head
 /// never ends in `-` or `.`, so the name stays a valid DNS subdomain.

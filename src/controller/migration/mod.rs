@@ -26,7 +26,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::api::MigrationsSpec;
 
-pub use step::{Announcement, MigrationError, Outcome, reconcile};
+pub use step::{
+    Admit, Announcement, MigrationError, Outcome, WAITING_FOR_ROLLOUT, reconcile,
+    reconcile_admitted,
+};
 
 /// One database whose schema a migration Job moves.
 #[derive(Debug, Clone, PartialEq)]

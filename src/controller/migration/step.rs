@@ -9,7 +9,7 @@ use kube::api::{Api, PostParams};
 
 use super::MigrationTarget;
 use super::decide::{Decision, JobState, News, Next, Observed, decide};
-use super::inputs::{Inputs, job_name};
+use super::inputs::{Inputs, fleet_hash, job_name};
 use super::{failure, job, observe};
 use crate::api::conditions::reasons;
 use crate::api::{JobOutcome, RETRY_ANNOTATION, SchemaStatus};
@@ -97,6 +97,14 @@ fn kube(what: &'static str) -> impl FnOnce(kube::Error) -> MigrationError {
     move |source| MigrationError::Kube { what, source }
 }
 
+/// Reason while a tenant database waits for the fleet rollout to admit it.
+pub const WAITING_FOR_ROLLOUT: &str = "WaitingForRollout";
+
+/// Whether a Job may start now, given the fleet inputs hash
+/// ([`super::inputs::fleet_hash`]) and whether the database was never migrated; `Err`
+/// says what it waits for.
+pub type Admit<'a> = &'a (dyn Fn(&str, bool) -> Result<(), String> + Sync);
+
 /// The step: returns what the status should say and what to announce.
 pub async fn reconcile(
     client: &kube::Client,
@@ -104,6 +112,30 @@ pub async fn reconcile(
     target: &MigrationTarget,
     previous: Option<&SchemaStatus>,
     default_image: &str,
+) -> Result<(Outcome, Option<Announcement>), MigrationError> {
+    let mut fleet = None;
+    reconcile_admitted(
+        client,
+        server,
+        target,
+        previous,
+        default_image,
+        &|_, _| Ok(()),
+        &mut fleet,
+    )
+    .await
+}
+
+/// The step, creating a Job only when `admit` allows it (a tenant database in a fleet
+/// rollout); `fleet` receives the fleet inputs hash once the ConfigMaps are read.
+pub async fn reconcile_admitted(
+    client: &kube::Client,
+    server: &Server,
+    target: &MigrationTarget,
+    previous: Option<&SchemaStatus>,
+    default_image: &str,
+    admit: Admit<'_>,
+    fleet: &mut Option<String>,
 ) -> Result<(Outcome, Option<Announcement>), MigrationError> {
     let keep = previous.cloned();
     let config_maps = match observe::config_maps(client, target)
@@ -126,6 +158,8 @@ pub async fn reconcile(
             ));
         }
     };
+    let fleet_inputs = fleet_hash(&config_maps, target.migrations.target_version.as_deref());
+    *fleet = Some(fleet_inputs.clone());
     let files = match files_from_config_maps(&config_maps) {
         Ok(files) => files,
         Err(e) => {
@@ -215,6 +249,19 @@ pub async fn reconcile(
         }
     }
     if decision.next == Next::CreateJob {
+        if let Err(message) = admit(&fleet_inputs, decision.schema.applied_version.is_none()) {
+            // Not started: the status keeps the last Job, with today's versions.
+            let mut schema = keep.unwrap_or_default();
+            schema.applied_version = decision.schema.applied_version;
+            schema.target_version = decision.schema.target_version;
+            schema.pending = decision.schema.pending;
+            let outcome = Outcome::Waiting {
+                schema: Some(schema),
+                reason: WAITING_FOR_ROLLOUT,
+                message,
+            };
+            return Ok((outcome, None));
+        }
         let desired = job::desired_job(target, &name, &hash, default_image);
         create(client, &target.namespace, &desired).await?;
     }

@@ -1,7 +1,8 @@
 //! `status.tenants` of a PerTenant ServiceDatabase, counted from its Tenants' statuses (the
 //! operator's cache, never the servers). Pure.
 
-use crate::api::{RolloutStatus, Tenant, TenantsSummary};
+use super::decide::{Attempt, Outcome, TenantMigration, TenantRecord, classify};
+use crate::api::{CANARY_LABEL, JobOutcome, RolloutStatus, Tenant, TenantsSummary};
 use crate::migrate::version::Version;
 
 /// Whether `applied` is `target` (numerically: `1.0` is `1`).
@@ -51,6 +52,53 @@ pub fn summarize(
     }
     summary.failed = rollout.map_or(0, |r| r.failed);
     summary
+}
+
+/// Each Tenant of `service` (not being deleted) in the rollout of `inputs_hash` towards
+/// `target`, from what its status records of its database. Pure.
+pub fn tenant_migrations(
+    service: &str,
+    target: &str,
+    inputs_hash: &str,
+    resume: Option<&str>,
+    tenants: &[&Tenant],
+) -> Vec<TenantMigration> {
+    tenants
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none())
+        .filter(|t| t.spec.services.iter().any(|s| s == service))
+        .map(|t| {
+            let db = t
+                .status
+                .as_ref()
+                .and_then(|s| s.databases.iter().find(|d| d.service == service));
+            let applied = db.and_then(|d| d.applied_version.as_deref());
+            let last_attempt = db.and_then(|d| {
+                let outcome = match d.schema.as_ref()?.last_job_outcome? {
+                    JobOutcome::Running => Outcome::Running,
+                    JobOutcome::Succeeded => Outcome::Succeeded,
+                    JobOutcome::Failed => Outcome::Failed,
+                };
+                Some(Attempt {
+                    inputs_hash: d.rollout_inputs.clone().unwrap_or_default(),
+                    resume: d.rollout_resume.clone(),
+                    outcome,
+                })
+            });
+            let record = TenantRecord {
+                at_target: applied.is_some_and(|a| same_version(a, target)),
+                fresh: applied.is_none(),
+                last_attempt,
+            };
+            TenantMigration {
+                name: t.metadata.name.clone().unwrap_or_default(),
+                canary: t.metadata.labels.as_ref().and_then(|l| l.get(CANARY_LABEL))
+                    == Some(&"true".to_string()),
+                fresh: record.fresh,
+                state: classify(&record, inputs_hash, resume),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,5 +157,50 @@ mod tests {
         );
         let crm = summarize("crm", None, &all, None);
         assert_eq!((crm.total, crm.ready, crm.at_target_version), (2, 1, 1));
+    }
+
+    #[test]
+    fn tenants_sorted_into_the_rollout() {
+        use crate::api::SchemaStatus;
+        use crate::controller::rollout::TenantState;
+        let with =
+            |name: &str, version: Option<&str>, outcome: Option<JobOutcome>, inputs: &str| {
+                let mut t = tenant(name, &["app"], &[("app", false, version)]);
+                let db = &mut t.status.as_mut().unwrap().databases[0];
+                db.schema = outcome.map(|o| SchemaStatus {
+                    last_job_outcome: Some(o),
+                    ..Default::default()
+                });
+                db.rollout_inputs = Some(inputs.to_string());
+                t
+            };
+        let mut canary = with("a", Some("2"), Some(JobOutcome::Succeeded), "h1");
+        canary
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert(CANARY_LABEL.into(), "true".into());
+        let running = with("b", Some("1"), Some(JobOutcome::Running), "h2");
+        let failed = with("c", Some("1"), Some(JobOutcome::Failed), "h2");
+        let failed_before = with("d", Some("1"), Some(JobOutcome::Failed), "h1");
+        let fresh = tenant("e", &["app"], &[]);
+        let other = tenant("f", &["crm"], &[]);
+        let all = [&canary, &running, &failed, &failed_before, &fresh, &other];
+        let got: Vec<(String, bool, bool, TenantState)> =
+            tenant_migrations("app", "2.0", "h2", None, &all)
+                .into_iter()
+                .map(|m| (m.name, m.canary, m.fresh, m.state))
+                .collect();
+        let row = |n: &str, c, f, s| (n.to_string(), c, f, s);
+        assert_eq!(
+            got,
+            vec![
+                row("a", true, false, TenantState::AtTarget),
+                row("b", false, false, TenantState::Running),
+                row("c", false, false, TenantState::Failed),
+                row("d", false, false, TenantState::Pending),
+                row("e", false, true, TenantState::Pending),
+            ]
+        );
     }
 }

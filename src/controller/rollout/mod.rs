@@ -9,7 +9,8 @@
 //! most `maxParallel` Jobs at once, each migrating up to `batchSize` tenants; more than
 //! `maxFailures` failures (or any failed canary) pause the rollout until the inputs or the
 //! `servicedb.io/resume` annotation change. Fresh tenant databases (never migrated) go
-//! straight to the target, outside the rollout's gates.
+//! straight to the target, outside the rollout's gates. One Job migrates one tenant
+//! database for now: [`write::settings`] takes `batchSize` as 1.
 pub mod decide;
 pub mod fleet;
 pub mod write;
@@ -18,5 +19,8 @@ pub use decide::{
     Attempt, Decision, Outcome, Settings, TenantMigration, TenantRecord, TenantState, classify,
     decide,
 };
-pub use fleet::summarize;
-pub use write::{fleet_trigger, services_of, write_fleet_status};
+pub use fleet::{summarize, tenant_migrations};
+pub use write::{
+    Fleet, FleetState, ROLLOUT_PAUSED, assess, fleet_trigger, newly_paused, services_of,
+    write_fleet_status,
+};

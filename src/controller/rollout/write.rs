@@ -1,24 +1,69 @@
-//! The ServiceDatabase controller's fleet step for a PerTenant service: count its Tenants
-//! into `status.tenants` and write it when it changed. The one call the ServiceDatabase
-//! controller makes ([`write_fleet_status`]), plus the Tenant watch that brings it news
-//! ([`services_of`], [`fleet_trigger`]).
+//! The ServiceDatabase controller's fleet step for a PerTenant service: read its Tenants
+//! (one list of its namespace) and its migration ConfigMaps, decide the rollout
+//! ([`super::tenant_migrations`], [`super::decide`]), and write `status.rollout` and
+//! `status.tenants` when they changed ([`assess`], [`write_fleet_status`]); plus the Tenant
+//! watch that brings it news ([`services_of`], [`fleet_trigger`]).
 //!
-//! Until migration Jobs land, `status.rollout` is not written: nothing produces the tenants'
-//! migration states [`super::decide`] needs. With Jobs, this step also builds a
-//! [`super::TenantMigration`] per tenant ([`super::classify`] of its recorded attempt),
-//! calls [`super::decide`], and writes `decision.status` as `status.rollout` (plus a
-//! RolloutPaused Warning Event and Stalled when `paused_because` is set).
+//! The rollout decision is the only one: the Tenant controller starts a non-fresh tenant's
+//! Job only when `status.rollout.admitted` names it for the inputs it sees.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::fleet::summarize;
-use crate::api::{ServiceDatabase, Tenancy, Tenant, TenantsSummary};
+use super::decide::{Settings, decide};
+use super::fleet::{summarize, tenant_migrations};
+use crate::api::{
+    RESUME_ANNOTATION, RolloutPhase, RolloutStatus, ServiceDatabase, Tenancy, Tenant,
+    TenantsSummary,
+};
+use crate::controller::migration::inputs::fleet_hash;
+use crate::controller::migration::{observe, step::CONFIG_MAP_NOT_FOUND};
 use crate::controller::status_patch::FIELD_MANAGER;
+use crate::service::migrations::files_from_config_maps;
+
+/// Reason (and Event reason) of a paused rollout.
+pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
+/// Reason while the rollout migrates tenants.
+pub const ROLLOUT_PROGRESSING: &str = "RolloutProgressing";
+
+/// How the fleet stands, for the ServiceDatabase's conditions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FleetState {
+    /// No migrations: each tenant's database is ready once provisioned.
+    NoMigrations,
+    /// Waits for something that comes by itself (a ConfigMap).
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    /// The migration files are unusable.
+    Invalid {
+        message: String,
+    },
+    Progressing {
+        message: String,
+    },
+    /// Needs a person: the message says how to go on.
+    Paused {
+        message: String,
+    },
+    Complete {
+        message: String,
+    },
+}
+
+/// What the fleet step found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fleet {
+    pub summary: TenantsSummary,
+    /// `status.rollout` to write (the current one while it cannot be decided).
+    pub rollout: Option<RolloutStatus>,
+    pub state: FleetState,
+}
 
 /// The version a PerTenant service's databases should be at, for counting. None: no
 /// migrations (a ready database is at its target). Some(None): migrations, target not
@@ -37,15 +82,8 @@ pub fn fleet_target(sdb: &ServiceDatabase) -> Option<Option<String>> {
     Some(known)
 }
 
-/// Counts the service's Tenants (one list of its namespace) and writes `status.tenants`
-/// when it changed. Returns whether it wrote.
-pub async fn write_fleet_status(
-    client: &kube::Client,
-    sdb: &ServiceDatabase,
-) -> Result<bool, kube::Error> {
-    if sdb.spec.tenancy != Tenancy::PerTenant {
-        return Ok(false);
-    }
+/// Reads the Tenants and the ConfigMaps and decides. Only for PerTenant services.
+pub async fn assess(client: &kube::Client, sdb: &ServiceDatabase) -> Result<Fleet, kube::Error> {
     let ns = sdb.namespace().unwrap_or_default();
     let tenants = Api::<Tenant>::namespaced(client.clone(), &ns)
         .list(&ListParams::default())
@@ -53,29 +91,189 @@ pub async fn write_fleet_status(
         .items;
     let refs: Vec<&Tenant> = tenants.iter().collect();
     let name = sdb.name_any();
-    let summary = match fleet_target(sdb) {
-        None => summarize(&name, None, &refs, None),
-        Some(Some(target)) => summarize(&name, Some(&target), &refs, None),
-        // Nothing is known to be at a target not known yet.
-        Some(None) => TenantsSummary {
-            at_target_version: 0,
-            ..summarize(&name, None, &refs, None)
-        },
+    let current = sdb.status.as_ref().and_then(|s| s.rollout.clone());
+    let layout = crate::controller::provisioning::layout(sdb);
+    let Some(target) = crate::controller::service_database::apply::migration_target(sdb, &layout)
+    else {
+        return Ok(Fleet {
+            summary: summarize(&name, None, &refs, None),
+            rollout: None,
+            state: FleetState::NoMigrations,
+        });
     };
-    if sdb.status.as_ref().and_then(|s| s.tenants.as_ref()) == Some(&summary) {
+    let undecided = |state: FleetState| Fleet {
+        summary: TenantsSummary {
+            at_target_version: 0,
+            ..summarize(&name, None, &refs, current.as_ref())
+        },
+        rollout: current.clone(),
+        state,
+    };
+    let config_maps = match observe::config_maps(client, &target).await? {
+        Ok(found) => found,
+        Err(missing) => {
+            return Ok(undecided(FleetState::Waiting {
+                reason: CONFIG_MAP_NOT_FOUND.to_string(),
+                message: format!(
+                    "waiting for ConfigMap {ns}/{missing} (spec.migrations.configMaps) to exist"
+                ),
+            }));
+        }
+    };
+    let latest = match files_from_config_maps(&config_maps) {
+        Ok(scan) => scan
+            .files
+            .iter()
+            .filter_map(|f| f.version())
+            .max()
+            .map(ToString::to_string),
+        Err(e) => {
+            return Ok(undecided(FleetState::Invalid {
+                message: format!("spec.migrations.configMaps: {e}"),
+            }));
+        }
+    };
+    let spec_target = target.migrations.target_version.clone();
+    let Some(version) = spec_target.clone().or(latest) else {
+        return Ok(undecided(FleetState::Invalid {
+            message: "spec.migrations.configMaps hold no versioned migration (V<version>__<description>.sql)".to_string(),
+        }));
+    };
+    let hash = fleet_hash(&config_maps, spec_target.as_deref());
+    let resume = sdb.annotations().get(RESUME_ANNOTATION).cloned();
+    let migrations = tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs);
+    let decision = decide(
+        &hash,
+        Some(&version),
+        settings(sdb),
+        resume.as_deref(),
+        &migrations,
+    );
+    let summary = summarize(&name, Some(&version), &refs, Some(&decision.status));
+    let mut state = fleet_state(&name, &version, &decision.status, decision.paused_because);
+    let asked = Settings::from_spec(target.migrations.rollout.as_ref()).batch_size;
+    if asked > 1
+        && let FleetState::Progressing { message } | FleetState::Complete { message } = &mut state
+    {
+        message.push_str(&format!(
+            " (rollout.batchSize {asked} is taken as 1: one Job per tenant database)"
+        ));
+    }
+    Ok(Fleet {
+        summary,
+        rollout: Some(decision.status),
+        state,
+    })
+}
+
+/// The rollout settings. `batchSize` above 1 is taken as 1: one Job migrates one tenant
+/// database (docs/tenants.md says so).
+pub fn settings(sdb: &ServiceDatabase) -> Settings {
+    let spec = sdb
+        .spec
+        .migrations
+        .as_ref()
+        .and_then(|m| m.rollout.as_ref());
+    Settings {
+        batch_size: 1,
+        ..Settings::from_spec(spec)
+    }
+}
+
+/// The conditions' view of a decided rollout. Pure.
+pub fn fleet_state(
+    service: &str,
+    version: &str,
+    r: &RolloutStatus,
+    paused_because: Option<String>,
+) -> FleetState {
+    if let Some(why) = paused_because {
+        return FleetState::Paused {
+            message: format!(
+                "the rollout of version {version} is paused: {why}. To go on, fix the \
+                 migrations or the targetVersion, or resume with \
+                 `kubectl annotate servicedatabase {service} {RESUME_ANNOTATION}=$(date +%s) --overwrite`"
+            ),
+        };
+    }
+    let counts = format!(
+        "{} of {} tenant(s) at version {version}, {} running, {} failed",
+        r.at_target, r.total, r.running, r.failed
+    );
+    match r.phase {
+        Some(RolloutPhase::Complete) => FleetState::Complete {
+            message: format!("rollout complete: {counts}"),
+        },
+        _ => FleetState::Progressing {
+            message: format!("rolling out: {counts}"),
+        },
+    }
+}
+
+/// Whether `after` is a pause `before` did not have (the same pause, for the same inputs
+/// and resume value, is announced once). Pure.
+pub fn newly_paused(before: Option<&RolloutStatus>, after: Option<&RolloutStatus>) -> bool {
+    let paused = |r: Option<&RolloutStatus>| {
+        r.filter(|r| r.phase == Some(RolloutPhase::Paused))
+            .map(|r| (r.inputs_hash.clone(), r.resume.clone()))
+    };
+    paused(after).is_some() && paused(before) != paused(after)
+}
+
+/// Writes `status.tenants` and `status.rollout` when they changed. Returns whether it
+/// wrote.
+pub async fn write_fleet_status(
+    client: &kube::Client,
+    sdb: &ServiceDatabase,
+    fleet: &Fleet,
+) -> Result<bool, kube::Error> {
+    if sdb.spec.tenancy != Tenancy::PerTenant {
         return Ok(false);
     }
+    let status = sdb.status.as_ref();
+    if status.and_then(|s| s.tenants.as_ref()) == Some(&fleet.summary)
+        && status.and_then(|s| s.rollout.as_ref()) == fleet.rollout.as_ref()
+    {
+        return Ok(false);
+    }
+    let ns = sdb.namespace().unwrap_or_default();
     let api: Api<ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    let body = json!({ "status": {
+        "tenants": fleet.summary,
+        "rollout": rollout_patch(fleet.rollout.as_ref()),
+    }});
     api.patch_status(
         &sdb.name_any(),
         &PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
         },
-        &Patch::Merge(&json!({ "status": { "tenants": summary } })),
+        &Patch::Merge(&body),
     )
     .await?;
     Ok(true)
+}
+
+/// The rollout as a merge patch: a field left out (an empty list, say) would keep its old
+/// value, so every field is named, null when empty.
+fn rollout_patch(r: Option<&RolloutStatus>) -> Value {
+    let Some(r) = r else {
+        return Value::Null;
+    };
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        for key in [
+            "inputsHash",
+            "targetVersion",
+            "phase",
+            "failedTenants",
+            "admitted",
+            "resume",
+        ] {
+            map.entry(key).or_insert(Value::Null);
+        }
+    }
+    v
 }
 
 /// The ServiceDatabases a Tenant event concerns: those it lists and those it still has a
@@ -104,9 +302,23 @@ pub fn fleet_trigger(tenant: &Tenant) -> Option<u64> {
         .flat_map(|s| &s.databases)
         .map(|d| (d.service.as_str(), d.ready, d.applied_version.as_deref()))
         .collect();
+    let migrations: Vec<_> = tenant
+        .status
+        .iter()
+        .flat_map(|s| &s.databases)
+        .map(|d| {
+            (
+                d.schema.as_ref().and_then(|s| s.last_job_outcome),
+                d.schema.as_ref().and_then(|s| s.last_job.as_deref()),
+                d.rollout_inputs.as_deref(),
+                d.rollout_resume.as_deref(),
+            )
+        })
+        .collect();
     (
         &tenant.spec.services,
         tenant.metadata.deletion_timestamp.is_some(),
+        migrations,
         tenant.labels().get(crate::api::CANARY_LABEL),
         databases,
     )

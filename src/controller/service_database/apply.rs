@@ -20,6 +20,7 @@ use crate::controller::Context;
 use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::migration::{self, MigrationTarget};
 use crate::controller::provisioning::{self, Failure};
+use crate::controller::rollout;
 use crate::controller::status_patch::apply_status;
 use crate::service::Layout;
 
@@ -44,18 +45,7 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     if sdb.spec.tenancy == Tenancy::PerTenant {
-        let layout = provisioning::layout(sdb);
-        writer
-            .write(&Progress::PerTenant {
-                database: layout.database.clone(),
-                secret_name: layout.app_secret().name.clone(),
-            })
-            .await?;
-        // The fleet's counts (status.tenants), from its Tenants: the Tenant watch brings news.
-        crate::controller::rollout::write_fleet_status(&ctx.client, sdb)
-            .await
-            .map_err(Error::kube("writing the fleet status"))?;
-        return Ok(Action::await_change());
+        return per_tenant(sdb, ctx, &mut writer).await;
     }
     if let Some(message) = server_change(sdb) {
         writer
@@ -175,6 +165,44 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
             Err(Error::Transient(message))
         }
     }
+}
+
+/// A PerTenant template: the fleet's rollout decision and counts, from its Tenants (their
+/// watch brings news; the resync is a safety net for a ConfigMap edited meanwhile).
+async fn per_tenant(
+    sdb: &ServiceDatabase,
+    ctx: &Context,
+    writer: &mut StatusWriter<'_>,
+) -> Result<Action, Error> {
+    let fleet = rollout::assess(&ctx.client, sdb)
+        .await
+        .map_err(Error::kube("reading the fleet's Tenants and ConfigMaps"))?;
+    let layout = provisioning::layout(sdb);
+    writer
+        .write(&Progress::PerTenant {
+            database: layout.database.clone(),
+            secret_name: layout.app_secret().name.clone(),
+            fleet: fleet.state.clone(),
+        })
+        .await?;
+    rollout::write_fleet_status(&ctx.client, sdb, &fleet)
+        .await
+        .map_err(Error::kube("writing the fleet status"))?;
+    let before = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
+    if rollout::newly_paused(before, fleet.rollout.as_ref())
+        && let rollout::FleetState::Paused { message } = &fleet.state
+    {
+        let regarding = sdb.object_ref(&());
+        events::warning(
+            ctx,
+            &regarding,
+            rollout::ROLLOUT_PAUSED,
+            "Rollout",
+            message.clone(),
+        )
+        .await;
+    }
+    Ok(ctx.resync(&sdb.uid().unwrap_or_default()))
 }
 
 /// Events for what changed on the server and in the Secrets.

@@ -3,7 +3,8 @@
 //!
 //! MigrationsApplied is left out without `migrations` in the spec; with them it follows the
 //! migration step (`controller::migration`): True at the target version, False while a Job
-//! runs (Reconciling) or after one failed (Stalled, with the file, line and error).
+//! runs (Reconciling) or after one failed (Stalled, with the file, line and error). A PerTenant
+//! service is Ready once its fleet rollout is Complete, Stalled while it is paused.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -12,9 +13,8 @@ use crate::api::conditions::{
 };
 use crate::api::{Phase, ServiceDatabaseStatus};
 use crate::controller::migration::Outcome;
-
-/// Reason of a PerTenant ServiceDatabase, whose databases come with its Tenants.
-pub const WAITING_FOR_TENANTS: &str = "WaitingForTenants";
+use crate::controller::rollout::FleetState;
+use crate::controller::rollout::write::{ROLLOUT_PAUSED, ROLLOUT_PROGRESSING};
 
 /// Where the reconcile got to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub enum Progress {
     PerTenant {
         database: String,
         secret_name: String,
+        fleet: FleetState,
     },
 }
 
@@ -176,21 +177,44 @@ pub fn desired_status(
         Progress::PerTenant {
             database,
             secret_name,
+            fleet,
         } => {
             s.database = Some(database.clone());
             s.secret_name = Some(secret_name.clone());
-            (
-                Readiness::progressing(
-                    WAITING_FOR_TENANTS,
-                    "PerTenant: each Tenant listing this service gets its own database; status.tenants counts them",
-                ),
-                Phase::Pending,
-            )
+            per_tenant_readiness(fleet)
         }
     };
     set_ready(&mut s.conditions, readiness, generation, now);
     s.phase = Some(phase);
     s
+}
+
+/// A PerTenant service is Ready when valid and its fleet is at the target (every rollout
+/// Complete, or no migrations); its tenants' own readiness is on each Tenant and counted in
+/// status.tenants.
+fn per_tenant_readiness(fleet: &FleetState) -> (Readiness, Phase) {
+    const NOTE: &str = "PerTenant: each Tenant listing this service gets its own database; status.tenants counts them";
+    match fleet {
+        FleetState::NoMigrations => (Readiness::ready(reasons::RECONCILED, NOTE), Phase::Ready),
+        FleetState::Complete { message } => (
+            Readiness::ready(reasons::RECONCILED, format!("{NOTE}; {message}")),
+            Phase::Ready,
+        ),
+        FleetState::Progressing { message } => (
+            Readiness::progressing(ROLLOUT_PROGRESSING, message),
+            Phase::Migrating,
+        ),
+        FleetState::Waiting { reason, message } => {
+            (Readiness::progressing(reason, message), Phase::Pending)
+        }
+        FleetState::Invalid { message } => (
+            Readiness::stalled(reasons::MIGRATIONS_INVALID, message),
+            Phase::Failed,
+        ),
+        FleetState::Paused { message } => {
+            (Readiness::stalled(ROLLOUT_PAUSED, message), Phase::Failed)
+        }
+    }
 }
 
 #[cfg(test)]

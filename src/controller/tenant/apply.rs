@@ -10,7 +10,7 @@ use super::cleanup::offboard;
 use super::database;
 use super::error::Error;
 use super::services::{removed, resolve};
-use super::status::{DbReport, DbState, Progress, desired_status};
+use super::status::{DbReport, DbState, MigrationRecord, Progress, desired_status};
 use crate::api::conditions::{self, reasons};
 use crate::api::validation::{describe, validate_tenant};
 use crate::api::{Tenant, TenantStatus};
@@ -56,6 +56,7 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
                 database: gone.database.clone(),
                 secret_name: gone.secret_name.clone(),
                 applied_version: gone.applied_version.clone(),
+                migration: MigrationRecord::of(&gone),
                 state: DbState::Waiting {
                     reason: reasons::DELETE_FAILED.into(),
                     message: format!("offboarding (removed from spec.services): {message}"),
@@ -65,6 +66,7 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
         }
     }
     let ns = tenant.namespace().unwrap_or_default();
+    let mut announcements = Vec::new();
     for service in &tenant.spec.services {
         let found = tc.service(&ns, service);
         let reconciled = match resolve(tenant, service, found.as_deref()) {
@@ -72,14 +74,24 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
             Err(state) => database::Reconciled {
                 report: unresolved(tenant, service, state),
                 retry: None,
+                announcement: None,
             },
         };
         if let Some(message) = reconciled.retry {
             retry = Some(message);
         }
+        announcements.extend(reconciled.announcement);
         reports.push(reconciled.report);
     }
     writer.write(&Progress::Databases(reports)).await?;
+    // After the status that records them, so each is made once.
+    let regarding = kube::Resource::object_ref(tenant, &());
+    for a in announcements {
+        if let Some(outcome) = a.finished() {
+            tc.ctx.metrics.migration_job_finished(outcome);
+        }
+        events::about_job(&tc.ctx, &regarding, &ns, &a).await;
+    }
     match retry {
         Some(message) => Err(Error::Transient(message)),
         // Also how a tenant waiting for room looks again: room comes back with no event
@@ -101,6 +113,7 @@ fn unresolved(tenant: &Tenant, service: &str, state: DbState) -> DbReport {
         database: known.and_then(|d| d.database.clone()),
         secret_name: known.and_then(|d| d.secret_name.clone()),
         applied_version: known.and_then(|d| d.applied_version.clone()),
+        migration: known.and_then(MigrationRecord::of),
         state,
     }
 }

@@ -7,23 +7,26 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 
 use super::TenantContext;
-use super::migrations::schema_state;
+use super::migrations;
 use super::placement::{Key, explain, recorded, server_ready};
-use super::status::{DbReport, DbState};
+use super::status::{DbReport, DbState, MigrationRecord};
 use crate::api::conditions::{find_condition, reasons, types};
 use crate::api::{ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::controller::events::{self, reasons as event_reasons};
+use crate::controller::migration;
 use crate::controller::provisioning::{self, Failure};
 use crate::controller::service_database::secrets::KubeSecrets;
 use crate::provision::server::Server;
 use crate::service::Layout;
 use crate::service::placement::PlacementError;
 
-/// The report of one database, and the message of a failure worth retrying.
+/// The report of one database, the message of a failure worth retrying, and what to
+/// announce about its migration Job once the status is written.
 pub struct Reconciled {
     pub report: DbReport,
     pub retry: Option<String>,
+    pub announcement: Option<migration::Announcement>,
 }
 
 pub fn key(tenant: &Tenant, service: &str) -> Key {
@@ -37,17 +40,30 @@ pub fn key(tenant: &Tenant, service: &str) -> Key {
 pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContext) -> Reconciled {
     let name = tenant.name_any();
     let layout = Layout::new(sdb, Some(&name));
+    let target = migrations::target(tenant, sdb, &layout);
+    // Until the step runs again, what the status knows of the schema stays.
+    let known = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.databases.iter().find(|d| d.service == layout.service));
     let mut report = DbReport {
         service: layout.service.clone(),
         server: None,
         database: Some(layout.database.clone()),
         secret_name: Some(layout.app_secret().name.clone()),
-        applied_version: None,
+        applied_version: known.and_then(|d| d.applied_version.clone()),
+        migration: target
+            .as_ref()
+            .map(|_| known.and_then(MigrationRecord::of).unwrap_or_default()),
         state: DbState::Ready,
     };
     let done = |mut report: DbReport, state: DbState, retry: Option<String>| {
         report.state = state;
-        Reconciled { report, retry }
+        Reconciled {
+            report,
+            retry,
+            announcement: None,
+        }
     };
     let server_name = match locate(tenant, sdb, &layout, tc).await {
         Ok(server) => server,
@@ -65,8 +81,16 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     match provisioned {
         Ok(p) => {
             announce(tc, tenant, &server_name, &p).await;
-            let state = schema_state(sdb);
-            done(report, state, None)
+            let Some(target) = target else {
+                return done(report, DbState::Ready, None);
+            };
+            let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
+            report.applied_version = m.applied_version;
+            report.migration = Some(m.record);
+            Reconciled {
+                announcement: m.announcement,
+                ..done(report, m.state, m.retry)
+            }
         }
         Err(Failure::Permanent { reason, message }) => {
             let state = DbState::Stalled {

@@ -3,7 +3,7 @@
 //! service; Ready when all are. `kube::runtime::finalizer` is the top step: Apply provisions
 //! (and offboards services no longer listed), Cleanup applies the Tenant's reclaimPolicy.
 //!
-//! Watches: its Secrets (label-selected), the ServiceDatabases (mapped to the Tenants that
+//! Watches: its Secrets and its migration Jobs (label-selected), the ServiceDatabases (mapped to the Tenants that
 //! list them; only spec changes, deletion and the rollout decision pass) and the
 //! DatabaseServers (generation and readiness only, so a growing databaseCount does not fan
 //! out). Their reflectors are the caches placement counts from.
@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, Shared};
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
@@ -119,6 +120,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .owns(
             api::<Secret>(&ctx),
             watcher::Config::default().labels(&managed),
+        )
+        // Tenant migration Jobs: a Complete or Failed brings the Tenant's reconcile.
+        .owns(
+            api::<Job>(&ctx),
+            watcher::Config::default().labels(&format!("{managed},{}", labels::TENANT)),
         )
         .watches_stream(service_events, move |sdb| {
             let (ns, name) = (sdb.namespace(), sdb.name_any());

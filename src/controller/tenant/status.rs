@@ -3,27 +3,20 @@
 //!
 //! Ready when every database is. A database that waits (its server, a retry) makes the
 //! Tenant Reconciling; one that needs a person (a Shared or invalid service, a Conflict, no
-//! room on any server, migrations this version cannot run yet) makes it Stalled, with the
-//! service named in the message.
+//! room on any server, a failed migration) makes it Stalled, with the service named in the
+//! message. MigrationsApplied sums up the databases whose service has migrations.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::conditions::{
     ConditionUpdate, Readiness, reasons, remove_condition, set_condition, set_ready, types,
 };
-use crate::api::{TenantDatabaseStatus, TenantStatus};
-
-/// Reason while tenant migration Jobs are not wired in.
-pub const MIGRATIONS_NOT_SUPPORTED: &str = "MigrationsNotSupported";
-/// Message of a tenant database whose service has migrations, until Jobs are wired in.
-pub const MIGRATIONS_NOT_SUPPORTED_MESSAGE: &str = "this servicedb version does not run migration Jobs for tenant databases yet; the database and Secrets are ready, the schema is not migrated";
+use crate::api::{SchemaStatus, TenantDatabaseStatus, TenantStatus};
 
 /// Where one database got to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DbState {
     Ready,
-    /// Provisioned, but its service has migrations that nothing runs yet.
-    NotMigrated,
     /// Will go on by itself (a server coming up, a retry).
     Waiting {
         reason: String,
@@ -41,7 +34,6 @@ impl DbState {
     pub fn message(&self) -> Option<String> {
         match self {
             DbState::Ready => None,
-            DbState::NotMigrated => Some(MIGRATIONS_NOT_SUPPORTED_MESSAGE.to_string()),
             DbState::Waiting { message, .. } | DbState::Stalled { message, .. } => {
                 Some(message.clone())
             }
@@ -57,7 +49,29 @@ pub struct DbReport {
     pub database: Option<String>,
     pub secret_name: Option<String>,
     pub applied_version: Option<String>,
+    /// Its migrations, when its service has some.
+    pub migration: Option<MigrationRecord>,
     pub state: DbState,
+}
+
+/// A tenant database's migrations: its schema status and the fleet inputs of its last Job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MigrationRecord {
+    pub schema: Option<SchemaStatus>,
+    pub rollout_inputs: Option<String>,
+    pub rollout_resume: Option<String>,
+}
+
+impl MigrationRecord {
+    /// What the status recorded of a database.
+    pub fn of(entry: &TenantDatabaseStatus) -> Option<MigrationRecord> {
+        let record = MigrationRecord {
+            schema: entry.schema.clone(),
+            rollout_inputs: entry.rollout_inputs.clone(),
+            rollout_resume: entry.rollout_resume.clone(),
+        };
+        (record != MigrationRecord::default()).then_some(record)
+    }
 }
 
 impl DbReport {
@@ -69,6 +83,15 @@ impl DbReport {
             database: self.database.clone(),
             secret_name: self.secret_name.clone(),
             applied_version: self.applied_version.clone(),
+            schema: self.migration.as_ref().and_then(|m| m.schema.clone()),
+            rollout_inputs: self
+                .migration
+                .as_ref()
+                .and_then(|m| m.rollout_inputs.clone()),
+            rollout_resume: self
+                .migration
+                .as_ref()
+                .and_then(|m| m.rollout_resume.clone()),
             ready: self.state == DbState::Ready,
             message,
         }
@@ -114,36 +137,51 @@ pub fn desired_status(
     s
 }
 
-/// MigrationsApplied: Unknown while any database's migrations cannot run; absent when no
-/// service has migrations.
+/// MigrationsApplied over the databases whose service has migrations: True when all are
+/// at their target, else False with the first one's reason; absent when none has any.
 fn migrations_condition(
     s: &mut TenantStatus,
     reports: &[DbReport],
     generation: Option<i64>,
     now: &Time,
 ) {
-    let waiting: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.state == DbState::NotMigrated)
-        .map(|r| r.service.as_str())
-        .collect();
-    if waiting.is_empty() {
+    let migrating: Vec<&DbReport> = reports.iter().filter(|r| r.migration.is_some()).collect();
+    if migrating.is_empty() {
         remove_condition(&mut s.conditions, types::MIGRATIONS_APPLIED);
         return;
     }
-    set_condition(
-        &mut s.conditions,
-        ConditionUpdate::unknown(
+    let behind: Vec<&DbReport> = migrating
+        .iter()
+        .copied()
+        .filter(|r| r.state != DbState::Ready)
+        .collect();
+    let update = match behind.first() {
+        None => ConditionUpdate::true_(
             types::MIGRATIONS_APPLIED,
-            MIGRATIONS_NOT_SUPPORTED,
-            format!(
-                "services {}: {MIGRATIONS_NOT_SUPPORTED_MESSAGE}",
-                waiting.join(", ")
-            ),
+            reasons::RECONCILED,
+            migrating
+                .iter()
+                .map(|r| {
+                    let v = r.applied_version.as_deref().unwrap_or("<none>");
+                    format!("{}: the schema is at version {v}", r.service)
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
         ),
-        generation,
-        now,
-    );
+        Some(first) => {
+            let reason = match &first.state {
+                DbState::Waiting { reason, .. } | DbState::Stalled { reason, .. } => reason.clone(),
+                DbState::Ready => reasons::PROGRESSING.to_string(),
+            };
+            let message = behind
+                .iter()
+                .filter_map(|r| r.state.message().map(|m| format!("{}: {m}", r.service)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            ConditionUpdate::false_(types::MIGRATIONS_APPLIED, reason, message)
+        }
+    };
+    set_condition(&mut s.conditions, update, generation, now);
 }
 
 /// Stalled if any database needs a person, else Reconciling if any is not ready, else
@@ -155,7 +193,6 @@ fn readiness(reports: &[DbReport]) -> Readiness {
         .collect();
     let first_stalled = reports.iter().find_map(|r| match &r.state {
         DbState::Stalled { reason, .. } => Some(reason.clone()),
-        DbState::NotMigrated => Some(MIGRATIONS_NOT_SUPPORTED.to_string()),
         _ => None,
     });
     let first_waiting = reports.iter().find_map(|r| match &r.state {
@@ -205,6 +242,7 @@ mod tests {
             database: Some(format!("{service}_gym_1")),
             secret_name: Some(format!("{service}-db-gym-1")),
             applied_version: None,
+            migration: None,
             state,
         }
     }
@@ -280,25 +318,42 @@ mod tests {
         );
     }
 
-    /// Locks "a tenant database whose service has migrations is not reported Ready until
-    /// migration Jobs run".
+    /// Locks MigrationsApplied per database: False with the reason of the first one behind,
+    /// True once all are at their target, gone when no service has migrations.
     #[test]
-    fn unmigrated_databases_are_not_ready() {
-        let p = Progress::Databases(vec![report("app", DbState::NotMigrated)]);
+    fn migrations_applied_follows_the_migrating_databases() {
+        let migrating = |state: DbState, version: Option<&str>| DbReport {
+            applied_version: version.map(str::to_string),
+            migration: Some(MigrationRecord::default()),
+            ..report("app", state)
+        };
+        let waiting = DbState::Waiting {
+            reason: "WaitingForRollout".into(),
+            message: "waiting for the rollout".into(),
+        };
+        let p = Progress::Databases(vec![
+            migrating(waiting, Some("1")),
+            report("crm", DbState::Ready),
+        ]);
         let s = desired_status(None, Some(1), &p, &at(1));
         assert!(!is_ready(&s.conditions, Some(1)));
-        assert!(is_true(&s.conditions, types::STALLED));
+        assert!(is_true(&s.conditions, types::RECONCILING));
         let m = find_condition(&s.conditions, types::MIGRATIONS_APPLIED).unwrap();
         assert_eq!(
-            (m.status.as_str(), m.reason.as_str()),
-            ("Unknown", MIGRATIONS_NOT_SUPPORTED)
+            (m.status.as_str(), m.reason.as_str(), m.message.as_str()),
+            ("False", "WaitingForRollout", "app: waiting for the rollout")
         );
-        assert!(!s.databases[0].ready);
-        // Once the migrations are gone from the service, so is the condition.
+        let p = Progress::Databases(vec![migrating(DbState::Ready, Some("2"))]);
+        let s = desired_status(Some(&s), Some(1), &p, &at(2));
+        let m = find_condition(&s.conditions, types::MIGRATIONS_APPLIED).unwrap();
+        assert_eq!(
+            (m.status.as_str(), m.message.as_str()),
+            ("True", "app: the schema is at version 2")
+        );
+        assert!(is_ready(&s.conditions, Some(1)));
         let p = Progress::Databases(vec![report("app", DbState::Ready)]);
-        let s = desired_status(Some(&s), Some(2), &p, &at(2));
+        let s = desired_status(Some(&s), Some(2), &p, &at(3));
         assert!(find_condition(&s.conditions, types::MIGRATIONS_APPLIED).is_none());
-        assert!(is_ready(&s.conditions, Some(2)));
     }
 
     #[test]
