@@ -58,8 +58,6 @@ pub mod reasons {
     pub const MIGRATION_RUNNING: &str = "MigrationRunning";
     /// The migration Job failed; `status.schema.lastError` says why.
     pub const MIGRATION_FAILED: &str = "MigrationFailed";
-    /// A tenant rollout stopped after `maxFailures`.
-    pub const ROLLOUT_HALTED: &str = "RolloutHalted";
     /// Seed data was asked for on a server whose environment is not `local`.
     pub const SEED_REFUSED: &str = "SeedRefused";
     /// A PerTenant service waits for Tenants; or a Tenant names a Shared or missing service.
