@@ -58,3 +58,14 @@ impl Context {
         ))
     }
 }
+
+/// An Api over the namespaces the controllers watch: the one `--namespace` names, else all.
+pub fn watched<K>(ctx: &Context) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &ctx.config.namespace {
+        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
+        None => kube::Api::all(ctx.client.clone()),
+    }
+}

@@ -188,3 +188,22 @@ pub async fn managed_databases(server: &Server) -> Result<usize, String> {
         .map(|n| n as usize)
         .map_err(|e| e.to_string())
 }
+
+/// Events for what changed on the server and in the Secrets; `on` names the database and
+/// its server.
+pub async fn announce(
+    ctx: &crate::controller::Context,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    done: &Provisioned,
+    on: String,
+) {
+    use crate::controller::events::{self, reasons};
+    if !done.secrets_written.is_empty() {
+        let note = format!("wrote Secrets {}", done.secrets_written.join(", "));
+        events::normal(ctx, regarding, reasons::SECRET_WRITTEN, "WriteSecret", note).await;
+    }
+    if !done.statements.is_empty() {
+        let note = format!("{on}: {} statement(s) run", done.statements.len());
+        events::normal(ctx, regarding, reasons::PROVISIONED, "Provision", note).await;
+    }
+}

@@ -90,7 +90,11 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
     drop(turn);
     match provisioned {
         Ok(done) => {
-            announce(ctx, sdb, &server_name, &done).await;
+            let on = format!(
+                "database {} on DatabaseServer {server_name}",
+                done.layout.database
+            );
+            provisioning::announce(ctx, &sdb.object_ref(&()), &done, on).await;
             if let Some(note) = rotation::announcement(&rotation, &layout, &done) {
                 let regarding = sdb.object_ref(&());
                 let reason = event_reasons::PASSWORD_ROTATED;
@@ -203,42 +207,6 @@ async fn per_tenant(
         .await;
     }
     Ok(ctx.resync(&sdb.uid().unwrap_or_default()))
-}
-
-/// Events for what changed on the server and in the Secrets.
-async fn announce(
-    ctx: &Context,
-    sdb: &ServiceDatabase,
-    server: &str,
-    done: &provisioning::Provisioned,
-) {
-    let regarding = sdb.object_ref(&());
-    if !done.secrets_written.is_empty() {
-        let note = format!("wrote Secrets {}", done.secrets_written.join(", "));
-        events::normal(
-            ctx,
-            &regarding,
-            event_reasons::SECRET_WRITTEN,
-            "WriteSecret",
-            note,
-        )
-        .await;
-    }
-    if !done.statements.is_empty() {
-        let note = format!(
-            "database {} on DatabaseServer {server}: {} statement(s) run",
-            done.layout.database,
-            done.statements.len()
-        );
-        events::normal(
-            ctx,
-            &regarding,
-            event_reasons::PROVISIONED,
-            "Provision",
-            note,
-        )
-        .await;
-    }
 }
 
 /// The database of a Shared ServiceDatabase as the migration step sees it; None without

@@ -13,7 +13,6 @@ use super::status::{DbReport, DbState, MigrationRecord};
 use crate::api::conditions::{find_condition, reasons, types};
 use crate::api::{ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
-use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::migration;
 use crate::controller::provisioning::{self, Failure};
 use crate::controller::service_database::secrets::KubeSecrets;
@@ -80,7 +79,11 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     drop(turn);
     match provisioned {
         Ok(p) => {
-            announce(tc, tenant, &server_name, &p).await;
+            let on = format!(
+                "database {} of service {} on DatabaseServer {server_name}",
+                p.layout.database, p.layout.service
+            );
+            provisioning::announce(&tc.ctx, &tenant.object_ref(&()), &p, on).await;
             let Some(target) = target else {
                 return done(report, DbState::Ready, None);
             };
@@ -206,41 +209,4 @@ pub async fn connected(
             retry,
         )
     })
-}
-
-/// Events for what changed on the server and in the Secrets.
-async fn announce(
-    tc: &TenantContext,
-    tenant: &Tenant,
-    server: &str,
-    done: &provisioning::Provisioned,
-) {
-    let regarding = tenant.object_ref(&());
-    if !done.secrets_written.is_empty() {
-        let note = format!("wrote Secrets {}", done.secrets_written.join(", "));
-        events::normal(
-            &tc.ctx,
-            &regarding,
-            event_reasons::SECRET_WRITTEN,
-            "WriteSecret",
-            note,
-        )
-        .await;
-    }
-    if !done.statements.is_empty() {
-        let note = format!(
-            "database {} of service {} on DatabaseServer {server}: {} statement(s) run",
-            done.layout.database,
-            done.layout.service,
-            done.statements.len()
-        );
-        events::normal(
-            &tc.ctx,
-            &regarding,
-            event_reasons::PROVISIONED,
-            "Provision",
-            note,
-        )
-        .await;
-    }
 }

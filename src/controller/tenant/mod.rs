@@ -34,6 +34,7 @@ use kube::{Resource, ResourceExt};
 use self::error::Error;
 use self::placement::Placer;
 use super::Context;
+use super::context::watched as api;
 use super::metrics::Kind;
 use super::triggers::Triggers;
 use crate::api::conditions::{find_condition, types};
@@ -57,16 +58,6 @@ impl TenantContext {
 
     pub fn server(&self, name: &str) -> Option<Arc<DatabaseServer>> {
         self.servers.get(&ObjectRef::new(name))
-    }
-}
-
-fn api<K>(ctx: &Context) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
     }
 }
 
