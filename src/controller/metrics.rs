@@ -405,6 +405,20 @@ fn shared_schema(sdb: &ServiceDatabase) -> Option<(SchemaKey, SchemaState)> {
     Some((key, state))
 }
 
+/// The `reason` label of a finalizer step's error: the step's own (`inner`), or where the
+/// finalizer itself failed.
+pub fn finalizer_reason<E: std::error::Error + 'static>(
+    e: &kube::runtime::finalizer::Error<E>,
+    inner: impl Fn(&E) -> &'static str,
+) -> &'static str {
+    use kube::runtime::finalizer::Error;
+    match e {
+        Error::ApplyFailed(e) | Error::CleanupFailed(e) => inner(e),
+        Error::AddFinalizer(_) | Error::RemoveFinalizer(_) => "KubernetesApi",
+        Error::UnnamedObject | Error::InvalidFinalizer => "InvalidObject",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,15 +28,23 @@ where
     if current == Some(status) {
         return Ok(false);
     }
-    let body = json!({ "status": status });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&body),
-    )
-    .await?;
+    merge_status(api, &obj.name_any(), &json!({ "status": status })).await?;
     Ok(true)
+}
+
+/// A JSON merge patch of the status subresource under servicedb's field manager.
+pub async fn merge_status<K>(
+    api: &Api<K>,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(body)).await?;
+    Ok(())
 }

@@ -2,8 +2,26 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::DatabaseServerStatus;
-use crate::api::conditions::{Readiness, find_condition, reasons, set_ready, types};
+use crate::api::conditions::{Readiness, find_condition, is_ready, reasons, set_ready, types};
+use crate::api::{DatabaseServer, DatabaseServerStatus};
+
+/// Whether the DatabaseServer is Ready for its current generation (what the ServiceDatabase
+/// and Tenant controllers wait for).
+pub fn server_ready(dbs: &DatabaseServer) -> bool {
+    dbs.status
+        .as_ref()
+        .is_some_and(|s| is_ready(&s.conditions, dbs.metadata.generation))
+}
+
+/// Why the DatabaseServer is not Ready, as its Ready condition says.
+pub fn not_ready_why(dbs: &DatabaseServer) -> String {
+    dbs.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, types::READY))
+        .map(|c| c.message.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "not checked yet".to_string())
+}
 
 /// What checking the server found.
 #[derive(Clone, Debug, PartialEq, Eq)]

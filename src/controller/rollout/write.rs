@@ -10,7 +10,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::controller::migration::inputs::fleet_hash;
 use crate::controller::migration::{observe, step::CONFIG_MAP_NOT_FOUND};
-use crate::controller::status_patch::FIELD_MANAGER;
+use crate::controller::status_patch::merge_status;
 use crate::service::migrations::files_from_config_maps;
 
 /// Reason (and Event reason) of a paused rollout.
@@ -242,15 +242,7 @@ pub async fn write_fleet_status(
         "tenants": fleet.summary,
         "rollout": rollout_patch(fleet.rollout.as_ref()),
     }});
-    api.patch_status(
-        &sdb.name_any(),
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&body),
-    )
-    .await?;
+    merge_status(&api, &sdb.name_any(), &body).await?;
     Ok(true)
 }
 

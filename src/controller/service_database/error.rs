@@ -27,15 +27,7 @@ impl Error {
             Error::Kube { .. } => "KubernetesApi",
             Error::Server(problem) => problem.reason(),
             Error::Transient(_) => "Transient",
-            Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
-                finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {
-                    "KubernetesApi"
-                }
-                finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
-                    "InvalidObject"
-                }
-            },
+            Error::Finalizer(e) => crate::controller::metrics::finalizer_reason(e, Error::reason),
         }
     }
 

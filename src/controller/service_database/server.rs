@@ -6,10 +6,11 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use crate::api::conditions::{self, find_condition, reasons, types};
+use crate::api::conditions::{find_condition, reasons, types};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::controller::Context;
 use crate::controller::database_server::connect::{self, ServerProblem};
+use crate::controller::database_server::status::{not_ready_why, server_ready};
 use crate::controller::triggers::Triggers;
 use crate::provision::server::Server;
 
@@ -119,18 +120,8 @@ pub async fn server_for(
     let servers = find(ctx, sdb).await?;
     let dbs = servers;
     let name = dbs.name_any();
-    let ready = dbs
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::is_ready(&s.conditions, dbs.metadata.generation));
-    if !ready {
-        let why = dbs
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, types::READY))
-            .map(|c| c.message.clone())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "not checked yet".to_string());
+    if !server_ready(&dbs) {
+        let why = not_ready_why(&dbs);
         return Err(Unavailable::Waiting {
             reason: reasons::SERVER_NOT_READY,
             message: format!("waiting for DatabaseServer {name} to be Ready: {why}"),
@@ -160,6 +151,7 @@ pub async fn find(ctx: &Context, sdb: &ServiceDatabase) -> Result<DatabaseServer
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditions;
 
     fn dbs(name: &str, default: bool) -> DatabaseServer {
         let mut d = DatabaseServer::new(name, Default::default());

@@ -10,9 +10,10 @@ use super::TenantContext;
 use super::migrations;
 use super::placement::{Key, explain, recorded, server_ready};
 use super::status::{DbReport, DbState, MigrationRecord};
-use crate::api::conditions::{find_condition, reasons, types};
+use crate::api::conditions::reasons;
 use crate::api::{ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
+use crate::controller::database_server::status::not_ready_why;
 use crate::controller::migration;
 use crate::controller::provisioning::{self, Failure};
 use crate::controller::service_database::secrets::KubeSecrets;
@@ -179,13 +180,7 @@ pub async fn connected(
         ));
     };
     if !server_ready(&dbs) {
-        let why = dbs
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, types::READY))
-            .map(|c| c.message.clone())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "not checked yet".to_string());
+        let why = not_ready_why(&dbs);
         // Its watch brings the change.
         return Err((
             DbState::Waiting {

@@ -22,15 +22,7 @@ impl Error {
         match self {
             Error::Kube { .. } => "KubernetesApi",
             Error::Transient(_) => "Transient",
-            Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
-                finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {
-                    "KubernetesApi"
-                }
-                finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
-                    "InvalidObject"
-                }
-            },
+            Error::Finalizer(e) => crate::controller::metrics::finalizer_reason(e, Error::reason),
         }
     }
 

@@ -37,7 +37,6 @@ use super::Context;
 use super::context::watched as api;
 use super::metrics::Kind;
 use super::triggers::Triggers;
-use crate::api::conditions::{find_condition, types};
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
 
 /// What the Tenant reconciles share besides the operator's [`Context`]: the caches and the
@@ -82,7 +81,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let (servers, servers_writer) = reflector::store::<DatabaseServer>();
     // Deletions always pass (kube's predicate_filter would drop them: see `triggers`).
     let mut service_triggers = Triggers::new(service_trigger);
-    let mut server_triggers = Triggers::new(server_trigger);
+    let mut server_triggers = crate::controller::service_database::server::server_triggers();
     let service_events = watcher(api::<ServiceDatabase>(&ctx), watcher::Config::default())
         .default_backoff()
         .reflect(services_writer)
@@ -188,19 +187,6 @@ pub fn service_trigger(sdb: &ServiceDatabase) -> Option<u64> {
         rollout.map(|r| (&r.inputs_hash, &r.admitted, &r.resume)),
     )
         .hash(&mut h);
-    Some(h.finish())
-}
-
-/// DatabaseServer changes that matter to Tenants: its spec (maxDatabases among it) and its
-/// readiness, never its databaseCount.
-pub fn server_trigger(dbs: &DatabaseServer) -> Option<u64> {
-    let ready = dbs
-        .status
-        .as_ref()
-        .and_then(|s| find_condition(&s.conditions, types::READY))
-        .map(|c| (c.status.clone(), c.observed_generation));
-    let mut h = DefaultHasher::new();
-    (dbs.metadata.generation, ready).hash(&mut h);
     Some(h.finish())
 }
 

@@ -12,19 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
 
-use crate::api::conditions::is_ready;
 use crate::api::{DatabaseServer, ServiceDatabase, Tenancy, Tenant};
 use crate::service::placement::{Candidate, PlacementError, place};
 
+pub use crate::controller::database_server::status::server_ready;
+
 /// One tenant database: (namespace, tenant, service).
 pub type Key = (String, String, String);
-
-/// Whether the DatabaseServer is Ready for its current generation.
-pub fn server_ready(dbs: &DatabaseServer) -> bool {
-    dbs.status
-        .as_ref()
-        .is_some_and(|s| is_ready(&s.conditions, dbs.metadata.generation))
-}
 
 /// The server the Tenant's status records for `service`, if any.
 pub fn recorded(tenant: &Tenant, service: &str) -> Option<String> {
