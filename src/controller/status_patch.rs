@@ -28,6 +28,14 @@ where
     if current == Some(status) {
         return Ok(false);
     }
+    if tracing::enabled!(tracing::Level::TRACE) {
+        tracing::trace!(
+            name = %obj.name_any(),
+            from = %serde_json::to_string(&current).unwrap_or_default(),
+            to = %serde_json::to_string(status).unwrap_or_default(),
+            "writing status"
+        );
+    }
     merge_status(api, &obj.name_any(), &json!({ "status": status })).await?;
     Ok(true)
 }

@@ -65,6 +65,7 @@ pub fn fast_config(namespace: &str) -> Config {
 }
 
 pub fn start(client: kube::Client, config: Config) -> Running {
+    log_if_asked();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(servicedb::controller::run(client, config, async move {
         let _ = rx.await;
@@ -72,6 +73,17 @@ pub fn start(client: kube::Client, config: Config) -> Running {
     Running {
         stop: Some(tx),
         task,
+    }
+}
+
+/// With `SERVICEDB_TEST_LOG` set (an `EnvFilter`, e.g. `servicedb=debug`), the controller's
+/// logs go to the test's output: what to read when a test times out.
+fn log_if_asked() {
+    if let Ok(filter) = std::env::var("SERVICEDB_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 
