@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
-use rbac_common::{grants, install, refused, render, uses};
+use rbac_common::{Grant, grants, install, refused, render, uses};
 use serde_json::{Value, json};
 use servicedb::api::conditions::{find_condition, types};
 use servicedb::api::{DatabaseServer, ServiceDatabase};
@@ -420,6 +420,7 @@ async fn prove(variant: Variant) {
     let unused: Vec<String> = grants
         .iter()
         .filter(|g| !requests.iter().any(|r| uses(g, r)))
+        .filter(|g| !timing_dependent(g))
         .map(|g| g.to_string())
         .collect();
     assert!(
@@ -482,4 +483,13 @@ async fn chart_rbac_watching_all_namespaces_is_enough_and_all_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_watching_one_namespace_is_enough_and_all_used() {
     prove(Variant::OneNamespace).await;
+}
+
+/// Grants whose use depends on timing, not on a flow: a reconcile reads its object (get)
+/// only when the watch cache is older than the operator's own last status write of it
+/// (`controller::freshness`). Every other grant must be used by the flows above.
+fn timing_dependent(g: &Grant) -> bool {
+    g.group == "servicedb.io"
+        && g.verb == "get"
+        && ["databaseservers", "servicedatabases", "tenants"].contains(&g.resource.as_str())
 }

@@ -7,6 +7,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use super::Config;
 use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
 use super::database_server::registry::ServerRegistry;
+use super::freshness::Written;
 use super::metrics::Metrics;
 
 pub struct Context {
@@ -18,6 +19,8 @@ pub struct Context {
     pub servers: ServerRegistry,
     pub failures: Failures,
     pub metrics: Metrics,
+    /// The versions of its own status writes, so no reconcile starts from an older cache.
+    pub written: Written,
 }
 
 impl Context {
@@ -34,6 +37,7 @@ impl Context {
             installation,
             servers: ServerRegistry::default(),
             failures: Failures::default(),
+            written: Written::default(),
         }
     }
 

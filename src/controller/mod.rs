@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod context;
 pub mod database_server;
 pub mod events;
+pub mod freshness;
 pub mod health;
 pub mod leader;
 pub mod metrics;

@@ -11,15 +11,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::freshness::Written;
+
 /// The field manager of everything servicedb applies.
 pub const FIELD_MANAGER: &str = "servicedb";
 
-/// Applies `status` when it differs from `current`; returns whether it wrote.
+/// Applies `status` when it differs from `current`; returns whether it wrote. The version
+/// written is recorded in `written` (see [`freshness`](super::freshness)).
 pub async fn apply_status<K, S>(
     api: &Api<K>,
     obj: &K,
     current: Option<&S>,
     status: &S,
+    written: &Written,
 ) -> Result<bool, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -36,15 +40,17 @@ where
             "writing status"
         );
     }
-    merge_status(api, &obj.name_any(), &json!({ "status": status })).await?;
+    merge_status(api, &obj.name_any(), &json!({ "status": status }), written).await?;
     Ok(true)
 }
 
-/// A JSON merge patch of the status subresource under servicedb's field manager.
+/// A JSON merge patch of the status subresource under servicedb's field manager; the
+/// version it made is recorded in `written`.
 pub async fn merge_status<K>(
     api: &Api<K>,
     name: &str,
     body: &serde_json::Value,
+    written: &Written,
 ) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -53,6 +59,10 @@ where
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    api.patch_status(name, &params, &Patch::Merge(body)).await?;
+    let patched = api.patch_status(name, &params, &Patch::Merge(body)).await?;
+    written.record(
+        &patched.uid().unwrap_or_default(),
+        patched.resource_version(),
+    );
     Ok(())
 }

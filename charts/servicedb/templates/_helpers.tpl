@@ -60,11 +60,12 @@ ServiceAccount and fails on any request these rules refuse, and on any rule no r
 
 {{/* Cluster-scoped objects: always in a ClusterRole. */}}
 {{- define "servicedb.rules.cluster" -}}
-# DatabaseServers are cluster-scoped: both controllers list and watch them. Never written
+# DatabaseServers are cluster-scoped: both controllers list and watch them, and read one
+# (get) when the cache is older than the operator's own last status write. Never written
 # (no finalizer); only their status is.
 - apiGroups: ["servicedb.io"]
   resources: ["databaseservers"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # Their status (serverVersion, databaseCount, conditions): server-side apply of the status
 # subresource.
 - apiGroups: ["servicedb.io"]
@@ -82,19 +83,21 @@ ServiceAccount and fails on any request these rules refuse, and on any rule no r
 
 {{/* Objects in the watched namespaces: a ClusterRole, or a Role under watchNamespace. */}}
 {{- define "servicedb.rules.namespaced" -}}
-# ServiceDatabases: listed and watched; the finalizer added and removed (JSON patch).
+# ServiceDatabases: listed and watched, read (get) when the cache is older than the
+# operator's own last status write; the finalizer added and removed (JSON patch).
 - apiGroups: ["servicedb.io"]
   resources: ["servicedatabases"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Their status (conditions, database, Secret name): server-side apply of the subresource.
 - apiGroups: ["servicedb.io"]
   resources: ["servicedatabases/status"]
   verbs: ["patch"]
 # Tenants: listed and watched (by their controller, and by PerTenant ServiceDatabases
-# counting their fleet); the finalizer added and removed (JSON patch).
+# counting their fleet), read (get) when the cache is older than the operator's own last
+# status write; the finalizer added and removed (JSON patch).
 - apiGroups: ["servicedb.io"]
   resources: ["tenants"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Their status (databases, placement, conditions): patch of the subresource.
 - apiGroups: ["servicedb.io"]
   resources: ["tenants/status"]

@@ -40,13 +40,15 @@ pub enum Error {
     Status { name: String, source: kube::Error },
     #[error("DatabaseServer {name}: {source}")]
     Server { name: String, source: ServerProblem },
+    #[error("reading DatabaseServer {name}: {source}")]
+    Read { name: String, source: kube::Error },
 }
 
 impl Error {
     /// The category in `servicedb_reconcile_errors_total{reason}`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Status { .. } => "KubernetesApi",
+            Error::Status { .. } | Error::Read { .. } => "KubernetesApi",
             Error::Server { source, .. } => source.reason(),
         }
     }
@@ -120,7 +122,21 @@ async fn reconcile(dbs: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action
     let uid = dbs.uid().unwrap_or_default();
     let started = std::time::Instant::now();
     let limit = ctx.config.reconcile_timeout;
-    let result = match tokio::time::timeout(limit, reconcile_server(&dbs, &ctx)).await {
+    let api = Api::<DatabaseServer>::all(ctx.client.clone());
+    let work = async {
+        let latest = super::freshness::latest(&api, dbs.clone(), &ctx.written)
+            .await
+            .map_err(|source| Error::Read {
+                name: dbs.name_any(),
+                source,
+            })?;
+        match latest {
+            Some(dbs) => reconcile_server(&dbs, &ctx).await,
+            // Gone meanwhile: its deletion event brings what is left to do.
+            None => Ok(Action::await_change()),
+        }
+    };
+    let result = match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
         Err(_) => Err(Error::Server {
             name: dbs.name_any(),
@@ -242,7 +258,7 @@ async fn write_status(dbs: &DatabaseServer, ctx: &Context, health: &Health) -> R
     let api = Api::<DatabaseServer>::all(ctx.client.clone());
     let current = dbs.status.as_ref();
     let status = desired_status(current, dbs.metadata.generation, health, &conditions::now());
-    let written = apply_status(&api, dbs, current, &status)
+    let written = apply_status(&api, dbs, current, &status, &ctx.written)
         .await
         .map_err(|source| Error::Status {
             name: name.clone(),

@@ -223,7 +223,7 @@ pub fn newly_paused(before: Option<&RolloutStatus>, after: Option<&RolloutStatus
 /// Writes `status.tenants` and `status.rollout` when they changed. Returns whether it
 /// wrote.
 pub async fn write_fleet_status(
-    client: &kube::Client,
+    ctx: &crate::controller::Context,
     sdb: &ServiceDatabase,
     fleet: &Fleet,
 ) -> Result<bool, kube::Error> {
@@ -237,12 +237,12 @@ pub async fn write_fleet_status(
         return Ok(false);
     }
     let ns = sdb.namespace().unwrap_or_default();
-    let api: Api<ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    let api: Api<ServiceDatabase> = Api::namespaced(ctx.client.clone(), &ns);
     let body = json!({ "status": {
         "tenants": fleet.summary,
         "rollout": rollout_patch(fleet.rollout.as_ref()),
     }});
-    merge_status(&api, &sdb.name_any(), &body).await?;
+    merge_status(&api, &sdb.name_any(), &body, &ctx.written).await?;
     Ok(true)
 }
 

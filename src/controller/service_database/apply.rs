@@ -189,7 +189,7 @@ async fn per_tenant(
             fleet: fleet.state.clone(),
         })
         .await?;
-    rollout::write_fleet_status(&ctx.client, sdb, &fleet)
+    rollout::write_fleet_status(ctx, sdb, &fleet)
         .await
         .map_err(Error::kube("writing the fleet status"))?;
     let before = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
@@ -270,9 +270,15 @@ impl<'a> StatusWriter<'a> {
             self.ctx.client.clone(),
             &self.sdb.namespace().unwrap_or_default(),
         );
-        let written = apply_status(&api, self.sdb, self.current.as_ref(), &status)
-            .await
-            .map_err(Error::kube("writing the ServiceDatabase status"))?;
+        let written = apply_status(
+            &api,
+            self.sdb,
+            self.current.as_ref(),
+            &status,
+            &self.ctx.written,
+        )
+        .await
+        .map_err(Error::kube("writing the ServiceDatabase status"))?;
         self.current = Some(status);
         Ok(written)
     }

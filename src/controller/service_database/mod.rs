@@ -129,15 +129,26 @@ async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Actio
     let started = std::time::Instant::now();
     let api: Api<ServiceDatabase> =
         Api::namespaced(ctx.client.clone(), &sdb.namespace().unwrap_or_default());
-    let work = finalizer(&api, FINALIZER, sdb, |event| async {
-        match event {
-            Event::Apply(sdb) => apply::apply(&sdb, &ctx).await,
-            Event::Cleanup(sdb) => cleanup::cleanup(&sdb, &ctx).await,
-        }
-    });
+    let work = async {
+        // Gone meanwhile: its deletion event brings what is left to do.
+        let Some(sdb) = super::freshness::latest(&api, sdb, &ctx.written)
+            .await
+            .map_err(Error::kube("reading the ServiceDatabase"))?
+        else {
+            return Ok(Action::await_change());
+        };
+        finalizer(&api, FINALIZER, sdb, |event| async {
+            match event {
+                Event::Apply(sdb) => apply::apply(&sdb, &ctx).await,
+                Event::Cleanup(sdb) => cleanup::cleanup(&sdb, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     let limit = ctx.config.reconcile_timeout;
     let result = match tokio::time::timeout(limit, work).await {
-        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Ok(done) => done,
         Err(_) => Err(Error::Transient(format!(
             "the reconcile took longer than {}; it is retried",
             humantime::format_duration(limit)

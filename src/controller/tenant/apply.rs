@@ -146,9 +146,15 @@ impl<'a> StatusWriter<'a> {
             self.tc.ctx.client.clone(),
             &self.tenant.namespace().unwrap_or_default(),
         );
-        let written = apply_status(&api, self.tenant, self.current.as_ref(), &status)
-            .await
-            .map_err(Error::kube("writing the Tenant status"))?;
+        let written = apply_status(
+            &api,
+            self.tenant,
+            self.current.as_ref(),
+            &status,
+            &self.tc.ctx.written,
+        )
+        .await
+        .map_err(Error::kube("writing the Tenant status"))?;
         self.current = Some(status);
         Ok(written)
     }

@@ -222,15 +222,26 @@ async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action
         tc.ctx.client.clone(),
         &tenant.namespace().unwrap_or_default(),
     );
-    let work = finalizer(&api, FINALIZER, tenant, |event| async {
-        match event {
-            Event::Apply(tenant) => apply::apply(&tenant, &tc).await,
-            Event::Cleanup(tenant) => cleanup::cleanup(&tenant, &tc).await,
-        }
-    });
+    let work = async {
+        // Gone meanwhile: its deletion event brings what is left to do.
+        let Some(tenant) = super::freshness::latest(&api, tenant, &tc.ctx.written)
+            .await
+            .map_err(Error::kube("reading the Tenant"))?
+        else {
+            return Ok(Action::await_change());
+        };
+        finalizer(&api, FINALIZER, tenant, |event| async {
+            match event {
+                Event::Apply(tenant) => apply::apply(&tenant, &tc).await,
+                Event::Cleanup(tenant) => cleanup::cleanup(&tenant, &tc).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     let limit = tc.ctx.config.reconcile_timeout;
     let result = match tokio::time::timeout(limit, work).await {
-        Ok(done) => done.map_err(|e| Error::Finalizer(Box::new(e))),
+        Ok(done) => done,
         Err(_) => Err(Error::Transient(format!(
             "the reconcile took longer than {}; it is retried",
             humantime::format_duration(limit)

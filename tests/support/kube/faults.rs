@@ -26,6 +26,7 @@ pub struct Fault {
     retry_after: Option<u64>,
     delay: Option<Duration>,
     watch_expired: bool,
+    watch_lag: Option<Duration>,
     remaining: Option<usize>,
 }
 
@@ -42,6 +43,7 @@ impl Fault {
             retry_after: None,
             delay: None,
             watch_expired: false,
+            watch_lag: None,
             remaining: Some(1),
         }
     }
@@ -74,6 +76,14 @@ impl Fault {
     /// Status, as the API server does for a resourceVersion too old for its history.
     pub fn watch_expired(mut self) -> Fault {
         self.watch_expired = true;
+        self
+    }
+
+    /// For watches: deliver every event of the stream `lag` late, as a watch cache that
+    /// lags the API server does (a reflector then holds objects older than the writes the
+    /// client has made).
+    pub fn watch_lag(mut self, lag: Duration) -> Fault {
+        self.watch_lag = Some(lag);
         self
     }
 
@@ -121,6 +131,7 @@ pub(crate) struct Action {
     pub delay: Option<Duration>,
     pub status: Option<(u16, Option<String>, Option<u64>)>,
     pub watch_expired: bool,
+    pub watch_lag: Option<Duration>,
 }
 
 struct State {
@@ -193,6 +204,9 @@ impl Faults {
                 action.status = Some((code, rule.message.clone(), rule.retry_after));
             }
             action.watch_expired |= rule.watch_expired && info.verb == "watch";
+            if info.verb == "watch" && rule.watch_lag.is_some() {
+                action.watch_lag = rule.watch_lag;
+            }
         }
         if action.status.is_some() || action.watch_expired {
             state.injected += 1;

@@ -95,6 +95,7 @@ fn injected_response(action: &Action) -> Option<Response> {
 }
 
 async fn forward(State(mw): State<Middleware>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let info = request_info::parse(
         parts.method.as_str(),
@@ -110,6 +111,7 @@ async fn forward(State(mw): State<Middleware>, req: Request) -> Response {
             info,
             status: resp.status().as_u16(),
             injected: true,
+            started,
         });
         return resp;
     }
@@ -129,6 +131,7 @@ async fn forward(State(mw): State<Middleware>, req: Request) -> Response {
                 info,
                 status: 502,
                 injected: false,
+                started,
             });
             return error_response(&ApiError::new(
                 502,
@@ -141,6 +144,7 @@ async fn forward(State(mw): State<Middleware>, req: Request) -> Response {
         status: resp.status().as_u16(),
         injected: false,
         info: info.clone(),
+        started,
     });
     let (parts, body) = resp.into_parts();
     let body = Body::new(body);
@@ -149,8 +153,35 @@ async fn forward(State(mw): State<Middleware>, req: Request) -> Response {
     }
     // a watch ends early when the test closes this client's watches
     let mut closes = mw.faults.close_signal();
-    let stream = body.into_data_stream().take_until(async move {
+    let stream = match action.watch_lag {
+        None => body.into_data_stream().boxed(),
+        Some(lag) => lagging(body, lag),
+    };
+    let stream = stream.take_until(async move {
         let _ = closes.changed().await;
     });
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The body's chunks, each delivered `lag` after it arrived (a constant latency, not one
+/// that grows with a burst of events).
+fn lagging(
+    body: Body,
+    lag: std::time::Duration,
+) -> futures::stream::BoxStream<'static, Result<axum::body::Bytes, axum::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            if tx.send((tokio::time::Instant::now() + lag, chunk)).is_err() {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let (due, chunk) = rx.recv().await?;
+        tokio::time::sleep_until(due).await;
+        Some((chunk, rx))
+    })
+    .boxed()
 }

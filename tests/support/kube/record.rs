@@ -16,6 +16,9 @@ pub struct RecordedRequest {
     pub status: u16,
     /// Whether a fault rule answered instead of the server.
     pub injected: bool,
+    /// When the client sent it (it is logged when it ends: a write the test saw the
+    /// effect of may be logged just after).
+    pub started: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -67,6 +70,14 @@ impl RequestLog {
 
     pub fn since(&self, mark: usize) -> Vec<RecordedRequest> {
         self.entries.lock().expect("log lock")[mark..].to_vec()
+    }
+
+    /// Writes sent after `instant`, whenever they ended.
+    pub fn writes_sent_after(&self, instant: std::time::Instant) -> Vec<RecordedRequest> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.is_write() && r.started > instant)
+            .collect()
     }
 
     /// Writes (create, update, patch, delete, deletecollection) since `mark`.
