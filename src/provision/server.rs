@@ -238,6 +238,7 @@ impl Server {
     /// between concurrent reconciles. Split the permit to hand one to each connection.
     pub async fn database_slots(&self, n: usize) -> OwnedSemaphorePermit {
         let n = n.clamp(1, self.bound());
+        let _queued = crate::budget::paused();
         self.databases
             .clone()
             .acquire_many_owned(u32::try_from(n).unwrap_or(1))

@@ -136,9 +136,9 @@ async fn reconcile(dbs: Arc<DatabaseServer>, ctx: Arc<Context>) -> Result<Action
             None => Ok(Action::await_change()),
         }
     };
-    let result = match tokio::time::timeout(limit, work).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Server {
+    let result = match crate::budget::bounded(limit, work).await {
+        Some(result) => result,
+        None => Err(Error::Server {
             name: dbs.name_any(),
             source: ServerProblem::Unavailable {
                 message: format!(

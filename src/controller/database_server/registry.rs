@@ -57,6 +57,8 @@ impl ServerRegistry {
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
             .clone();
+        // Queueing is not acting: the reconcile's bound does not count it (see `budget`).
+        let _queued = crate::budget::paused();
         semaphore
             .acquire_owned()
             .await
@@ -117,5 +119,23 @@ mod tests {
         assert!(tokio::time::timeout(wait, registry.turn("b")).await.is_ok());
         held.pop();
         assert!(tokio::time::timeout(wait, registry.turn("a")).await.is_ok());
+    }
+
+    /// Locks "queueing for a turn is not acting": a reconcile bounded to 200 ms that waits
+    /// 600 ms for a turn, then works briefly, is not cut (a busy server is no livelock).
+    #[tokio::test]
+    async fn waiting_for_a_turn_does_not_count_against_the_reconcile_bound() {
+        let registry = std::sync::Arc::new(ServerRegistry::with_bound(1));
+        let held = registry.turn("a").await;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            drop(held);
+        });
+        let out = crate::budget::bounded(Duration::from_millis(200), async {
+            let _turn = registry.turn("a").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+        .await;
+        assert!(out.is_some());
     }
 }

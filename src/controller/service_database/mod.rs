@@ -147,9 +147,9 @@ async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Actio
         .map_err(|e| Error::Finalizer(Box::new(e)))
     };
     let limit = ctx.config.reconcile_timeout;
-    let result = match tokio::time::timeout(limit, work).await {
-        Ok(done) => done,
-        Err(_) => Err(Error::Transient(format!(
+    let result = match crate::budget::bounded(limit, work).await {
+        Some(done) => done,
+        None => Err(Error::Transient(format!(
             "the reconcile took longer than {}; it is retried",
             humantime::format_duration(limit)
         ))),

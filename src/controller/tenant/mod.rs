@@ -240,9 +240,9 @@ async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action
         .map_err(|e| Error::Finalizer(Box::new(e)))
     };
     let limit = tc.ctx.config.reconcile_timeout;
-    let result = match tokio::time::timeout(limit, work).await {
-        Ok(done) => done,
-        Err(_) => Err(Error::Transient(format!(
+    let result = match crate::budget::bounded(limit, work).await {
+        Some(done) => done,
+        None => Err(Error::Transient(format!(
             "the reconcile took longer than {}; it is retried",
             humantime::format_duration(limit)
         ))),
