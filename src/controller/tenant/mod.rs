@@ -11,6 +11,7 @@ pub mod apply;
 pub mod cleanup;
 pub mod database;
 pub mod error;
+pub mod locate;
 pub mod migrations;
 pub mod placement;
 pub mod services;
