@@ -81,13 +81,15 @@ pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Reclaimed
 
 /// Claim check, then Secrets, database and roles, for one tenant's database of a PerTenant
 /// ServiceDatabase (the Secrets are owned by whatever `secrets` was made with: the Tenant).
+/// The roles in `rotate` get new passwords.
 pub async fn apply_tenant(
     server: &Server,
     secrets: &KubeSecrets,
     sdb: &ServiceDatabase,
     tenant: &str,
+    rotate: &[String],
 ) -> Result<Provisioned, Failure> {
-    match reconcile_unit(server, secrets, sdb, Some(tenant), &[]).await {
+    match reconcile_unit(server, secrets, sdb, Some(tenant), rotate).await {
         Ok(unit) => Ok(Provisioned {
             layout: unit.layout,
             statements: unit.done.outcome.executed(),

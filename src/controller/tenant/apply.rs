@@ -68,6 +68,7 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
     }
     let ns = tenant.namespace().unwrap_or_default();
     let mut announcements = Vec::new();
+    let mut next_due: Option<std::time::Duration> = None;
     for (i, service) in tenant.spec.services.iter().enumerate() {
         let found = tc.service(&ns, service);
         let reconciled = match resolve(tenant, service, found.as_deref()) {
@@ -76,12 +77,17 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
                 report: unresolved(tenant, service, state),
                 retry: None,
                 announcement: None,
+                next_due: None,
             },
         };
         if let Some(message) = reconciled.retry {
             retry = Some(message);
         }
         announcements.extend(reconciled.announcement);
+        next_due = match (next_due, reconciled.next_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // Recorded now (written only if it changed), so a reconcile cut short by its
         // timeout on a later database keeps this one's placement; the last one is written
         // with the rest just below.
@@ -105,7 +111,7 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
         Some(message) => Err(Error::Transient(message)),
         // Also how a tenant waiting for room looks again: room comes back with no event
         // the watches pass.
-        None => Ok(tc.ctx.resync(&uid)),
+        None => Ok(tc.ctx.resync_within(&uid, next_due)),
     }
 }
 

@@ -15,11 +15,14 @@ use crate::api::conditions::reasons;
 use crate::api::{DATABASE_SERVER_ANNOTATION, ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::controller::database_server::status::not_ready_why;
+use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::migration;
 use crate::controller::provisioning::{self, Failure};
+use crate::controller::service_database::rotation;
 use crate::controller::service_database::secrets::KubeSecrets;
 use crate::provision::server::Server;
 use crate::service::Layout;
+use k8s_openapi::jiff::Timestamp;
 
 /// The report of one database, the message of a failure worth retrying, and what to
 /// announce about its migration Job once the status is written.
@@ -27,6 +30,8 @@ pub struct Reconciled {
     pub report: DbReport,
     pub retry: Option<String>,
     pub announcement: Option<migration::Announcement>,
+    /// When its next periodic password rotation falls due.
+    pub next_due: Option<std::time::Duration>,
 }
 
 pub fn key(tenant: &Tenant, service: &str) -> Key {
@@ -63,6 +68,7 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             report,
             retry,
             announcement: None,
+            next_due: None,
         }
     };
     let secrets = KubeSecrets::new(tc.ctx.client.clone(), super::owner_reference(tenant));
@@ -73,12 +79,25 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     report.server = Some(server_name.clone());
     // Where the database is survives a lost status on its Secrets too (see `locate`).
     secrets.annotate_every_write(DATABASE_SERVER_ANNOTATION, &server_name);
+    // The PerTenant ServiceDatabase's rotation policy, on this tenant's Secrets.
+    let rotation = match rotation::prepare(&secrets, sdb, &layout, Timestamp::now()).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            let message = format!("reading the Secrets of database {}: {e}", layout.database);
+            let state = DbState::Waiting {
+                reason: reasons::PROVISIONING_FAILED.into(),
+                message: format!("{message} (retrying)"),
+            };
+            return done(report, state, Some(message));
+        }
+    };
     let server = match connected(tc, &server_name).await {
         Ok(server) => server,
         Err((state, retry)) => return done(report, state, retry),
     };
     let turn = tc.ctx.servers.turn(&server_name).await;
-    let provisioned = provisioning::apply_tenant(&server, &secrets, sdb, &name).await;
+    let provisioned =
+        provisioning::apply_tenant(&server, &secrets, sdb, &name, &rotation.roles()).await;
     drop(turn);
     match provisioned {
         Ok(p) => {
@@ -86,15 +105,24 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
                 "database {} of service {} on DatabaseServer {server_name}",
                 p.layout.database, p.layout.service
             );
-            provisioning::announce(&tc.ctx, &tenant.object_ref(&()), &p, on).await;
+            let regarding = tenant.object_ref(&());
+            provisioning::announce(&tc.ctx, &regarding, &p, on).await;
+            if let Some(note) = rotation::announcement(&rotation, &p.layout, &p) {
+                let reason = event_reasons::PASSWORD_ROTATED;
+                events::normal(&tc.ctx, &regarding, reason, "Rotate", note).await;
+            }
             let Some(target) = target else {
-                return done(report, DbState::Ready, None);
+                return Reconciled {
+                    next_due: rotation.next_due,
+                    ..done(report, DbState::Ready, None)
+                };
             };
             let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
             report.applied_version = m.applied_version;
             report.migration = Some(m.record);
             Reconciled {
                 announcement: m.announcement,
+                next_due: rotation.next_due,
                 ..done(report, m.state, m.retry)
             }
         }
