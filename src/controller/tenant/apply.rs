@@ -93,7 +93,7 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
         // with the rest just below.
         if i + 1 < tenant.spec.services.len() {
             writer
-                .write(&Progress::Partial(reconciled.report.clone()))
+                .write(&Progress::Partial(Box::new(reconciled.report.clone())))
                 .await?;
         }
         reports.push(reconciled.report);

@@ -109,7 +109,7 @@ pub enum Progress {
     Databases(Vec<DbReport>),
     /// One database done while others are still to go: its entry is recorded (a placement
     /// must survive a reconcile cut short), the conditions wait for `Databases`.
-    Partial(DbReport),
+    Partial(Box<DbReport>),
 }
 
 pub fn desired_status(
@@ -291,7 +291,7 @@ mod tests {
         let placed = desired_status(
             Some(&started),
             Some(1),
-            &Progress::Partial(report("app", DbState::Ready)),
+            &Progress::Partial(Box::new(report("app", DbState::Ready))),
             &at(2),
         );
         assert_eq!(
@@ -304,7 +304,7 @@ mod tests {
         let both = desired_status(
             Some(&placed),
             Some(1),
-            &Progress::Partial(moved.clone()),
+            &Progress::Partial(Box::new(moved.clone())),
             &at(3),
         );
         let mut app_waiting = report(
@@ -318,7 +318,7 @@ mod tests {
         let again = desired_status(
             Some(&both),
             Some(1),
-            &Progress::Partial(app_waiting.clone()),
+            &Progress::Partial(Box::new(app_waiting.clone())),
             &at(4),
         );
         assert_eq!(again.databases, vec![app_waiting.entry(), moved.entry()]);
