@@ -13,7 +13,7 @@ use controller_common::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use servicedb::api::ServiceDatabase;
+use servicedb::api::{ServiceDatabase, Tenant};
 use support::kube::{TestCluster, eventually};
 use support::postgres::server as pg;
 
@@ -187,4 +187,86 @@ async fn a_secret_ahead_of_its_role_is_caught_up() {
     assert_eq!(after["PGPASSWORD"], written);
     assert!(login(&before).await.is_err(), "the old password is gone");
     assert!(rotated_events(&client, &ns, "ahead").await.is_empty());
+}
+
+/// Locks rotation of tenant databases: `servicedb.io/rotate` on a PerTenant ServiceDatabase
+/// gives each Tenant's app and migrator Secrets new passwords that log in while the old
+/// ones are refused (28P01), with a PasswordRotated Event on the Tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotate_annotation_rotates_tenant_databases() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    let services: Api<ServiceDatabase> = Api::namespaced(client.clone(), &ns);
+    apply(
+        &services,
+        "app",
+        json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "ServiceDatabase",
+            "metadata": {"name": "app", "namespace": ns},
+            "spec": {"tenancy": "PerTenant", "server": server},
+        }),
+    )
+    .await;
+    let tenants: Api<Tenant> = Api::namespaced(client.clone(), &ns);
+    apply(
+        &tenants,
+        "t1",
+        json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "t1", "namespace": ns},
+            "spec": {"services": ["app"]},
+        }),
+    )
+    .await;
+    let (app, migrator) = ("app-db-t1", "app-migrator-t1");
+    let old_app = eventually("the tenant's app Secret to log in", || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let data = secret_data(&client, &ns, app).await?;
+            login(&data).await.ok()?;
+            Some(data)
+        }
+    })
+    .await;
+    let old_migrator = secret_data(&client, &ns, migrator).await.unwrap();
+    assert!(rotated_events(&client, &ns, "t1").await.is_empty());
+
+    annotate(&client, &ns, "app", "servicedb.io/rotate", "v1").await;
+    let new_app = eventually(
+        "both tenant Secrets to get new passwords that log in",
+        || {
+            let (client, ns) = (client.clone(), ns.clone());
+            let (old_app, old_migrator) = (old_app.clone(), old_migrator.clone());
+            async move {
+                let a = secret_data(&client, &ns, app).await?;
+                let m = secret_data(&client, &ns, migrator).await?;
+                if a["password"] == old_app["password"] || m["password"] == old_migrator["password"]
+                {
+                    return None;
+                }
+                login(&a).await.ok()?;
+                login(&m).await.ok()?;
+                Some(a)
+            }
+        },
+    )
+    .await;
+    let Err(refused) = login(&old_app).await else {
+        panic!("the old app password is refused")
+    };
+    assert!(
+        refused.contains("password authentication failed"),
+        "{refused}"
+    );
+    assert_eq!(secret_annotations(&client, &ns, app).await[ROTATION], "v1");
+    let note = wait_event(&client, &ns, "t1", "Normal", "PasswordRotated").await;
+    assert!(note.contains(app) && note.contains(migrator), "{note}");
+    assert!(
+        !note.contains(&new_app["password"]),
+        "no password in {note}"
+    );
 }

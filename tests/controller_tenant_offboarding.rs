@@ -1,4 +1,4 @@
-//! Deleting a PerTenant ServiceDatabase waits for its Tenants: their cleanup needs it, so
+//! Offboarding tenants. Deleting a PerTenant ServiceDatabase waits for its Tenants: their cleanup needs it, so
 //! going first would leave every tenant's database and roles on the servers (a namespace
 //! deletion, or a GitOps prune, removes both at once).
 
@@ -54,5 +54,59 @@ async fn a_per_tenant_service_goes_after_its_tenants_have_dropped_their_database
         async move { matches!(services.get_opt("app").await, Ok(None)).then_some(()) }
     })
     .await;
+    cluster.cleanup().await;
+}
+
+/// Locks that offboarding never reports dropping a tenant database it left alone: one
+/// dropped and created again by hand under the same name is someone else's; the Tenant's
+/// Delete policy keeps it, and the Event (reason Retained) says so instead of "dropped".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_tenant_leaves_a_replaced_database_alone_and_says_so() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    per_tenant(&client, &ns, "app", json!({"server": server})).await;
+    tenant(
+        &client,
+        &ns,
+        "t1",
+        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
+    let db = t1.status.unwrap().databases[0].database.clone().unwrap();
+    // Replaced while no controller looks.
+    controller.stop().await;
+    let admin = pg().admin_client("postgres").await;
+    for sql in [
+        format!("DROP DATABASE \"{db}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{db}\""),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .await
+            .expect("the admin replaces it");
+    }
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+
+    delete_tenant(&client, &ns, "t1").await;
+    assert!(database_exists(&db).await, "the replacement is kept");
+    let events = events_about(&client, &ns, "t1").await;
+    let (_, _, note) = events
+        .iter()
+        .find(|(_, r, note)| r == "Retained" && note.contains("left database"))
+        .unwrap_or_else(|| panic!("an Event says the database was left alone: {events:?}"));
+    assert!(note.contains(&db) && note.contains("service app"), "{note}");
+    assert!(
+        !events.iter().any(|(_, r, _)| r == "Dropped"),
+        "nothing claims it was dropped: {events:?}"
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{db}\""))
+        .await
+        .expect("the test drops the replacement");
     cluster.cleanup().await;
 }

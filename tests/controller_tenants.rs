@@ -390,3 +390,42 @@ async fn tenants_at_steady_state_cause_no_writes() {
         "the tenant was resynced ({reads} reads of its Secret)"
     );
 }
+
+/// Locks the per-database status write: with the second service's server slow (its
+/// CREATE DATABASE waits on a session in template1 for longer than the reconcile may take),
+/// every reconcile is cut short by the reconcile timeout, and the first service's
+/// placement is in the status all the same. Once the server is free, the Tenant is Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_is_recorded_before_a_slow_database_after_it() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let fast = database_server(&cluster, &ns, "pg-admin").await;
+    let pg_slow = support::postgres::private_server();
+    let slow = own_server(&cluster, &ns, &pg_slow, 10).await;
+    let config = servicedb::controller::Config {
+        reconcile_timeout: Duration::from_secs(3),
+        ..fast_config(&ns)
+    };
+    let _controller = start(cluster.instrumented_client().client, config);
+    wait_server_ready(&client, &slow).await;
+    per_tenant(&client, &ns, "app", json!({"server": fast})).await;
+    per_tenant(&client, &ns, "crm", json!({"server": slow})).await;
+    // PostgreSQL lets CREATE DATABASE wait up to 5s for other sessions to leave its template.
+    let blocker = pg_slow.superuser_client("template1").await;
+    tenant(&client, &ns, "t1", json!({"services": ["app", "crm"]})).await;
+    let t1 = wait_tenant(&client, &ns, "t1", "app's placement in the status", |t| {
+        placed(t).contains_key("app")
+    })
+    .await;
+    assert_eq!(placed(&t1).get("app"), Some(&fast));
+    assert!(!tenant_ready(&t1), "crm is not done");
+    drop(blocker);
+    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
+    let placed = placed(&t1);
+    assert_eq!(
+        (placed.get("app"), placed.get("crm")),
+        (Some(&fast), Some(&slow))
+    );
+}

@@ -36,6 +36,9 @@ pub const FINALIZER: &str = "servicedb.io/finalizer";
 pub const ROTATE_ANNOTATION: &str = "servicedb.io/rotate";
 /// Annotation that runs a failed migration again on the same inputs when its value changes.
 pub const RETRY_ANNOTATION: &str = "servicedb.io/retry";
+/// On a tenant database's Secrets: the DatabaseServer holding the database, so its place is
+/// known even when the Tenant's status is lost and that server is down.
+pub const DATABASE_SERVER_ANNOTATION: &str = "servicedb.io/database-server";
 
 /// Labels on everything servicedb creates.
 pub mod labels {

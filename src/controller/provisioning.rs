@@ -66,18 +66,8 @@ pub fn cleanup_needs_server(sdb: &ServiceDatabase) -> bool {
     sdb.spec.reclaim_policy == crate::api::ReclaimPolicy::Delete
 }
 
-/// What deletion did on the server.
-#[derive(Debug)]
-pub enum Cleaned {
-    /// Dropped what this resource created (the statements, as displayed).
-    Dropped(Vec<String>),
-    Retained,
-    /// The database belongs to another resource (or to nobody): nothing was touched.
-    NotOurs(String),
-}
-
-/// What deletion of a ServiceDatabase did on the server: like [`Cleaned`], but a Delete keeps
-/// the core's [`Deletion`], which tells a dropped database from one left alone.
+/// What deletion did on the server: a Delete keeps the core's [`Deletion`], which tells a
+/// dropped database from one left alone.
 #[derive(Debug)]
 pub enum Reclaimed {
     Deleted(Deletion),
@@ -86,27 +76,20 @@ pub enum Reclaimed {
 }
 
 pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Reclaimed, Failure> {
-    match cleanup_unit(server, sdb, None, sdb.spec.reclaim_policy).await {
-        Ok(Cleanup::Dropped(deletion)) => Ok(Reclaimed::Deleted(deletion)),
-        Ok(Cleanup::Retained) => Ok(Reclaimed::Retained),
-        Err(failed) => match failed.error {
-            UnitError::Provision(ProvisionError::Conflict(c)) => {
-                Ok(Reclaimed::NotOurs(c.to_string()))
-            }
-            e => Err(sort(e, None)),
-        },
-    }
+    reclaimed(cleanup_unit(server, sdb, None, sdb.spec.reclaim_policy).await)
 }
 
 /// Claim check, then Secrets, database and roles, for one tenant's database of a PerTenant
 /// ServiceDatabase (the Secrets are owned by whatever `secrets` was made with: the Tenant).
+/// The roles in `rotate` get new passwords.
 pub async fn apply_tenant(
     server: &Server,
     secrets: &KubeSecrets,
     sdb: &ServiceDatabase,
     tenant: &str,
+    rotate: &[String],
 ) -> Result<Provisioned, Failure> {
-    match reconcile_unit(server, secrets, sdb, Some(tenant), &[]).await {
+    match reconcile_unit(server, secrets, sdb, Some(tenant), rotate).await {
         Ok(unit) => Ok(Provisioned {
             layout: unit.layout,
             statements: unit.done.outcome.executed(),
@@ -122,13 +105,19 @@ pub async fn cleanup_tenant(
     sdb: &ServiceDatabase,
     tenant: &str,
     policy: crate::api::ReclaimPolicy,
-) -> Result<Cleaned, Failure> {
-    match cleanup_unit(server, sdb, Some(tenant), policy).await {
-        Ok(Cleanup::Dropped(outcome)) => Ok(Cleaned::Dropped(outcome.executed())),
-        Ok(Cleanup::Retained) => Ok(Cleaned::Retained),
+) -> Result<Reclaimed, Failure> {
+    reclaimed(cleanup_unit(server, sdb, Some(tenant), policy).await)
+}
+
+fn reclaimed(
+    done: Result<Cleanup, crate::service::reconcile::UnitFailure>,
+) -> Result<Reclaimed, Failure> {
+    match done {
+        Ok(Cleanup::Dropped(deletion)) => Ok(Reclaimed::Deleted(deletion)),
+        Ok(Cleanup::Retained) => Ok(Reclaimed::Retained),
         Err(failed) => match failed.error {
             UnitError::Provision(ProvisionError::Conflict(c)) => {
-                Ok(Cleaned::NotOurs(c.to_string()))
+                Ok(Reclaimed::NotOurs(c.to_string()))
             }
             e => Err(sort(e, None)),
         },

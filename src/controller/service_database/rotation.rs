@@ -4,9 +4,9 @@
 //! crash in between leaves Secrets whose record says "rotated" and whose password the next
 //! pass sets (the catalog's fingerprint no longer matches).
 //!
-//! A Tenant's databases plug in the same way: one `prepare` per tenant database, with that
-//! tenant's layout, on the `KubeSecrets` the Tenant controller makes, and the roles passed to
-//! `provisioning::apply_tenant`.
+//! A Tenant's databases use the same steps (`controller::tenant::database`): one `prepare`
+//! per tenant database, with that tenant's layout, on the `KubeSecrets` the Tenant
+//! controller makes, and the roles passed to `provisioning::apply_tenant`.
 
 use k8s_openapi::jiff::Timestamp;
 

@@ -34,6 +34,8 @@ pub struct KubeSecrets {
     fetched: Mutex<BTreeMap<String, Option<Secret>>>,
     /// Annotations to write with each Secret (by name).
     annotations: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Annotations every Secret write carries.
+    every: Mutex<BTreeMap<String, String>>,
 }
 
 impl KubeSecrets {
@@ -44,6 +46,7 @@ impl KubeSecrets {
             foreign: Mutex::new(None),
             fetched: Mutex::default(),
             annotations: Mutex::default(),
+            every: Mutex::default(),
         }
     }
 
@@ -59,6 +62,11 @@ impl KubeSecrets {
     /// The annotations every later write of each named Secret carries.
     pub fn annotate_writes(&self, annotations: BTreeMap<String, BTreeMap<String, String>>) {
         *lock(&self.annotations) = annotations;
+    }
+
+    /// An annotation every later write of every Secret carries (besides `annotate_writes`').
+    pub fn annotate_every_write(&self, key: &str, value: &str) {
+        lock(&self.every).insert(key.to_string(), value.to_string());
     }
 
     /// Why a read refused a Secret, if one did (the core keeps only the message).
@@ -187,10 +195,13 @@ impl SecretStore for KubeSecrets {
         data: &BTreeMap<String, String>,
     ) -> Result<(), SecretStoreError> {
         let api = Api::<Secret>::namespaced(self.client.clone(), &layout.namespace);
-        let annotations = lock(&self.annotations)
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
+        let mut annotations = lock(&self.every).clone();
+        annotations.extend(
+            lock(&self.annotations)
+                .get(name)
+                .cloned()
+                .unwrap_or_default(),
+        );
         let secret = desired_secret(layout, name, &self.owner, data, &annotations);
         api.patch(
             name,

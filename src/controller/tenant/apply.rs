@@ -1,5 +1,6 @@
 //! The Apply side of the finalizer: record the new generation, validate, offboard the
-//! services no longer listed, then each listed service's database, then the status.
+//! services no longer listed, then each listed service's database (its status entry
+//! written as soon as it changed), then the status.
 
 use kube::ResourceExt;
 use kube::api::Api;
@@ -67,7 +68,8 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
     }
     let ns = tenant.namespace().unwrap_or_default();
     let mut announcements = Vec::new();
-    for service in &tenant.spec.services {
+    let mut next_due: Option<std::time::Duration> = None;
+    for (i, service) in tenant.spec.services.iter().enumerate() {
         let found = tc.service(&ns, service);
         let reconciled = match resolve(tenant, service, found.as_deref()) {
             Ok(sdb) => database::reconcile(tenant, sdb, tc).await,
@@ -75,12 +77,25 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
                 report: unresolved(tenant, service, state),
                 retry: None,
                 announcement: None,
+                next_due: None,
             },
         };
         if let Some(message) = reconciled.retry {
             retry = Some(message);
         }
         announcements.extend(reconciled.announcement);
+        next_due = match (next_due, reconciled.next_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Recorded now (written only if it changed), so a reconcile cut short by its
+        // timeout on a later database keeps this one's placement; the last one is written
+        // with the rest just below.
+        if i + 1 < tenant.spec.services.len() {
+            writer
+                .write(&Progress::Partial(Box::new(reconciled.report.clone())))
+                .await?;
+        }
         reports.push(reconciled.report);
     }
     writer.write(&Progress::Databases(reports)).await?;
@@ -96,7 +111,7 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
         Some(message) => Err(Error::Transient(message)),
         // Also how a tenant waiting for room looks again: room comes back with no event
         // the watches pass.
-        None => Ok(tc.ctx.resync(&uid)),
+        None => Ok(tc.ctx.resync_within(&uid, next_due)),
     }
 }
 

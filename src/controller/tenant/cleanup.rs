@@ -15,12 +15,14 @@ use super::database::{connected, key};
 use super::error::Error;
 use crate::api::{ReclaimPolicy, Tenant, TenantDatabaseStatus};
 use crate::controller::events::{self, reasons as event_reasons};
-use crate::controller::provisioning::{self, Cleaned, Failure};
+use crate::controller::provisioning::{self, Failure};
 use crate::controller::service_database::cleanup::expired;
 use crate::controller::service_database::secrets::refuse_foreign;
 use crate::service::Layout;
+use crate::service::reconcile::Deletion;
 
 /// What happened to one database.
+#[derive(Debug, PartialEq, Eq)]
 enum Reclaimed {
     /// There was never anything on a server.
     Nothing,
@@ -69,14 +71,34 @@ async fn reclaim(
         .map_err(|(state, _)| state.message().unwrap_or_default())?;
     let _turn = tc.ctx.servers.turn(&server_name).await;
     match provisioning::cleanup_tenant(&server, &sdb, &name, ReclaimPolicy::Delete).await {
-        Ok(Cleaned::Dropped(statements)) => Ok(Reclaimed::Dropped(format!(
-            "dropped database {database} of service {} and its roles on DatabaseServer {server_name} ({} statements)",
-            entry.service,
-            statements.len()
-        ))),
-        Ok(Cleaned::Retained) => Ok(Reclaimed::Kept(format!("database {database} kept"))),
-        Ok(Cleaned::NotOurs(why)) => Ok(Reclaimed::Kept(format!("nothing dropped: {why}"))),
+        Ok(provisioning::Reclaimed::Deleted(deletion)) => {
+            Ok(deleted(&deletion, &database, &entry.service, &server_name))
+        }
+        Ok(provisioning::Reclaimed::Retained) => {
+            Ok(Reclaimed::Kept(format!("database {database} kept")))
+        }
+        Ok(provisioning::Reclaimed::NotOurs(why)) => {
+            Ok(Reclaimed::Kept(format!("nothing dropped: {why}")))
+        }
         Err(Failure::Permanent { message, .. } | Failure::Transient { message }) => Err(message),
+    }
+}
+
+/// What a Delete did, in the core's words: a database it left alone (replaced by hand, not
+/// servicedb's) is reported kept, never dropped; a repeated pass that found nothing of ours
+/// says nothing (the first pass did). Pure.
+fn deleted(deletion: &Deletion, database: &str, service: &str, server: &str) -> Reclaimed {
+    if !deletion.changed() && deletion.left_alone().is_none() {
+        return Reclaimed::Nothing;
+    }
+    let note = format!(
+        "service {service}: {} on DatabaseServer {server} ({} statements)",
+        deletion.summary(database),
+        deletion.executed().len()
+    );
+    match deletion.left_alone() {
+        Some(_) => Reclaimed::Kept(note),
+        None => Reclaimed::Dropped(note),
     }
 }
 
@@ -201,4 +223,56 @@ pub async fn cleanup(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Erro
     }
     tracing::warn!(tenant = %tenant.name_any(), error = %failure, "cleanup will be retried");
     Err(Error::Transient(failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::Ident;
+    use crate::provision::Conflict;
+    use crate::provision::action::Action;
+    use crate::provision::execute::Outcome;
+    use crate::provision::plan::DatabaseFate;
+
+    fn deletion(database: DatabaseFate, statements: usize) -> Deletion {
+        let role = Ident::new("shop_app_t1_app".to_string()).unwrap();
+        Deletion {
+            outcome: Outcome {
+                actions: vec![Action::DropRole { role }; statements],
+            },
+            database,
+        }
+    }
+
+    /// Locks the offboarding Events: a database the core left alone is never reported
+    /// dropped; a pass that found nothing of ours says nothing.
+    #[test]
+    fn only_a_dropped_database_is_reported_dropped() {
+        let note = |r: Reclaimed| match r {
+            Reclaimed::Kept(n) | Reclaimed::Dropped(n) | Reclaimed::LeftBehind(n) => n,
+            Reclaimed::Nothing => String::new(),
+        };
+        let dropped = deleted(&deletion(DatabaseFate::Dropped, 3), "db", "app", "a");
+        assert!(matches!(dropped, Reclaimed::Dropped(_)), "{dropped:?}");
+        assert_eq!(
+            note(dropped),
+            "service app: dropped database db and its roles (reclaimPolicy Delete) on DatabaseServer a (3 statements)"
+        );
+        let replaced = DatabaseFate::LeftAlone(Conflict::DatabaseReplaced {
+            database: "db".into(),
+        });
+        let kept = deleted(&deletion(replaced, 2), "db", "app", "a");
+        assert!(matches!(kept, Reclaimed::Kept(_)), "{kept:?}");
+        let kept = note(kept);
+        assert!(
+            kept.starts_with("service app: left database db alone") && kept.contains("oid changed"),
+            "{kept}"
+        );
+        let roles_only = deleted(&deletion(DatabaseFate::Absent, 1), "db", "app", "a");
+        assert!(note(roles_only).contains("database db was already gone; dropped its roles"),);
+        assert_eq!(
+            deleted(&deletion(DatabaseFate::Absent, 0), "db", "app", "a"),
+            Reclaimed::Nothing
+        );
+    }
 }

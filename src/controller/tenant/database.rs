@@ -1,4 +1,4 @@
-//! One tenant database: where it is (or goes), then claim check, Secrets, database and roles
+//! One tenant database: where it is (or goes, `locate`), then claim check, Secrets, database and roles
 //! through `controller::provisioning`, then its schema. Reports what happened; failures a
 //! retry may cure are also returned, so the reconcile retries with backoff.
 
@@ -7,19 +7,22 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 
 use super::TenantContext;
+use super::locate::locate;
 use super::migrations;
-use super::placement::{Key, explain, recorded, server_ready};
+use super::placement::{Key, server_ready};
 use super::status::{DbReport, DbState, MigrationRecord};
 use crate::api::conditions::reasons;
-use crate::api::{ServiceDatabase, Tenant};
+use crate::api::{DATABASE_SERVER_ANNOTATION, ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::controller::database_server::status::not_ready_why;
+use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::migration;
 use crate::controller::provisioning::{self, Failure};
+use crate::controller::service_database::rotation;
 use crate::controller::service_database::secrets::KubeSecrets;
 use crate::provision::server::Server;
 use crate::service::Layout;
-use crate::service::placement::PlacementError;
+use k8s_openapi::jiff::Timestamp;
 
 /// The report of one database, the message of a failure worth retrying, and what to
 /// announce about its migration Job once the status is written.
@@ -27,6 +30,8 @@ pub struct Reconciled {
     pub report: DbReport,
     pub retry: Option<String>,
     pub announcement: Option<migration::Announcement>,
+    /// When its next periodic password rotation falls due.
+    pub next_due: Option<std::time::Duration>,
 }
 
 pub fn key(tenant: &Tenant, service: &str) -> Key {
@@ -63,20 +68,36 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             report,
             retry,
             announcement: None,
+            next_due: None,
         }
     };
-    let server_name = match locate(tenant, sdb, &layout, tc).await {
+    let secrets = KubeSecrets::new(tc.ctx.client.clone(), super::owner_reference(tenant));
+    let server_name = match locate(tenant, sdb, &layout, &secrets, tc).await {
         Ok(server) => server,
         Err(state) => return done(report, state, None),
     };
     report.server = Some(server_name.clone());
+    // Where the database is survives a lost status on its Secrets too (see `locate`).
+    secrets.annotate_every_write(DATABASE_SERVER_ANNOTATION, &server_name);
+    // The PerTenant ServiceDatabase's rotation policy, on this tenant's Secrets.
+    let rotation = match rotation::prepare(&secrets, sdb, &layout, Timestamp::now()).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            let message = format!("reading the Secrets of database {}: {e}", layout.database);
+            let state = DbState::Waiting {
+                reason: reasons::PROVISIONING_FAILED.into(),
+                message: format!("{message} (retrying)"),
+            };
+            return done(report, state, Some(message));
+        }
+    };
     let server = match connected(tc, &server_name).await {
         Ok(server) => server,
         Err((state, retry)) => return done(report, state, retry),
     };
-    let secrets = KubeSecrets::new(tc.ctx.client.clone(), super::owner_reference(tenant));
     let turn = tc.ctx.servers.turn(&server_name).await;
-    let provisioned = provisioning::apply_tenant(&server, &secrets, sdb, &name).await;
+    let provisioned =
+        provisioning::apply_tenant(&server, &secrets, sdb, &name, &rotation.roles()).await;
     drop(turn);
     match provisioned {
         Ok(p) => {
@@ -84,15 +105,24 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
                 "database {} of service {} on DatabaseServer {server_name}",
                 p.layout.database, p.layout.service
             );
-            provisioning::announce(&tc.ctx, &tenant.object_ref(&()), &p, on).await;
+            let regarding = tenant.object_ref(&());
+            provisioning::announce(&tc.ctx, &regarding, &p, on).await;
+            if let Some(note) = rotation::announcement(&rotation, &p.layout, &p) {
+                let reason = event_reasons::PASSWORD_ROTATED;
+                events::normal(&tc.ctx, &regarding, reason, "Rotate", note).await;
+            }
             let Some(target) = target else {
-                return done(report, DbState::Ready, None);
+                return Reconciled {
+                    next_due: rotation.next_due,
+                    ..done(report, DbState::Ready, None)
+                };
             };
             let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
             report.applied_version = m.applied_version;
             report.migration = Some(m.record);
             Reconciled {
                 announcement: m.announcement,
+                next_due: rotation.next_due,
                 ..done(report, m.state, m.retry)
             }
         }
@@ -111,55 +141,6 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             done(report, state, Some(message))
         }
     }
-}
-
-/// Where the database is, or goes: recorded in the Tenant's status; else placed by this
-/// process earlier; else found in a Ready server's catalog (a placement whose status write
-/// was lost); else placed now.
-async fn locate(
-    tenant: &Tenant,
-    sdb: &ServiceDatabase,
-    layout: &Layout,
-    tc: &TenantContext,
-) -> Result<String, DbState> {
-    let service = sdb.name_any();
-    if let Some(server) = recorded(tenant, &service) {
-        return Ok(server);
-    }
-    let key = key(tenant, &service);
-    if let Some(server) = tc.placer.in_flight(&key) {
-        return Ok(server);
-    }
-    let servers = tc.servers.state();
-    for dbs in servers.iter().filter(|s| server_ready(s)) {
-        let Ok(server) = connect::connect(&tc.ctx, dbs).await else {
-            continue;
-        };
-        if provisioning::holds(&server, &layout.database)
-            .await
-            .unwrap_or(false)
-        {
-            return Ok(dbs.name_any());
-        }
-    }
-    let pin = tenant.spec.server.as_deref().or(sdb.spec.server.as_deref());
-    let tenants = tc.tenants.state();
-    let sdbs = tc.services.state();
-    tc.placer
-        .place(&key, pin, &servers, &tenants, &sdbs)
-        .map_err(|e| match e {
-            PlacementError::Full => DbState::Stalled {
-                reason: reasons::NO_CAPACITY.into(),
-                message: format!(
-                    "no DatabaseServer has room for database {}: {e}",
-                    layout.database
-                ),
-            },
-            PlacementError::UnknownServer(_) | PlacementError::NoServers => DbState::Waiting {
-                reason: reasons::SERVER_NOT_FOUND.into(),
-                message: explain(&e, &servers),
-            },
-        })
 }
 
 /// The connected server, or why not (and whether to retry with backoff).

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod cleanup;
 pub mod database;
 pub mod error;
+pub mod locate;
 pub mod migrations;
 pub mod placement;
 pub mod services;
@@ -176,8 +177,9 @@ pub fn uses_or_waits(tenant: &Tenant, server: &str) -> bool {
         || !crate::api::conditions::is_ready(&status.conditions, tenant.metadata.generation)
 }
 
-/// ServiceDatabase changes that matter to its Tenants: its spec, its deletion, and the
-/// rollout decision (which tenants may migrate). Not its other status fields.
+/// ServiceDatabase changes that matter to its Tenants: its spec, its deletion, the
+/// rollout decision (which tenants may migrate) and a rotation request. Not its other
+/// status fields.
 pub fn service_trigger(sdb: &ServiceDatabase) -> Option<u64> {
     let mut h = DefaultHasher::new();
     let rollout = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
@@ -185,6 +187,7 @@ pub fn service_trigger(sdb: &ServiceDatabase) -> Option<u64> {
         sdb.metadata.generation,
         sdb.metadata.deletion_timestamp.is_some(),
         rollout.map(|r| (&r.inputs_hash, &r.admitted, &r.resume)),
+        sdb.annotations().get(crate::api::ROTATE_ANNOTATION),
     )
         .hash(&mut h);
     Some(h.finish())
@@ -283,6 +286,14 @@ mod tests {
         });
         sdb.status = Some(status);
         assert_ne!(service_trigger(&sdb), before);
+        let admitted = service_trigger(&sdb);
+        sdb.annotations_mut()
+            .insert(crate::api::ROTATE_ANNOTATION.into(), "v2".into());
+        assert_ne!(
+            service_trigger(&sdb),
+            admitted,
+            "a rotation request fans out"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Which DatabaseServer a tenant's database goes on. A placed database never moves: its
-//! server is read back from the Tenant's status (or, if that write was lost, found in the
-//! servers' catalogs). A new one goes to the Tenant's pin, else the ServiceDatabase's, else
+//! server is read back from the Tenant's status (or, if that was lost, from its Secret or
+//! the servers' catalogs: `locate`). A new one goes to the Tenant's pin, else the ServiceDatabase's, else
 //! the least-loaded Ready server under its maxDatabases (`service::placement`).
 //!
 //! Loads come from memory: each server's `status.databaseCount` (refreshed on its resync),

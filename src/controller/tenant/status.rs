@@ -107,6 +107,9 @@ pub enum Progress {
     Invalid { message: String },
     /// Every database listed (in `spec.services` order) and the ones still being offboarded.
     Databases(Vec<DbReport>),
+    /// One database done while others are still to go: its entry is recorded (a placement
+    /// must survive a reconcile cut short), the conditions wait for `Databases`.
+    Partial(Box<DbReport>),
 }
 
 pub fn desired_status(
@@ -118,6 +121,14 @@ pub fn desired_status(
     let mut s = current.cloned().unwrap_or_default();
     s.observed_generation = generation;
     let readiness = match progress {
+        Progress::Partial(report) => {
+            let entry = report.entry();
+            match s.databases.iter_mut().find(|d| d.service == report.service) {
+                Some(known) => *known = entry,
+                None => s.databases.push(entry),
+            }
+            return s;
+        }
         Progress::Started => Readiness::progressing(
             reasons::PROGRESSING,
             "servicedb is working on this generation",
@@ -270,6 +281,48 @@ mod tests {
                 .all(|d| d.ready && d.message.is_none())
         );
         assert_eq!(desired_status(Some(&ready), Some(1), &all, &at(3)), ready);
+    }
+
+    /// Locks the per-database write: the entry is recorded (replaced in place, or added),
+    /// the other entries and the conditions stay until the whole pass is written.
+    #[test]
+    fn a_partial_report_records_one_entry_and_leaves_the_conditions() {
+        let started = desired_status(None, Some(1), &Progress::Started, &at(1));
+        let placed = desired_status(
+            Some(&started),
+            Some(1),
+            &Progress::Partial(Box::new(report("app", DbState::Ready))),
+            &at(2),
+        );
+        assert_eq!(
+            placed.databases,
+            vec![report("app", DbState::Ready).entry()]
+        );
+        assert_eq!(placed.conditions, started.conditions);
+        let mut moved = report("crm", DbState::Ready);
+        moved.server = Some("other".into());
+        let both = desired_status(
+            Some(&placed),
+            Some(1),
+            &Progress::Partial(Box::new(moved.clone())),
+            &at(3),
+        );
+        let mut app_waiting = report(
+            "app",
+            DbState::Waiting {
+                reason: reasons::SERVER_NOT_READY.into(),
+                message: "waiting".into(),
+            },
+        );
+        app_waiting.server = None;
+        let again = desired_status(
+            Some(&both),
+            Some(1),
+            &Progress::Partial(Box::new(app_waiting.clone())),
+            &at(4),
+        );
+        assert_eq!(again.databases, vec![app_waiting.entry(), moved.entry()]);
+        assert_eq!(again.conditions, started.conditions);
     }
 
     #[test]
