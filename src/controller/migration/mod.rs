@@ -15,6 +15,7 @@
 //!
 //! A [`MigrationTarget`] names one database, so the same step serves a Shared
 //! ServiceDatabase and each tenant database of a PerTenant one.
+pub mod batch_job;
 pub mod decide;
 pub mod failure;
 pub mod inputs;
