@@ -11,6 +11,8 @@
 //! `servicedb.io/resume` annotation change. Fresh tenant databases (never migrated) go
 //! straight to the target, outside the rollout's gates. One Job migrates one tenant
 //! database for now: [`write::settings`] takes `batchSize` as 1.
+pub mod batch_jobs;
+pub mod batches;
 pub mod decide;
 pub mod fleet;
 pub mod write;
