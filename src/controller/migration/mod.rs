@@ -28,7 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use crate::api::MigrationsSpec;
 
 pub use step::{
-    Admit, Announcement, BatchOf, MigrationError, Outcome, WAITING_FOR_ROLLOUT, reconcile,
+    Admit, Announcement, BatchOf, Gates, MigrationError, Outcome, WAITING_FOR_ROLLOUT, reconcile,
     reconcile_admitted,
 };
 

@@ -109,6 +109,13 @@ pub type Admit<'a> = &'a (dyn Fn(&str, bool) -> Result<(), String> + Sync);
 /// in a batched rollout): its outcome is the database's, and no Job of its own starts.
 pub type BatchOf<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
+/// What a fleet rollout says about starting a tenant database's Job.
+#[derive(Clone, Copy)]
+pub struct Gates<'a> {
+    pub admit: Admit<'a>,
+    pub batch_of: BatchOf<'a>,
+}
+
 /// The step: returns what the status should say and what to announce.
 pub async fn reconcile(
     client: &kube::Client,
@@ -124,23 +131,26 @@ pub async fn reconcile(
         target,
         previous,
         default_image,
-        &|_, _| Ok(()),
-        &|_| None,
+        Gates {
+            admit: &|_, _| Ok(()),
+            batch_of: &|_| None,
+        },
         &mut fleet,
     )
     .await
 }
 
-/// The step, creating a Job only when `admit` allows it (a tenant database in a fleet
-/// rollout); `fleet` receives the fleet inputs hash once the ConfigMaps are read.
+/// The step, creating a Job only when `gates.admit` allows it (a tenant database in a
+/// fleet rollout), and none when `gates.batch_of` names the batch Job the database is in
+/// (whose outcome is then its own); `fleet` receives the fleet inputs hash once the
+/// ConfigMaps are read.
 pub async fn reconcile_admitted(
     client: &kube::Client,
     server: &Server,
     target: &MigrationTarget,
     previous: Option<&SchemaStatus>,
     default_image: &str,
-    admit: Admit<'_>,
-    batch_of: BatchOf<'_>,
+    gates: Gates<'_>,
     fleet: &mut Option<String>,
 ) -> Result<(Outcome, Option<Announcement>), MigrationError> {
     let keep = previous.cloned();
@@ -180,6 +190,7 @@ pub async fn reconcile_admitted(
         retry: target.retry.clone(),
     };
     let hash = inputs.hash();
+    let Gates { admit, batch_of } = gates;
     let batch = batch_of(&fleet_inputs);
     let name = batch
         .clone()

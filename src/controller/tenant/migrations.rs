@@ -161,8 +161,10 @@ pub async fn migrate(
         target,
         previous_schema,
         &tc.ctx.config.migration_image,
-        &admit,
-        &batch,
+        migration::Gates {
+            admit: &admit,
+            batch_of: &batch,
+        },
         &mut fleet,
     )
     .await;
