@@ -240,3 +240,73 @@ async fn termination_log_on_success_and_failure() {
     assert_eq!(v["current"], "3");
     assert!(v.get("error").is_none(), "{v}");
 }
+
+/// Locks the batch run a batch migration Job makes: each `--database-url-env` database in
+/// turn, a failure not stopping the next, the exit non-zero, one report line per database.
+#[tokio::test]
+async fn batch_apply_goes_on_after_a_failure_and_reports_each_database() {
+    let good = Case::new("batchok").await;
+    let bad = Case::new("batchbad").await;
+    let last = Case::new("batchlast").await;
+    // One directory of files for all three; the second database already has a table the
+    // second migration creates, so it fails there.
+    broken_set(&good);
+    good.write("V3__c.sql", "CREATE TABLE c (id int);\n");
+    let dir = good.dir.path().to_str().unwrap().to_string();
+    assert_ok(
+        &bad.command(&["migrate", "apply", "--dir", &dir, "--target", "1"])
+            .output()
+            .unwrap(),
+    );
+    bad.client()
+        .await
+        .batch_execute("CREATE TABLE b (id int)")
+        .await
+        .unwrap();
+    let log = good.dir.path().join("termination-log");
+    let out = good
+        .command(&[
+            "migrate",
+            "apply",
+            "--dir",
+            &dir,
+            "--database-url-env",
+            "DATABASE_URL_0",
+            "--database-url-env",
+            "DATABASE_URL_1",
+            "--database-url-env",
+            "DATABASE_URL_2",
+            "--database-url-env",
+            "DATABASE_URL_3",
+            "--termination-log",
+            log.to_str().unwrap(),
+        ])
+        .env("DATABASE_URL_0", good.url())
+        .env("DATABASE_URL_1", bad.url())
+        .env("DATABASE_URL_2", last.url())
+        .output()
+        .unwrap();
+    let stderr = assert_failed(&out);
+    assert!(stderr.contains("2 of 4 database(s) failed"), "{stderr}");
+    let report = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 4, "{report}");
+    assert_eq!(lines[0], "DATABASE_URL_0 succeeded 3");
+    assert!(
+        lines[1].starts_with("DATABASE_URL_1 failed 1 V2__b.sql, SQLSTATE 42P07: "),
+        "{report}"
+    );
+    assert_eq!(lines[2], "DATABASE_URL_2 succeeded 3");
+    assert!(
+        lines[3].starts_with("DATABASE_URL_3 failed - ") && lines[3].contains("not set"),
+        "{report}"
+    );
+    assert_eq!(good.history().await.len(), 3);
+    assert_eq!(last.history().await.len(), 3);
+    let bad_rows = bad.history().await;
+    assert_eq!(
+        bad_rows.len(),
+        1,
+        "the failed V2 leaves no row: {bad_rows:?}"
+    );
+}

@@ -17,9 +17,9 @@ pub use database_server::{
 };
 pub use service_database::{
     ExtraRoleSpec, JobOutcome, LoginRoleSpec, MigrationJobSpec, MigrationsSpec,
-    PasswordRotationSpec, Phase, RESUME_ANNOTATION, ReclaimPolicy, RoleAccess, RolloutPhase,
-    RolloutSpec, RolloutStatus, SchemaStatus, SecretAccess, SecretSpec, SeedSpec, ServiceDatabase,
-    ServiceDatabaseSpec, ServiceDatabaseStatus, Tenancy, TenantsSummary,
+    PasswordRotationSpec, Phase, RESUME_ANNOTATION, ReclaimPolicy, RoleAccess, RolloutBatch,
+    RolloutPhase, RolloutSpec, RolloutStatus, SchemaStatus, SecretAccess, SecretSpec, SeedSpec,
+    ServiceDatabase, ServiceDatabaseSpec, ServiceDatabaseStatus, Tenancy, TenantsSummary,
 };
 pub use tenant::{CANARY_LABEL, Tenant, TenantDatabaseStatus, TenantSpec, TenantStatus};
 pub use validation::FieldError;

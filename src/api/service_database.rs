@@ -315,8 +315,10 @@ pub struct RolloutSpec {
     pub max_failures: i32,
 
     /// Tenant databases one migration Job migrates in turn (each with its own migrator
-    /// credentials, each reported on its own), so a large fleet needs fewer pods.
-    /// 1 to 100. Default: 1.
+    /// credentials, each reported on its own), so a large fleet needs fewer pods: at most
+    /// maxParallel such Jobs run at once, and maxFailures counts tenant databases.
+    /// The ServiceDatabase starts these batch Jobs (listed in `status.rollout.batches`);
+    /// new tenants still get a Job of their own. 1 to 100. Default: 1.
     #[serde(default = "default_batch_size")]
     pub batch_size: i32,
 }
@@ -530,6 +532,21 @@ pub struct RolloutStatus {
     /// The `servicedb.io/resume` value this rollout has acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+
+    /// With batchSize above 1: the batch Jobs whose tenants are migrated together, while
+    /// a Job runs or its tenants have not all recorded how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<RolloutBatch>,
+}
+
+/// One batch Job of a fleet rollout and the tenants it migrates, in turn.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutBatch {
+    /// The Job's name.
+    pub job: String,
+    /// Its tenants, in the order it migrates them.
+    pub tenants: Vec<String>,
 }
 
 // Where a fleet rollout stands. (A `//` comment, so the field's description stays.)

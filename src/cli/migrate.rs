@@ -7,6 +7,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::{ConnectionArgs, MigrateAction, MigrateArgs, fail, output, table};
+use crate::controller::migration::failure::describe_error;
+use crate::migrate::batch_report;
 use crate::migrate::engine::{Applied, Engine, MigrateError, Progress, Settings};
 use crate::migrate::history::HistoryTable;
 use crate::migrate::outcome::{ErrorSummary, Summary};
@@ -17,6 +19,17 @@ use crate::migrate::version::Version;
 use crate::pg::ConnectOptions;
 
 pub async fn run(action: MigrateAction) -> ExitCode {
+    match &action {
+        MigrateAction::Apply(a) if !a.database_url_envs.is_empty() => {
+            return apply_batch(a.clone()).await;
+        }
+        MigrateAction::Info(a) | MigrateAction::Validate(a) | MigrateAction::Repair(a)
+            if !a.database_url_envs.is_empty() =>
+        {
+            return fail("--database-url-env is for `migrate apply` only");
+        }
+        _ => {}
+    }
     let (json, termination_log) = match &action {
         MigrateAction::Apply(a)
         | MigrateAction::Info(a)
@@ -154,6 +167,70 @@ async fn apply(args: MigrateArgs, done: &mut Done) -> Result<Value, MigrateError
         }
     }
     Ok(serde_json::to_value(&report).unwrap_or_default())
+}
+
+/// `apply` over each `--database-url-env` database in turn, going on after a failure; the
+/// termination log gets one line per database ([`batch_report`]).
+async fn apply_batch(args: MigrateArgs) -> ExitCode {
+    let mut results = Vec::new();
+    let mut bodies = Vec::new();
+    for env in &args.database_url_envs {
+        if !args.json {
+            output::print(&format!("Database {env}:"));
+        }
+        let mut done = Done::default();
+        let result = match std::env::var(env) {
+            Ok(url) if !url.trim().is_empty() => {
+                let mut one = args.clone();
+                one.connection.database_url = Some(url);
+                one.database_url_envs.clear();
+                apply(one, &mut done).await
+            }
+            _ => Err(MigrateError::Refused(format!(
+                "environment variable {env} (--database-url-env) is not set"
+            ))),
+        };
+        if let Err(e) = &result {
+            output::error(format!("{env}: {e}"));
+        }
+        let mut body = full_json(&done, &result);
+        if let Value::Object(map) = &mut body {
+            map.insert("databaseUrlEnv".into(), env.clone().into());
+        }
+        bodies.push(body);
+        results.push(batch_report::DatabaseResult {
+            env: env.clone(),
+            succeeded: result.is_ok(),
+            current: done.current.clone(),
+            detail: result
+                .as_ref()
+                .err()
+                .map(|e| describe_error(&ErrorSummary::from_error(e))),
+        });
+    }
+    let failed = results.iter().filter(|r| !r.succeeded).count();
+    if args.json {
+        print_json(&json!({
+            "outcome": if failed == 0 { "succeeded" } else { "failed" },
+            "databases": bodies,
+        }));
+    }
+    if let Some(path) = &args.termination_log
+        && let Err(e) = std::fs::write(path, batch_report::render(&results))
+    {
+        eprintln!(
+            "warning: cannot write the termination log {}: {e}",
+            path.display()
+        );
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        fail(format!(
+            "{failed} of {} database(s) failed to migrate",
+            results.len()
+        ))
+    }
 }
 
 async fn info(args: MigrateArgs) -> Result<Value, MigrateError> {

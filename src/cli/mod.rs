@@ -135,6 +135,12 @@ pub struct MigrateArgs {
     pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// `apply` only: migrate several databases in turn, each with the postgresql:// URL held
+    /// by this environment variable (repeatable; --database-url and DATABASE_URL are then
+    /// not used). A database that fails does not stop the next; the exit status is non-zero
+    /// when any failed, and the termination log has one line per database.
+    #[arg(long = "database-url-env", value_name = "NAME", value_parser = env_name_arg)]
+    pub database_url_envs: Vec<String>,
     /// Apply versioned migrations up to and including this version.
     #[arg(long, value_parser = version_arg)]
     pub target: Option<String>,
@@ -310,6 +316,16 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.without_time().with_target(false).init(),
+    }
+}
+
+fn env_name_arg(s: &str) -> Result<String, String> {
+    if crate::migrate::batch_report::is_env_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an environment variable name (letters, digits and _, not starting with a digit)"
+        ))
     }
 }
 

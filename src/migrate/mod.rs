@@ -1,4 +1,5 @@
 //! The Flyway-compatible migration engine.
+pub mod batch_report;
 pub mod checksum;
 pub mod engine;
 pub mod history;

@@ -2,7 +2,7 @@
 //! writes a JSON summary there; with FallbackToLogsOnError a crash leaves the log's tail).
 //! Pure.
 
-use crate::migrate::outcome::Summary;
+use crate::migrate::outcome::{ErrorSummary, Summary};
 
 use super::job::MIGRATIONS_ROOT;
 
@@ -25,6 +25,19 @@ pub fn describe(termination_message: &str) -> Option<String> {
             summary.outcome
         ));
     };
+    let mut out = describe_error(&error);
+    if summary.applied_count > 0 {
+        out.push_str(&format!(
+            "; applied before it: {}",
+            summary.applied.join(", ")
+        ));
+    }
+    Some(out)
+}
+
+/// `V3__add.sql (ConfigMap orders-migrations) line 2, SQLSTATE 42601: syntax error ...`: an
+/// error as a person finds its cause (also a batch report's failure detail).
+pub fn describe_error(error: &ErrorSummary) -> String {
     let mut out = String::new();
     if let Some(script) = &error.script {
         out.push_str(&where_(script));
@@ -45,13 +58,7 @@ pub fn describe(termination_message: &str) -> Option<String> {
     if let Some(note) = error.note.as_deref().filter(|n| !n.is_empty()) {
         out.push_str(&format!(" ({note})"));
     }
-    if summary.applied_count > 0 {
-        out.push_str(&format!(
-            "; applied before it: {}",
-            summary.applied.join(", ")
-        ));
-    }
-    Some(out)
+    out
 }
 
 /// A script's path as the Job saw it, said the way a person finds the file: its name and

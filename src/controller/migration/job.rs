@@ -85,12 +85,22 @@ pub fn mount_path(config_map: &str) -> String {
 
 /// The container's command.
 pub fn command(target: &MigrationTarget) -> Vec<String> {
+    apply_command(&target.migrations, &[])
+}
+
+/// `migrate apply` of `migrations`, with `--database-url-env` for each of `url_envs` (none:
+/// `DATABASE_URL`).
+pub fn apply_command(migrations: &crate::api::MigrationsSpec, url_envs: &[String]) -> Vec<String> {
     let mut c: Vec<String> = [BINARY, "migrate", "apply"].map(String::from).to_vec();
-    for cm in &target.migrations.config_maps {
+    for env in url_envs {
+        c.push("--database-url-env".into());
+        c.push(env.clone());
+    }
+    for cm in &migrations.config_maps {
         c.push("--dir".into());
         c.push(mount_path(cm));
     }
-    if let Some(v) = &target.migrations.target_version {
+    if let Some(v) = &migrations.target_version {
         c.push("--target".into());
         c.push(v.clone());
     }
@@ -101,9 +111,61 @@ pub fn command(target: &MigrationTarget) -> Vec<String> {
 
 /// The Job `name` for `target`, running `default_image` unless the spec names one.
 pub fn desired_job(target: &MigrationTarget, name: &str, hash: &str, default_image: &str) -> Job {
-    let settings = target.migrations.job.clone().unwrap_or_default();
-    let labels = job_labels(target, hash);
-    let mut volumes: Vec<Volume> = target
+    let env = vec![secret_env(URL_KEY, &target.migrator_secret)];
+    let mut annotations =
+        BTreeMap::from([("servicedb.io/database".to_string(), target.database.clone())]);
+    if let Some(v) = &target.migrations.target_version {
+        annotations.insert("servicedb.io/target-version".into(), v.clone());
+    }
+    build(&Parts {
+        name,
+        namespace: &target.namespace,
+        owner: &target.owner,
+        labels: job_labels(target, hash),
+        annotations,
+        migrations: &target.migrations,
+        command: command(target),
+        env,
+        default_image,
+    })
+}
+
+/// `name` from key `DATABASE_URL` of Secret `secret` (which must exist).
+pub fn secret_env(name: &str, secret: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: URL_KEY.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What a migration Job is made of: one for a database, or one for a batch of them.
+pub struct Parts<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub owner: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub migrations: &'a crate::api::MigrationsSpec,
+    pub command: Vec<String>,
+    /// The container's whole environment: the migrator credentials only.
+    pub env: Vec<EnvVar>,
+    pub default_image: &'a str,
+}
+
+/// The Job: the ConfigMaps mounted, the command, the env, restricted Pod Security.
+pub fn build(p: &Parts<'_>) -> Job {
+    let settings = p.migrations.job.clone().unwrap_or_default();
+    let labels = p.labels.clone();
+    let default_image = p.default_image;
+    let mut volumes: Vec<Volume> = p
         .migrations
         .config_maps
         .iter()
@@ -118,7 +180,7 @@ pub fn desired_job(target: &MigrationTarget, name: &str, hash: &str, default_ima
             ..Default::default()
         })
         .collect();
-    let mut mounts: Vec<VolumeMount> = target
+    let mut mounts: Vec<VolumeMount> = p
         .migrations
         .config_maps
         .iter()
@@ -152,19 +214,8 @@ pub fn desired_job(target: &MigrationTarget, name: &str, hash: &str, default_ima
                 .clone()
                 .unwrap_or_else(|| default_image.to_string()),
         ),
-        command: Some(command(target)),
-        env: Some(vec![EnvVar {
-            name: URL_KEY.into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: target.migrator_secret.clone(),
-                    key: URL_KEY.into(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        command: Some(p.command.clone()),
+        env: Some(p.env.clone()),
         volume_mounts: Some(mounts),
         resources: settings.resources.clone(),
         termination_message_path: Some(TERMINATION_LOG.into()),
@@ -185,18 +236,13 @@ pub fn desired_job(target: &MigrationTarget, name: &str, hash: &str, default_ima
         }),
         ..Default::default()
     };
-    let mut annotations =
-        BTreeMap::from([("servicedb.io/database".to_string(), target.database.clone())]);
-    if let Some(v) = &target.migrations.target_version {
-        annotations.insert("servicedb.io/target-version".into(), v.clone());
-    }
     Job {
         metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(target.namespace.clone()),
+            name: Some(p.name.to_string()),
+            namespace: Some(p.namespace.to_string()),
             labels: Some(labels.clone()),
-            annotations: Some(annotations),
-            owner_references: Some(vec![target.owner.clone()]),
+            annotations: Some(p.annotations.clone()),
+            owner_references: Some(vec![p.owner.clone()]),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -243,4 +289,4 @@ fn runtime_default() -> SeccompProfile {
 
 #[cfg(test)]
 #[path = "job_tests.rs"]
-mod tests;
+pub(crate) mod tests;

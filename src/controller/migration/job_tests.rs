@@ -31,7 +31,7 @@ fn target(job: Option<MigrationJobSpec>) -> MigrationTarget {
 
 /// The `restricted` Pod Security Standard (v1.33) as the admission plugin checks a pod
 /// template; returns every violation.
-fn restricted_violations(pod: &Value) -> Vec<String> {
+pub(crate) fn restricted_violations(pod: &Value) -> Vec<String> {
     let mut v = vec![];
     let spec = &pod["spec"];
     for host in ["hostNetwork", "hostPID", "hostIPC"] {

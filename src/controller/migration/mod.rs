@@ -15,6 +15,7 @@
 //!
 //! A [`MigrationTarget`] names one database, so the same step serves a Shared
 //! ServiceDatabase and each tenant database of a PerTenant one.
+pub mod batch_job;
 pub mod decide;
 pub mod failure;
 pub mod inputs;
@@ -27,7 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use crate::api::MigrationsSpec;
 
 pub use step::{
-    Admit, Announcement, MigrationError, Outcome, WAITING_FOR_ROLLOUT, reconcile,
+    Admit, Announcement, BatchOf, Gates, MigrationError, Outcome, WAITING_FOR_ROLLOUT, reconcile,
     reconcile_admitted,
 };
 

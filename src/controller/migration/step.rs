@@ -10,7 +10,7 @@ use kube::api::{Api, PostParams};
 use super::MigrationTarget;
 use super::decide::{Decision, JobState, News, Next, Observed, decide};
 use super::inputs::{Inputs, fleet_hash, job_name};
-use super::{failure, job, observe};
+use super::{batch_job, failure, job, observe};
 use crate::api::conditions::reasons;
 use crate::api::{JobOutcome, RETRY_ANNOTATION, SchemaStatus};
 use crate::controller::status_patch::FIELD_MANAGER;
@@ -105,6 +105,17 @@ pub const WAITING_FOR_ROLLOUT: &str = "WaitingForRollout";
 /// says what it waits for.
 pub type Admit<'a> = &'a (dyn Fn(&str, bool) -> Result<(), String> + Sync);
 
+/// The batch Job this database is part of, given the fleet inputs hash (a tenant database
+/// in a batched rollout): its outcome is the database's, and no Job of its own starts.
+pub type BatchOf<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// What a fleet rollout says about starting a tenant database's Job.
+#[derive(Clone, Copy)]
+pub struct Gates<'a> {
+    pub admit: Admit<'a>,
+    pub batch_of: BatchOf<'a>,
+}
+
 /// The step: returns what the status should say and what to announce.
 pub async fn reconcile(
     client: &kube::Client,
@@ -120,21 +131,26 @@ pub async fn reconcile(
         target,
         previous,
         default_image,
-        &|_, _| Ok(()),
+        Gates {
+            admit: &|_, _| Ok(()),
+            batch_of: &|_| None,
+        },
         &mut fleet,
     )
     .await
 }
 
-/// The step, creating a Job only when `admit` allows it (a tenant database in a fleet
-/// rollout); `fleet` receives the fleet inputs hash once the ConfigMaps are read.
+/// The step, creating a Job only when `gates.admit` allows it (a tenant database in a
+/// fleet rollout), and none when `gates.batch_of` names the batch Job the database is in
+/// (whose outcome is then its own); `fleet` receives the fleet inputs hash once the
+/// ConfigMaps are read.
 pub async fn reconcile_admitted(
     client: &kube::Client,
     server: &Server,
     target: &MigrationTarget,
     previous: Option<&SchemaStatus>,
     default_image: &str,
-    admit: Admit<'_>,
+    gates: Gates<'_>,
     fleet: &mut Option<String>,
 ) -> Result<(Outcome, Option<Announcement>), MigrationError> {
     let keep = previous.cloned();
@@ -174,7 +190,11 @@ pub async fn reconcile_admitted(
         retry: target.retry.clone(),
     };
     let hash = inputs.hash();
-    let name = job_name(&target.base_name, target.tenant.as_deref(), &hash);
+    let Gates { admit, batch_of } = gates;
+    let batch = batch_of(&fleet_inputs);
+    let name = batch
+        .clone()
+        .unwrap_or_else(|| job_name(&target.base_name, target.tenant.as_deref(), &hash));
     let Some((user, password)) = observe::owner_credentials(client, target)
         .await
         .map_err(kube("reading the migrator Secret"))?
@@ -198,9 +218,17 @@ pub async fn reconcile_admitted(
     let jobs = observe::jobs(client, target)
         .await
         .map_err(kube("listing migration Jobs"))?;
-    let current = jobs
-        .iter()
-        .find(|j| j.metadata.name.as_deref() == Some(name.as_str()));
+    let batch_job = match &batch {
+        Some(b) => Api::<Job>::namespaced(client.clone(), &target.namespace)
+            .get_opt(b)
+            .await
+            .map_err(kube("reading the batch migration Job"))?,
+        None => None,
+    };
+    let current = batch_job.as_ref().or_else(|| {
+        jobs.iter()
+            .find(|j| j.metadata.name.as_deref() == Some(name.as_str()))
+    });
     let other_running = jobs
         .iter()
         .filter(|j| j.metadata.name.as_deref() != Some(name.as_str()))
@@ -249,7 +277,13 @@ pub async fn reconcile_admitted(
         }
     }
     if decision.next == Next::CreateJob {
-        if let Err(message) = admit(&fleet_inputs, decision.schema.applied_version.is_none()) {
+        let admitted = match &batch {
+            Some(b) => Err(format!(
+                "waiting for batch migration Job {b} of the fleet rollout to start"
+            )),
+            None => admit(&fleet_inputs, decision.schema.applied_version.is_none()),
+        };
+        if let Err(message) = admitted {
             // Not started: the status keeps the last Job, with today's versions.
             let mut schema = keep.unwrap_or_default();
             schema.applied_version = decision.schema.applied_version;
@@ -300,6 +334,22 @@ async fn job_state(
             let message = observe::termination_message(client, &target.namespace, &name)
                 .await
                 .map_err(kube("reading the failed migration Job's Pods"))?;
+            if let Some(tenant) = &target.tenant
+                && let Some(outcome) = batch_job::member_outcome(
+                    &batch_job::members_of(j),
+                    tenant,
+                    Some(false),
+                    message.as_deref(),
+                    &observe::failed_condition(j),
+                )
+            {
+                return Ok(match outcome {
+                    batch_job::MemberOutcome::Failed { detail } => JobState::Failed {
+                        detail: format!("in batch Job {name}: {detail}"),
+                    },
+                    _ => JobState::Succeeded,
+                });
+            }
             let detail = message
                 .as_deref()
                 .and_then(failure::describe)

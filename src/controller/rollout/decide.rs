@@ -105,6 +105,9 @@ pub struct Decision {
     /// Tenants whose migration may start now, in Jobs of at most `batchSize` tenants each
     /// (fresh tenants one per batch of their own kind, listed first).
     pub start: Vec<Vec<String>>,
+    /// The rollout's part of `start` (no fresh tenant): with batchSize above 1, each is one
+    /// batch Job the ServiceDatabase creates.
+    pub batches: Vec<Vec<String>>,
     /// What to write as `status.rollout`.
     pub status: RolloutStatus,
     /// Why the rollout is paused, when it is.
@@ -119,6 +122,19 @@ pub fn decide(
     settings: Settings,
     resume: Option<&str>,
     tenants: &[TenantMigration],
+) -> Decision {
+    decide_with_jobs(inputs_hash, target_version, settings, resume, tenants, None)
+}
+
+/// [`decide`], told how many rollout Jobs run (`jobs_running`) when it is known from the
+/// Jobs themselves (batches); otherwise it is counted from the running tenants.
+pub fn decide_with_jobs(
+    inputs_hash: &str,
+    target_version: Option<&str>,
+    settings: Settings,
+    resume: Option<&str>,
+    tenants: &[TenantMigration],
+    jobs_running: Option<usize>,
 ) -> Decision {
     let mut sorted: Vec<&TenantMigration> = tenants.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -175,7 +191,8 @@ pub fn decide(
         };
         // Canaries first; the others only once every canary is at the target.
         let stage_is_canaries = waiting(true) > 0;
-        let jobs_running = running_rollout.div_ceil(settings.batch_size);
+        let jobs_running =
+            jobs_running.unwrap_or_else(|| running_rollout.div_ceil(settings.batch_size));
         let room = settings.max_parallel.saturating_sub(jobs_running) * settings.batch_size;
         chosen = sorted
             .iter()
@@ -192,7 +209,11 @@ pub fn decide(
         .chunks(settings.batch_size)
         .map(<[String]>::to_vec)
         .collect();
-    start.extend(chosen.chunks(settings.batch_size).map(<[String]>::to_vec));
+    let batches: Vec<Vec<String>> = chosen
+        .chunks(settings.batch_size)
+        .map(<[String]>::to_vec)
+        .collect();
+    start.extend(batches.iter().cloned());
 
     let pending_or_running =
         count(&|t| matches!(t.state, TenantState::Pending | TenantState::Running));
@@ -214,9 +235,11 @@ pub fn decide(
         failed_tenants: failed.iter().take(MAX_FAILED_NAMES).cloned().collect(),
         admitted,
         resume: resume.map(str::to_string),
+        batches: Vec::new(),
     };
     Decision {
         start,
+        batches,
         status,
         paused_because,
     }

@@ -9,8 +9,12 @@
 //! most `maxParallel` Jobs at once, each migrating up to `batchSize` tenants; more than
 //! `maxFailures` failures (or any failed canary) pause the rollout until the inputs or the
 //! `servicedb.io/resume` annotation change. Fresh tenant databases (never migrated) go
-//! straight to the target, outside the rollout's gates. One Job migrates one tenant
-//! database for now: [`write::settings`] takes `batchSize` as 1.
+//! straight to the target, outside the rollout's gates. With `batchSize` above 1 the
+//! ServiceDatabase itself starts batch Jobs ([`batch_jobs`]), holding their tenants until
+//! each has recorded its outcome ([`batches`]); the Tenant controller then reports its own
+//! line of the batch and never starts a Job of its own for a rollout.
+pub mod batch_jobs;
+pub mod batches;
 pub mod decide;
 pub mod fleet;
 pub mod write;

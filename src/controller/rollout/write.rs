@@ -14,8 +14,9 @@ use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
-use super::decide::{Settings, decide};
+use super::decide::{Settings, decide_with_jobs};
 use super::fleet::{summarize, tenant_migrations};
+use super::{batch_jobs, batches};
 use crate::api::{
     RESUME_ANNOTATION, RolloutPhase, RolloutStatus, ServiceDatabase, Tenancy, Tenant,
     TenantsSummary,
@@ -83,7 +84,11 @@ pub fn fleet_target(sdb: &ServiceDatabase) -> Option<Option<String>> {
 }
 
 /// Reads the Tenants and the ConfigMaps and decides. Only for PerTenant services.
-pub async fn assess(client: &kube::Client, sdb: &ServiceDatabase) -> Result<Fleet, kube::Error> {
+pub async fn assess(
+    client: &kube::Client,
+    sdb: &ServiceDatabase,
+    default_image: &str,
+) -> Result<Fleet, kube::Error> {
     let ns = sdb.namespace().unwrap_or_default();
     let tenants = Api::<Tenant>::namespaced(client.clone(), &ns)
         .list(&ListParams::default())
@@ -141,24 +146,39 @@ pub async fn assess(client: &kube::Client, sdb: &ServiceDatabase) -> Result<Flee
     };
     let hash = fleet_hash(&config_maps, spec_target.as_deref());
     let resume = sdb.annotations().get(RESUME_ANNOTATION).cloned();
-    let migrations = tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs);
-    let decision = decide(
+    let mut migrations = tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs);
+    // The batch Jobs hold their tenants (whatever batchSize is now), and count as running.
+    let seen = batch_jobs::seen(client, sdb).await?;
+    let held = batches::hold(
+        &seen,
+        &|t, job| batch_jobs::recorded(&name, &refs, t, job),
+        &|job| batch_jobs::is_current(sdb, &hash, job),
+    );
+    let jobs_running = batches::apply(&mut migrations, &held);
+    let settings = settings(sdb);
+    let mut decision = decide_with_jobs(
         &hash,
         Some(&version),
-        settings(sdb),
+        settings,
         resume.as_deref(),
         &migrations,
+        (settings.batch_size > 1 || !seen.is_empty()).then_some(jobs_running),
     );
-    let summary = summarize(&name, Some(&version), &refs, Some(&decision.status));
-    let mut state = fleet_state(&name, &version, &decision.status, decision.paused_because);
-    let asked = Settings::from_spec(target.migrations.rollout.as_ref()).batch_size;
-    if asked > 1
-        && let FleetState::Progressing { message } | FleetState::Complete { message } = &mut state
-    {
-        message.push_str(&format!(
-            " (rollout.batchSize {asked} is taken as 1: one Job per tenant database)"
-        ));
+    let mut recorded_batches = held.kept.clone();
+    if settings.batch_size > 1 {
+        // Batched: the ServiceDatabase starts the rollout's Jobs itself.
+        let started =
+            batch_jobs::start(client, sdb, &hash, &decision.batches, default_image).await?;
+        recorded_batches.extend(started);
     }
+    // A tenant in a batch never starts a Job of its own.
+    decision
+        .status
+        .admitted
+        .retain(|t| !held.tenants.contains(t));
+    decision.status.batches = recorded_batches;
+    let summary = summarize(&name, Some(&version), &refs, Some(&decision.status));
+    let state = fleet_state(&name, &version, &decision.status, decision.paused_because);
     Ok(Fleet {
         summary,
         rollout: Some(decision.status),
@@ -166,18 +186,14 @@ pub async fn assess(client: &kube::Client, sdb: &ServiceDatabase) -> Result<Flee
     })
 }
 
-/// The rollout settings. `batchSize` above 1 is taken as 1: one Job migrates one tenant
-/// database (docs/tenants.md says so).
+/// The rollout settings of the spec.
 pub fn settings(sdb: &ServiceDatabase) -> Settings {
     let spec = sdb
         .spec
         .migrations
         .as_ref()
         .and_then(|m| m.rollout.as_ref());
-    Settings {
-        batch_size: 1,
-        ..Settings::from_spec(spec)
-    }
+    Settings::from_spec(spec)
 }
 
 /// The conditions' view of a decided rollout. Pure.
@@ -261,6 +277,7 @@ fn rollout_patch(r: Option<&RolloutStatus>) -> Value {
             "failedTenants",
             "admitted",
             "resume",
+            "batches",
         ] {
             map.entry(key).or_insert(Value::Null);
         }

@@ -178,7 +178,7 @@ async fn per_tenant(
     ctx: &Context,
     writer: &mut StatusWriter<'_>,
 ) -> Result<Action, Error> {
-    let fleet = rollout::assess(&ctx.client, sdb)
+    let fleet = rollout::assess(&ctx.client, sdb, &ctx.config.migration_image)
         .await
         .map_err(Error::kube("reading the fleet's Tenants and ConfigMaps"))?;
     let layout = provisioning::layout(sdb);

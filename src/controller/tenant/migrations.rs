@@ -77,6 +77,12 @@ pub fn admission(
     if fresh {
         return Ok(());
     }
+    if crate::controller::rollout::write::settings(sdb).batch_size > 1 {
+        return Err(format!(
+            "waiting for the fleet rollout of ServiceDatabase {} to migrate this tenant in a batch Job (see its status.rollout.batches)",
+            sdb.name_any()
+        ));
+    }
     let rollout = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
     let admitted = rollout.is_some_and(|r| {
         r.inputs_hash.as_deref() == Some(fleet)
@@ -90,6 +96,21 @@ pub fn admission(
         "waiting for the fleet rollout of ServiceDatabase {} to admit this tenant (see its status.rollout)",
         sdb.name_any()
     ))
+}
+
+/// The batch Job of the rollout that migrates `tenant` for the inputs `fleet` (and the
+/// current resume value), if the decision put it in one. Pure.
+pub fn batch_of(sdb: &ServiceDatabase, tenant: &str, fleet: &str) -> Option<String> {
+    let rollout = sdb.status.as_ref()?.rollout.as_ref()?;
+    if rollout.inputs_hash.as_deref() != Some(fleet) || rollout.resume != resume(sdb) {
+        return None;
+    }
+    rollout
+        .batches
+        .iter()
+        .rev()
+        .find(|b| b.tenants.iter().any(|t| t == tenant))
+        .map(|b| b.job.clone())
 }
 
 /// The record to keep: the step's schema, and the fleet inputs of the last Job (taken
@@ -132,6 +153,7 @@ pub async fn migrate(
     let previous_schema = previous.as_ref().and_then(|p| p.schema.as_ref());
     let name = tenant.name_any();
     let admit = |fleet: &str, fresh: bool| admission(sdb, &name, fleet, fresh);
+    let batch = |fleet: &str| batch_of(sdb, &name, fleet);
     let mut fleet = None;
     let step = migration::reconcile_admitted(
         &tc.ctx.client,
@@ -139,7 +161,10 @@ pub async fn migrate(
         target,
         previous_schema,
         &tc.ctx.config.migration_image,
-        &admit,
+        migration::Gates {
+            admit: &admit,
+            batch_of: &batch,
+        },
         &mut fleet,
     )
     .await;

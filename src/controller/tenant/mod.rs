@@ -117,6 +117,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
             api::<Job>(&ctx),
             watcher::Config::default().labels(&format!("{managed},{}", labels::TENANT)),
         )
+        // Batch Jobs (the ServiceDatabase's): their end brings each member's reconcile.
+        .watches(
+            api::<Job>(&ctx),
+            watcher::Config::default().labels(&format!(
+                "{managed},{}=true",
+                crate::controller::migration::batch_job::BATCH_LABEL
+            )),
+            |job| {
+                let ns = job.namespace().unwrap_or_default();
+                crate::controller::migration::batch_job::members_of(&job)
+                    .into_iter()
+                    .map(|t| ObjectRef::new(&t).within(&ns))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches_stream(service_events, move |sdb| {
             let (ns, name) = (sdb.namespace(), sdb.name_any());
             by_service
@@ -186,7 +201,7 @@ pub fn service_trigger(sdb: &ServiceDatabase) -> Option<u64> {
     (
         sdb.metadata.generation,
         sdb.metadata.deletion_timestamp.is_some(),
-        rollout.map(|r| (&r.inputs_hash, &r.admitted, &r.resume)),
+        rollout.map(|r| (&r.inputs_hash, &r.admitted, &r.resume, &r.batches)),
         sdb.annotations().get(crate::api::ROTATE_ANNOTATION),
     )
         .hash(&mut h);

@@ -1,0 +1,167 @@
+//! Which tenants the service's batch Jobs hold (batchSize above 1). Pure.
+//!
+//! A batch Job's tenants count as running while it runs, and after it ended until each
+//! one's Tenant status has recorded how it ended: the rollout never admits a tenant to a
+//! second Job before the first one's outcome is known, so one database never has two Jobs
+//! and a failure is never lost (and never retried without a resume). Those batches stay in
+//! `status.rollout.batches`, where each Tenant finds the Job it is part of.
+
+use std::collections::BTreeSet;
+
+use super::decide::{TenantMigration, TenantState};
+use crate::api::RolloutBatch;
+
+/// A batch Job of the service, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchJobSeen {
+    pub name: String,
+    pub members: Vec<String>,
+    /// None: running.
+    pub finished: Option<bool>,
+    /// Its `servicedb.io/migration-inputs` label.
+    pub inputs: Option<String>,
+}
+
+/// What the batch Jobs hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub tenants: BTreeSet<String>,
+    /// The batches to keep in `status.rollout.batches`, by Job name.
+    pub kept: Vec<RolloutBatch>,
+    /// Batch Jobs running, or ended with outcomes not all recorded: each holds a
+    /// maxParallel slot.
+    pub running_jobs: usize,
+}
+
+/// `recorded(tenant, job)`: None when the tenant is gone (or left the service), else
+/// whether its status records that `job` ended; `current(job)`: whether it migrates the
+/// rollout's current inputs. A running Job holds its tenants whatever its inputs, but only
+/// a current one is kept for its tenants to report on (an ended Job of earlier inputs has
+/// nothing to say about the current ones).
+pub fn hold(
+    jobs: &[BatchJobSeen],
+    recorded: &dyn Fn(&str, &str) -> Option<bool>,
+    current: &dyn Fn(&BatchJobSeen) -> bool,
+) -> Held {
+    let mut held = Held::default();
+    let mut jobs: Vec<&BatchJobSeen> = jobs.iter().collect();
+    jobs.sort_by(|a, b| a.name.cmp(&b.name));
+    for job in jobs {
+        let waiting: Vec<&String> = job
+            .members
+            .iter()
+            .filter(|t| {
+                let known = recorded(t, &job.name);
+                known.is_some() && (job.finished.is_none() || known == Some(false))
+            })
+            .collect();
+        let current = current(job);
+        if waiting.is_empty() || (!current && job.finished.is_some()) {
+            held.running_jobs += usize::from(job.finished.is_none());
+            continue;
+        }
+        // An ended batch keeps its slot until its outcomes are known: a failure not yet
+        // recorded must count against maxFailures before the next batch starts.
+        held.running_jobs += 1;
+        held.tenants.extend(waiting.into_iter().cloned());
+        if !current {
+            continue;
+        }
+        held.kept.push(RolloutBatch {
+            job: job.name.clone(),
+            tenants: job.members.clone(),
+        });
+    }
+    held
+}
+
+/// Marks the held tenants running; returns how many rollout Jobs run: the running batch
+/// Jobs plus a Job of its own for each other running tenant that is not fresh (one
+/// started before batchSize was raised).
+pub fn apply(migrations: &mut [TenantMigration], held: &Held) -> usize {
+    let mut own = 0;
+    for m in migrations.iter_mut() {
+        if held.tenants.contains(&m.name) {
+            m.state = TenantState::Running;
+        } else if m.state == TenantState::Running && !m.fresh {
+            own += 1;
+        }
+    }
+    held.running_jobs + own
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, members: &[&str], finished: Option<bool>) -> BatchJobSeen {
+        BatchJobSeen {
+            name: name.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            finished,
+            inputs: None,
+        }
+    }
+
+    fn migration(name: &str, state: TenantState) -> TenantMigration {
+        TenantMigration {
+            name: name.into(),
+            canary: false,
+            fresh: false,
+            state,
+        }
+    }
+
+    /// Locks "never two Jobs for one database, never a lost failure": running batches hold
+    /// all their tenants; ended ones hold those that have not recorded the end; gone tenants
+    /// hold nothing; fully recorded batches drop out.
+    #[test]
+    fn batches_hold_until_every_member_recorded_the_end() {
+        let jobs = [
+            job("b-run", &["a", "b"], None),
+            job("b-done", &["c", "d", "gone"], Some(false)),
+            job("b-old", &["e"], Some(true)),
+        ];
+        let recorded = |t: &str, j: &str| match t {
+            "gone" => None,
+            "c" => Some(j == "b-done"),
+            "e" => Some(true),
+            _ => Some(false),
+        };
+        let held = hold(&jobs, &recorded, &|_| true);
+        assert_eq!(
+            held.tenants.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "d"]
+        );
+        assert_eq!(
+            held.kept.iter().map(|b| b.job.as_str()).collect::<Vec<_>>(),
+            ["b-done", "b-run"]
+        );
+        assert_eq!(held.kept[0].tenants, ["c", "d", "gone"]);
+        assert_eq!(held.running_jobs, 2, "b-run, and b-done until d recorded");
+
+        let mut ms = vec![
+            migration("a", TenantState::Pending),
+            migration("d", TenantState::Failed),
+            migration("x", TenantState::Running),
+            TenantMigration {
+                fresh: true,
+                ..migration("y", TenantState::Running)
+            },
+            migration("c", TenantState::AtTarget),
+        ];
+        assert_eq!(apply(&mut ms, &held), 3, "two batch Jobs and x's own");
+        assert_eq!(ms[0].state, TenantState::Running);
+        assert_eq!(ms[1].state, TenantState::Running);
+        assert_eq!(ms[4].state, TenantState::AtTarget);
+
+        // Earlier inputs: a running Job holds its tenants but is not kept; an ended one
+        // does neither.
+        let old = hold(&jobs, &recorded, &|j| j.name == "b-old");
+        assert_eq!(
+            old.tenants.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(old.kept.is_empty());
+    }
+}
