@@ -133,25 +133,31 @@ impl Fixture {
     /// Waits until `n` Tenants are Ready with `version` applied (if given); panics after
     /// `timeout` with how far the fleet got. Returns when it was seen.
     pub async fn wait_fleet(&self, n: usize, version: Option<&str>, timeout: Duration) -> Instant {
+        self.wait_tenants(n, timeout, |t| {
+            tenant_ready(t) && version.is_none_or(|v| at_version(t, v))
+        })
+        .await
+    }
+
+    /// Waits until `n` Tenants pass `done`.
+    pub async fn wait_tenants(
+        &self,
+        n: usize,
+        timeout: Duration,
+        done: impl Fn(&Tenant) -> bool,
+    ) -> Instant {
         let started = Instant::now();
         let mut last_note = Instant::now();
         loop {
-            let tenants = self.list_tenants().await;
-            let done = tenants
-                .iter()
-                .filter(|t| tenant_ready(t) && version.is_none_or(|v| at_version(t, v)))
-                .count();
-            if done >= n {
+            let count = self.list_tenants().await.iter().filter(|t| done(t)).count();
+            if count >= n {
                 return Instant::now();
             }
             if started.elapsed() > timeout {
-                panic!(
-                    "timed out after {timeout:?}: {done} of {n} Tenants Ready{}",
-                    version.map(|v| format!(" at V{v}")).unwrap_or_default()
-                );
+                panic!("timed out after {timeout:?}: {count} of {n} Tenants there");
             }
             if last_note.elapsed() > Duration::from_secs(15) {
-                eprintln!("  ... {done} of {n} Tenants Ready");
+                eprintln!("  ... {count} of {n} Tenants there");
                 last_note = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
