@@ -77,6 +77,35 @@ pub fn tally(log: &str, skip_user: &str) -> BTreeMap<String, PerDatabase> {
     out
 }
 
+/// The most frequent statements in `log` (first 70 characters), leaving out `skip_user`'s.
+pub fn top_statements(log: &str, skip_user: &str, n: usize) -> Vec<(usize, String)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in log.lines() {
+        let Some((_, rest)) = line.split_once("] ") else {
+            continue;
+        };
+        let Some((who, message)) = rest.split_once(' ') else {
+            continue;
+        };
+        if who.split('@').next() == Some(skip_user) {
+            continue;
+        }
+        let text = message.strip_prefix("LOG:  statement: ").or_else(|| {
+            message
+                .strip_prefix("LOG:  execute ")
+                .map(|m| m.split_once(": ").map_or(m, |(_, t)| t))
+        });
+        if let Some(text) = text {
+            let text: String = text.chars().take(70).collect();
+            *counts.entry(text).or_default() += 1;
+        }
+    }
+    let mut top: Vec<(usize, String)> = counts.into_iter().map(|(t, c)| (c, t)).collect();
+    top.sort_by(|a, b| b.0.cmp(&a.0));
+    top.truncate(n);
+    top
+}
+
 /// Logs every login too (for counting passes over a database that sees no statement).
 pub async fn log_connections(pg: &TestServer) {
     let su = pg.superuser_client("postgres").await;

@@ -17,7 +17,7 @@ use servicedb::api::Tenant;
 use servicedb::api::conditions::{find_condition, types};
 
 use crate::fixture::{Fixture, JobPlayer, Operator, V1, at_version};
-use crate::pglog::{Sessions, log_connections, tally};
+use crate::pglog::{Sessions, log_connections, tally, top_statements};
 use crate::support::postgres::server as pg;
 use crate::tenant_common::tenant_ready;
 use crate::{env_duration, row, scaled, secs, table};
@@ -105,7 +105,9 @@ pub async fn run() {
                 .is_some_and(|i| app_secrets.contains(&r.info.path[i..]))
         })
         .count();
-    let per_db = tally(&pg().log_since(log), pg().superuser());
+    let statements_log = pg().log_since(log);
+    let per_db = tally(&statements_log, pg().superuser());
+    let top = top_statements(&statements_log, pg().superuser(), 8);
     drop(player);
     let operator_log = operator.log.display().to_string();
     operator.stop().await;
@@ -199,6 +201,10 @@ pub async fn run() {
             ),
         ],
     );
+    println!("  most frequent statements in the window (count, first 70 characters):");
+    for (count, text) in &top {
+        println!("    {count:>6}  {text}");
+    }
     if !by_kind.is_empty() {
         println!("  writes: {by_kind:?}");
     }
