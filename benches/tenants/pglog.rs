@@ -101,7 +101,7 @@ pub fn top_statements(log: &str, skip_user: &str, n: usize) -> Vec<(usize, Strin
         }
     }
     let mut top: Vec<(usize, String)> = counts.into_iter().map(|(t, c)| (c, t)).collect();
-    top.sort_by(|a, b| b.0.cmp(&a.0));
+    top.sort_by_key(|e| std::cmp::Reverse(e.0));
     top.truncate(n);
     top
 }
