@@ -2,7 +2,8 @@
 //! controller) says which tenant databases may run their migration now, and records it in
 //! `status.rollout`; the Tenant controller starts only what that decision admits. Pure:
 //! [`decide`] turns the tenants' migration states into the decision, [`fleet`] counts the
-//! tenants' statuses into `status.tenants`.
+//! tenants' statuses into `status.tenants`; [`fanout`] says which Tenants a change of the
+//! decision concerns.
 //!
 //! Semantics (CONTROLLER-NOTES "Fleet rollout"): canaries (`servicedb.io/canary=true`) first,
 //! all of which must succeed before any other tenant starts; then the rest in name order; at
@@ -16,6 +17,7 @@
 pub mod batch_jobs;
 pub mod batches;
 pub mod decide;
+pub mod fanout;
 pub mod fleet;
 pub mod write;
 

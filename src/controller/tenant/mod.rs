@@ -4,7 +4,8 @@
 //! (and offboards services no longer listed), Cleanup applies the Tenant's reclaimPolicy.
 //!
 //! Watches: its Secrets and its migration Jobs (label-selected), the ServiceDatabases (mapped to the Tenants that
-//! list them; only spec changes, deletion and the rollout decision pass) and the
+//! list them; only spec changes, deletion and the rollout decision pass, and a new admission
+//! reaches only the tenants it admits or drops) and the
 //! DatabaseServers (generation and readiness only, so a growing databaseCount does not fan
 //! out). Their reflectors are the caches placement counts from.
 pub mod apply;
@@ -96,6 +97,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     .try_filter_map(move |e| futures::future::ready(Ok(server_triggers.pass(e))));
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let by_service = tenants.clone();
+    let fanout = crate::controller::rollout::fanout::Fanout::default();
     let by_server = tenants.clone();
     let synced = ctx.config.health.synced_when(tenants.clone());
     let shared = Arc::new(TenantContext {
@@ -134,10 +136,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         )
         .watches_stream(service_events, move |sdb| {
             let (ns, name) = (sdb.namespace(), sdb.name_any());
+            // A new admission concerns the tenants it admits or drops, not the whole fleet.
+            let concerned = fanout.concerned(&sdb);
             by_service
                 .state()
                 .into_iter()
-                .filter(|t| t.namespace() == ns && lists(t, &name))
+                .filter(|t| {
+                    t.namespace() == ns && lists(t, &name) && concerned.includes(&t.name_any())
+                })
                 .map(|t| ObjectRef::from_obj(&*t))
                 .collect::<Vec<_>>()
         })

@@ -40,19 +40,60 @@ struct Middleware {
 
 /// Wraps `inner` (which talks to the fake or to a real cluster).
 pub fn instrument(inner: kube::Client) -> Instrumented {
+    let default_ns = inner.default_namespace().to_string();
+    let (router, faults, requests) = middleware(inner);
+    Instrumented {
+        client: kube::Client::new(router, default_ns),
+        faults,
+        requests,
+    }
+}
+
+fn middleware(inner: kube::Client) -> (axum::Router, Faults, RequestLog) {
     let faults = Faults::default();
     let requests = RequestLog::default();
-    let default_ns = inner.default_namespace().to_string();
     let state = Middleware {
         inner,
         faults: faults.clone(),
         log: requests.clone(),
     };
     let router = axum::Router::new().fallback(forward).with_state(state);
-    Instrumented {
-        client: kube::Client::new(router, default_ns),
+    (router, faults, requests)
+}
+
+/// The middleware served over plain HTTP on 127.0.0.1, for a subprocess (`servicedb run`)
+/// whose requests are to be recorded. Stops when dropped.
+pub struct Served {
+    /// `http://127.0.0.1:<port>`: the server URL to give the subprocess.
+    pub url: String,
+    pub faults: Faults,
+    pub requests: RequestLog,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves [`instrument`]'s middleware in front of `inner`.
+pub async fn serve_instrumented(inner: kube::Client) -> Served {
+    let (router, faults, requests) = middleware(inner);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the recording proxy to a free port on 127.0.0.1");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Served {
+        url: format!("http://{addr}"),
         faults,
         requests,
+        task,
     }
 }
 

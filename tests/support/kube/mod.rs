@@ -116,7 +116,7 @@ pub use cluster::{
 #[allow(unused_imports)]
 pub use faults::{Fault, Faults};
 #[allow(unused_imports)]
-pub use instrument::{Instrumented, instrument};
+pub use instrument::{Instrumented, Served, instrument, serve_instrumented};
 #[allow(unused_imports)]
 pub use jobs::{JobError, JobRun, JobRunner};
 #[allow(unused_imports)]

@@ -1,0 +1,361 @@
+//! What the tenant benchmarks share: the fake API server with a DatabaseServer for the
+//! bench's PostgreSQL, the operator as a child process (`servicedb run`, the release binary
+//! built with the bench), a Job controller stand-in that plays every Job as soon as it
+//! appears (as many at once as exist), and waiting on the fleet.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use servicedb::api::{ServiceDatabase, Tenant};
+
+use crate::controller_common::{admin_secret, apply, database_server, wait_server_ready};
+use crate::support::kube::{Served, TestCluster, serve_instrumented};
+use crate::support::postgres::server as pg;
+use crate::tenant_common::tenant_ready;
+
+pub const SERVICE: &str = "app";
+pub const V1: &str = "CREATE TABLE items (id int PRIMARY KEY, name text);\n";
+
+pub struct Fixture {
+    pub cluster: TestCluster,
+    pub ns: String,
+    pub client: kube::Client,
+    pub server: String,
+    /// Kept: the operator's log and kubeconfig, named in the output.
+    pub dir: PathBuf,
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        let cluster = TestCluster::start().await;
+        let ns = cluster.namespace().to_string();
+        let client = cluster.client();
+        admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+        let server = database_server(&cluster, &ns, "pg-admin").await;
+        let dir = tempfile::Builder::new()
+            .prefix("servicedb-bench-")
+            .tempdir()
+            .expect("a temporary directory")
+            .keep();
+        eprintln!("  (the operator's log and kubeconfig: {})", dir.display());
+        Fixture {
+            cluster,
+            ns,
+            client,
+            server,
+            dir,
+        }
+    }
+
+    /// The migrations ConfigMap of the PerTenant service (server-side applied, so files
+    /// are only ever added).
+    pub async fn migrations(&self, files: &[(&str, &str)]) {
+        let data: serde_json::Map<String, serde_json::Value> = files
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let name = format!("{SERVICE}-migrations");
+        apply(
+            &api,
+            &name,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
+        )
+        .await;
+    }
+
+    /// The PerTenant ServiceDatabase `app` with its migrations ConfigMap and `rollout`.
+    pub async fn service(&self, rollout: serde_json::Value) {
+        crate::tenant_common::per_tenant(
+            &self.client,
+            &self.ns,
+            SERVICE,
+            json!({"server": self.server, "migrations": {
+                "configMaps": [format!("{SERVICE}-migrations")],
+                "rollout": rollout,
+            }}),
+        )
+        .await;
+    }
+
+    /// Tenants `t-<i>` for `range`, 16 applies at once; with `services: false` they list no
+    /// service (cached and reconciled, no database).
+    pub async fn tenants(&self, range: std::ops::Range<usize>, services: bool) {
+        let api: Api<Tenant> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = if services { vec![SERVICE] } else { vec![] };
+        futures::stream::iter(range.map(|i| {
+            let (api, ns, list) = (api.clone(), self.ns.clone(), list.clone());
+            async move {
+                let name = tenant_name(i);
+                apply(
+                    &api,
+                    &name,
+                    json!({
+                        "apiVersion": "servicedb.io/v1alpha1", "kind": "Tenant",
+                        "metadata": {"name": name, "namespace": ns},
+                        "spec": {"services": list},
+                    }),
+                )
+                .await;
+            }
+        }))
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    }
+
+    pub async fn list_tenants(&self) -> Vec<Tenant> {
+        Api::<Tenant>::namespaced(self.client.clone(), &self.ns)
+            .list(&ListParams::default())
+            .await
+            .expect("listing Tenants")
+            .items
+    }
+
+    pub async fn sdb(&self) -> ServiceDatabase {
+        Api::<ServiceDatabase>::namespaced(self.client.clone(), &self.ns)
+            .get(SERVICE)
+            .await
+            .expect("the ServiceDatabase")
+    }
+
+    /// Waits until `n` Tenants are Ready with `version` applied (if given); panics after
+    /// `timeout` with how far the fleet got. Returns when it was seen.
+    pub async fn wait_fleet(&self, n: usize, version: Option<&str>, timeout: Duration) -> Instant {
+        self.wait_tenants(n, timeout, |t| {
+            tenant_ready(t) && version.is_none_or(|v| at_version(t, v))
+        })
+        .await
+    }
+
+    /// Waits until `n` Tenants pass `done`.
+    pub async fn wait_tenants(
+        &self,
+        n: usize,
+        timeout: Duration,
+        done: impl Fn(&Tenant) -> bool,
+    ) -> Instant {
+        let started = Instant::now();
+        let mut last_note = Instant::now();
+        loop {
+            let count = self.list_tenants().await.iter().filter(|t| done(t)).count();
+            if count >= n {
+                return Instant::now();
+            }
+            if started.elapsed() > timeout {
+                panic!("timed out after {timeout:?}: {count} of {n} Tenants there");
+            }
+            if last_note.elapsed() > Duration::from_secs(15) {
+                eprintln!("  ... {count} of {n} Tenants there");
+                last_note = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn wait_server(&self) {
+        wait_server_ready(&self.client, &self.server).await;
+    }
+}
+
+pub fn tenant_name(i: usize) -> String {
+    format!("t-{i:05}")
+}
+
+pub fn at_version(t: &Tenant, version: &str) -> bool {
+    t.status
+        .as_ref()
+        .and_then(|s| s.databases.iter().find(|d| d.service == SERVICE))
+        .and_then(|d| d.applied_version.as_deref())
+        == Some(version)
+}
+
+/// `servicedb run` as a child process against the fake (through a recording proxy when
+/// asked), its own process so that its memory is its own.
+pub struct Operator {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+    /// The proxy recording the operator's requests, when started with `record`.
+    pub recorded: Option<Served>,
+}
+
+impl Operator {
+    pub async fn start(f: &Fixture, resync: Duration, record: bool) -> Operator {
+        let (url, recorded) = if record {
+            let served = serve_instrumented(f.cluster.client()).await;
+            (served.url.clone(), Some(served))
+        } else {
+            (f.cluster.config().cluster_url.to_string(), None)
+        };
+        let kubeconfig = f.dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig, url.trim_end_matches('/'), &f.ns);
+        let log = f.dir.join("operator.log");
+        let stderr = std::fs::File::create(&log).expect("the operator's log file");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_servicedb"))
+            .args(["run", "--namespace", &f.ns, "--operator-namespace", &f.ns])
+            .args(["--installation-id", "bench"])
+            .args(["--resync", &humantime::format_duration(resync).to_string()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting servicedb run");
+        Operator {
+            child,
+            log,
+            recorded,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the operator is running")
+    }
+
+    /// (VmRSS, VmHWM) in bytes, from /proc.
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading the operator's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+fn write_kubeconfig(path: &Path, url: &str, namespace: &str) {
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": url}}],
+        "users": [{"name": "fake", "user": {}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
+        "current-context": "fake",
+    });
+    std::fs::write(path, serde_yaml::to_string(&doc).expect("YAML")).expect("the kubeconfig");
+}
+
+/// One Job run by [`JobPlayer`].
+#[derive(Clone, Debug)]
+pub struct Played {
+    pub started: Instant,
+    pub ended: Instant,
+    pub succeeded: bool,
+}
+
+/// Plays every Job of the namespace the moment the watch shows it, all at once.
+pub struct JobPlayer {
+    pub played: Arc<Mutex<Vec<Played>>>,
+    running: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JobPlayer {
+    pub fn start(f: &Fixture) -> JobPlayer {
+        let runner = f
+            .cluster
+            .job_runner()
+            .program("servicedb", env!("CARGO_BIN_EXE_servicedb"));
+        let api: Api<Job> = Api::namespaced(f.client.clone(), &f.ns);
+        let ns = f.ns.clone();
+        let played = Arc::new(Mutex::new(Vec::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (p, r, m) = (played.clone(), running.clone(), most.clone());
+        let task = tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            let mut jobs = std::pin::pin!(
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects()
+            );
+            while let Ok(Some(job)) = jobs.try_next().await {
+                if job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .is_some()
+                    || job.metadata.deletion_timestamp.is_some()
+                    || !seen.insert(job.name_any())
+                {
+                    continue;
+                }
+                let (runner, ns, name) = (runner.clone(), ns.clone(), job.name_any());
+                let (p, r, m) = (p.clone(), r.clone(), m.clone());
+                tokio::spawn(async move {
+                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now, Ordering::SeqCst);
+                    let started = Instant::now();
+                    let run = runner.run(&ns, &name).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    let succeeded = match run {
+                        Ok(run) => run.succeeded,
+                        Err(e) => {
+                            eprintln!("job {name}: {e}");
+                            false
+                        }
+                    };
+                    p.lock().expect("played").push(Played {
+                        started,
+                        ended: Instant::now(),
+                        succeeded,
+                    });
+                });
+            }
+        });
+        JobPlayer {
+            played,
+            running,
+            most,
+            task,
+        }
+    }
+
+    /// Jobs played that started at or after `since`.
+    pub fn since(&self, since: Instant) -> Vec<Played> {
+        let played = self.played.lock().expect("played");
+        played
+            .iter()
+            .filter(|p| p.started >= since)
+            .cloned()
+            .collect()
+    }
+
+    /// Resets the highest number at once seen (to the number running now).
+    pub fn reset_most(&self) {
+        self.most
+            .store(self.running.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    pub fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for JobPlayer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

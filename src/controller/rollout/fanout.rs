@@ -1,0 +1,162 @@
+//! Which Tenants a ServiceDatabase event concerns. Every change of the rollout's
+//! `admitted` list (a Job finished, the next tenant admitted) used to reconcile every
+//! Tenant of the service: over a rollout of N tenants, about N x N reconciles, each a
+//! provisioning pass on its database. Only the tenants that entered or left `admitted` have
+//! anything new to act on; a change of the spec, the inputs, the resume value or the
+//! deletion still concerns them all.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use kube::ResourceExt;
+
+use crate::api::ServiceDatabase;
+
+/// The Tenants (by name) of the service that an event concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Concerned {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl Concerned {
+    pub fn includes(&self, tenant: &str) -> bool {
+        match self {
+            Concerned::All => true,
+            Concerned::Only(names) => names.contains(tenant),
+        }
+    }
+}
+
+/// What of a ServiceDatabase its Tenants act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    generation: Option<i64>,
+    deleting: bool,
+    inputs_hash: Option<String>,
+    resume: Option<String>,
+    admitted: BTreeSet<String>,
+}
+
+impl Seen {
+    pub fn of(sdb: &ServiceDatabase) -> Seen {
+        let rollout = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
+        Seen {
+            generation: sdb.metadata.generation,
+            deleting: sdb.metadata.deletion_timestamp.is_some(),
+            inputs_hash: rollout.and_then(|r| r.inputs_hash.clone()),
+            resume: rollout.and_then(|r| r.resume.clone()),
+            admitted: rollout
+                .map(|r| r.admitted.iter().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Who `after` concerns, given what was seen `before`. Pure. Nothing seen before, or
+/// nothing changed (the event is then a deletion: the trigger passes nothing else
+/// unchanged), concerns all.
+pub fn concerned(before: Option<&Seen>, after: &Seen) -> Concerned {
+    let Some(before) = before else {
+        return Concerned::All;
+    };
+    let same_but_admitted = before.generation == after.generation
+        && before.deleting == after.deleting
+        && before.inputs_hash == after.inputs_hash
+        && before.resume == after.resume;
+    if before == after || !same_but_admitted {
+        return Concerned::All;
+    }
+    Concerned::Only(
+        before
+            .admitted
+            .symmetric_difference(&after.admitted)
+            .cloned()
+            .collect(),
+    )
+}
+
+/// [`concerned`] with the memory of what each ServiceDatabase looked like last.
+#[derive(Default)]
+pub struct Fanout {
+    seen: Mutex<HashMap<(String, String), Seen>>,
+}
+
+impl Fanout {
+    pub fn concerned(&self, sdb: &ServiceDatabase) -> Concerned {
+        let key = (sdb.namespace().unwrap_or_default(), sdb.name_any());
+        let after = Seen::of(sdb);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let result = concerned(seen.get(&key), &after);
+        seen.insert(key, after);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RolloutStatus, ServiceDatabaseStatus};
+
+    fn sdb(generation: i64, hash: &str, admitted: &[&str]) -> ServiceDatabase {
+        let mut s = ServiceDatabase::new("app", Default::default());
+        s.metadata.namespace = Some("fit".into());
+        s.metadata.generation = Some(generation);
+        s.status = Some(ServiceDatabaseStatus {
+            rollout: Some(RolloutStatus {
+                inputs_hash: Some(hash.into()),
+                admitted: admitted.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
+    fn only(names: &[&str]) -> Concerned {
+        Concerned::Only(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn an_admission_change_concerns_only_the_tenants_it_moves() {
+        let f = Fanout::default();
+        assert_eq!(f.concerned(&sdb(1, "h", &["a", "b"])), Concerned::All);
+        assert_eq!(f.concerned(&sdb(1, "h", &["b", "c"])), only(&["a", "c"]));
+        assert_eq!(f.concerned(&sdb(1, "h", &["b", "c", "d"])), only(&["d"]));
+        assert!(!only(&["d"]).includes("b"));
+    }
+
+    #[test]
+    fn new_inputs_a_spec_change_or_a_deletion_concern_all() {
+        let f = Fanout::default();
+        f.concerned(&sdb(1, "h", &["a"]));
+        assert_eq!(f.concerned(&sdb(1, "h2", &["a"])), Concerned::All);
+        assert_eq!(f.concerned(&sdb(2, "h2", &["b"])), Concerned::All);
+        // The deleted object, as the watch last saw it.
+        assert_eq!(f.concerned(&sdb(2, "h2", &["b"])), Concerned::All);
+        let mut deleting = sdb(2, "h2", &["b"]);
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1).unwrap(),
+            ));
+        assert_eq!(f.concerned(&deleting), Concerned::All);
+    }
+
+    #[test]
+    fn a_resume_concerns_all() {
+        let before = Seen::of(&sdb(1, "h", &[]));
+        let mut resumed = sdb(1, "h", &[]);
+        resumed
+            .status
+            .as_mut()
+            .unwrap()
+            .rollout
+            .as_mut()
+            .unwrap()
+            .resume = Some("1".into());
+        assert_eq!(
+            concerned(Some(&before), &Seen::of(&resumed)),
+            Concerned::All
+        );
+    }
+}
