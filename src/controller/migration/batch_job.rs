@@ -130,13 +130,21 @@ pub fn desired_batch_job(target: &BatchTarget, name: &str, hash: &str, default_i
     if let Some(v) = &target.migrations.target_version {
         annotations.insert("servicedb.io/target-version".into(), v.clone());
     }
+    // activeDeadlineSeconds is sized for one database; the batch migrates several in turn.
+    let mut migrations = target.migrations.clone();
+    if let Some(job) = migrations.job.as_mut() {
+        let members = i64::try_from(target.members.len().max(1)).unwrap_or(i64::MAX);
+        job.active_deadline_seconds = job
+            .active_deadline_seconds
+            .map(|d| d.saturating_mul(members));
+    }
     job::build(&Parts {
         name,
         namespace: &target.namespace,
         owner: &target.owner,
         labels,
         annotations,
-        migrations: &target.migrations,
+        migrations: &migrations,
         command: job::apply_command(&target.migrations, &envs),
         env,
         default_image,

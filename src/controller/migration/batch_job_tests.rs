@@ -145,3 +145,21 @@ fn each_member_reads_its_own_line() {
     );
     assert_eq!(outcome("z", Some(false)), None);
 }
+
+/// Locks "a batch gets a deadline for all its databases": activeDeadlineSeconds is sized
+/// for one database, so a batch of three gets three times it (none stays none).
+#[test]
+fn the_deadline_covers_every_member() {
+    let deadline = |t: &BatchTarget| {
+        desired_batch_job(t, "app-batch-mig-x", "x", "img")
+            .spec
+            .and_then(|s| s.active_deadline_seconds)
+    };
+    let mut t = target(&["a", "b", "c"]);
+    assert_eq!(deadline(&t), None);
+    t.migrations.job = Some(crate::api::MigrationJobSpec {
+        active_deadline_seconds: Some(600),
+        ..Default::default()
+    });
+    assert_eq!(deadline(&t), Some(1800));
+}

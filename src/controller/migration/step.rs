@@ -5,7 +5,7 @@
 //! from the status).
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 
 use super::MigrationTarget;
 use super::decide::{Decision, JobState, News, Next, Observed, decide};
@@ -218,11 +218,15 @@ pub async fn reconcile_admitted(
     let jobs = observe::jobs(client, target)
         .await
         .map_err(kube("listing migration Jobs"))?;
+    // Listed by name, not read with get: the chart grants Jobs list, watch and create only.
     let batch_job = match &batch {
         Some(b) => Api::<Job>::namespaced(client.clone(), &target.namespace)
-            .get_opt(b)
+            .list(&ListParams::default().fields(&format!("metadata.name={b}")))
             .await
-            .map_err(kube("reading the batch migration Job"))?,
+            .map_err(kube("reading the batch migration Job"))?
+            .items
+            .into_iter()
+            .next(),
         None => None,
     };
     let current = batch_job.as_ref().or_else(|| {

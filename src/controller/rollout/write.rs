@@ -176,6 +176,8 @@ pub async fn assess(
         .status
         .admitted
         .retain(|t| !held.tenants.contains(t));
+    // In one order, so a list read back in another order is no change to write.
+    recorded_batches.sort_by(|a, b| a.job.cmp(&b.job));
     decision.status.batches = recorded_batches;
     let summary = summarize(&name, Some(&version), &refs, Some(&decision.status));
     let state = fleet_state(&name, &version, &decision.status, decision.paused_because);
