@@ -6,7 +6,7 @@
 //! make a busy server a livelock: with hundreds of reconciles queued behind the turns,
 //! each one's bound runs out in the queue, its work is cancelled part-way, and it queues
 //! again. So the queues call [`paused`] while they wait, and [`bounded`] counts only the
-//! rest.
+//! rest (up to ten times the bound: a wait that never ends is still cut).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -18,8 +18,13 @@ tokio::task_local! {
     static BUDGET: Arc<Mutex<Budget>>;
 }
 
+/// Waiting is not counted up to this many times the bound: a wait that never ends (a turn
+/// that is never given back) still gets the work cut, as a plain timeout would.
+const MOST_PAUSED: u32 = 10;
+
 #[derive(Debug)]
 struct Budget {
+    limit: Duration,
     started: Instant,
     /// Waiting time already over.
     paused_for: Duration,
@@ -32,7 +37,8 @@ impl Budget {
     /// The time counted against the bound by `now`.
     fn used(&self, now: Instant) -> Duration {
         let waiting = self.waiting_since.map_or(Duration::ZERO, |s| now - s);
-        (now - self.started).saturating_sub(self.paused_for + waiting)
+        let paused = (self.paused_for + waiting).min(self.limit * MOST_PAUSED);
+        (now - self.started).saturating_sub(paused)
     }
 }
 
@@ -40,6 +46,7 @@ impl Budget {
 /// the bound ran out (the work is dropped, as `tokio::time::timeout` drops it).
 pub async fn bounded<F: Future>(limit: Duration, work: F) -> Option<F::Output> {
     let budget = Arc::new(Mutex::new(Budget {
+        limit,
         started: Instant::now(),
         paused_for: Duration::ZERO,
         waits: 0,
@@ -153,6 +160,16 @@ mod tests {
         })
         .await;
         assert!(out.is_some(), "800 ms paused, 50 ms counted");
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_never_ends_is_cut_after_ten_bounds() {
+        let out = bounded(40 * MS, async {
+            let _queued = paused();
+            std::future::pending::<()>().await;
+        })
+        .await;
+        assert!(out.is_none());
     }
 
     #[test]
