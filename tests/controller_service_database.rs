@@ -113,6 +113,10 @@ async fn shared_service_database_gets_working_secrets() {
         ("servicedatabases.servicedb.io", "list"),
         ("servicedatabases.servicedb.io", "watch"),
         ("servicedatabases.servicedb.io", "patch"),
+        // A reconcile whose cache predates its own last status write reads the object.
+        ("databaseservers.servicedb.io", "get"),
+        ("servicedatabases.servicedb.io", "get"),
+        ("tenants.servicedb.io", "get"),
         ("servicedatabases.servicedb.io/status", "patch"),
         // The Tenant controller, and PerTenant fleets counting their Tenants.
         ("tenants.servicedb.io", "list"),

@@ -112,6 +112,10 @@ pub async fn connect(ctx: &Context, dbs: &DatabaseServer) -> Result<Arc<Server>,
     if let Some(server) = ctx.servers.get(&name, &key) {
         return Ok(server);
     }
+    let _connecting = ctx.servers.connecting(&name).await;
+    if let Some(server) = ctx.servers.get(&name, &key) {
+        return Ok(server);
+    }
     let spec = server_spec(dbs, &admin, ca_pem, &ctx.installation).map_err(|message| {
         ServerProblem::NeedsChange {
             reason: reasons::INVALID_SPEC,

@@ -29,6 +29,9 @@ pub struct ServerRegistry {
     entries: Mutex<HashMap<String, (ServerKey, Arc<Server>)>>,
     /// Per server name; kept across reconnects so the bound holds while a server changes.
     bounds: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Per server name: one connect at a time, so reconciles that find no connection (at
+    /// start, after a change) wait for one set of pools instead of each opening their own.
+    connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     per_server: usize,
 }
 
@@ -43,6 +46,7 @@ impl ServerRegistry {
         ServerRegistry {
             entries: Mutex::default(),
             bounds: Mutex::default(),
+            connecting: Mutex::default(),
             per_server: per_server.max(1),
         }
     }
@@ -63,6 +67,19 @@ impl ServerRegistry {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// The right to connect to the server `name` (one at a time); check [`Self::get`]
+    /// again once it is held.
+    pub async fn connecting(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .connecting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// The server connected from exactly `key` (its pools replace sessions that close).
