@@ -72,6 +72,7 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         }
     };
     let secrets = KubeSecrets::new(tc.ctx.client.clone(), super::owner_reference(tenant));
+    tracing::debug!(service = %layout.service, "locating");
     let server_name = match locate(tenant, sdb, &layout, &secrets, tc).await {
         Ok(server) => server,
         Err(state) => return done(report, state, None),
@@ -91,11 +92,14 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             return done(report, state, Some(message));
         }
     };
+    tracing::debug!(service = %layout.service, server = %server_name, "connecting");
     let server = match connected(tc, &server_name).await {
         Ok(server) => server,
         Err((state, retry)) => return done(report, state, retry),
     };
+    tracing::debug!(service = %layout.service, server = %server_name, "waiting for a turn");
     let turn = tc.ctx.servers.turn(&server_name).await;
+    tracing::debug!(service = %layout.service, server = %server_name, "provisioning");
     let provisioned =
         provisioning::apply_tenant(&server, &secrets, sdb, &name, &rotation.roles()).await;
     drop(turn);
