@@ -22,7 +22,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use futures::future::{BoxFuture, Shared};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -49,6 +49,10 @@ pub struct TenantContext {
     pub services: Store<ServiceDatabase>,
     pub servers: Store<DatabaseServer>,
     pub placer: Placer,
+    /// Resolves once the ServiceDatabase and DatabaseServer caches have their first lists.
+    /// One shared future for every reconcile: awaiting `Store::wait_until_ready` from many
+    /// reconciles at once woke only one of them (the others stalled for good).
+    pub caches_ready: Shared<BoxFuture<'static, ()>>,
 }
 
 impl TenantContext {
@@ -100,12 +104,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let fanout = crate::controller::rollout::fanout::Fanout::default();
     let by_server = tenants.clone();
     let synced = ctx.config.health.synced_when(tenants.clone());
+    let caches_ready = {
+        let (services, servers) = (services.clone(), servers.clone());
+        async move {
+            let _ = services.wait_until_ready().await;
+            let _ = servers.wait_until_ready().await;
+        }
+        .boxed()
+        .shared()
+    };
     let shared = Arc::new(TenantContext {
         ctx: ctx.clone(),
         tenants,
         services,
         servers,
         placer: Placer::default(),
+        caches_ready,
     });
     let metrics = ctx.metrics.clone();
     let run = controller
@@ -237,8 +251,7 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
     // Until the first lists are in, a missing service or server would be reported wrongly.
-    let _ = tc.services.wait_until_ready().await;
-    let _ = tc.servers.wait_until_ready().await;
+    tc.caches_ready.clone().await;
     // Level-triggered: the status written by the last reconcile (or deletion) sets the series.
     tc.ctx.metrics.observe_tenant(&tenant);
     let started = std::time::Instant::now();
