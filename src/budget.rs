@@ -171,9 +171,4 @@ mod tests {
         .await;
         assert!(out.is_none());
     }
-
-    #[test]
-    fn outside_a_bound_a_pause_does_nothing() {
-        drop(paused());
-    }
 }
