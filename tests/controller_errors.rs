@@ -146,8 +146,22 @@ async fn an_unreachable_server_never_holds_the_finalizer_forever() {
     )
     .await;
     assert_eq!(sdb.finalizers(), ["servicedb.io/finalizer"]);
+    // The ServiceDatabase waits on a server not checked yet too: the server's own
+    // verdict comes from its reconcile.
     let servers: Api<DatabaseServer> = Api::all(client.clone());
-    let dbs = servers.get(&server).await.unwrap();
+    let dbs = wait_for(
+        &servers,
+        &server,
+        "the server unreachable",
+        |o: Option<&DatabaseServer>| {
+            o.and_then(ready_condition)
+                .is_some_and(|(status, _, message)| {
+                    status == "False" && message.contains("cannot reach")
+                })
+        },
+    )
+    .await
+    .unwrap();
     let (_, _, message) = ready_condition(&dbs).unwrap();
     assert!(message.contains("cannot reach"), "{message}");
 

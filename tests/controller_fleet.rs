@@ -265,18 +265,18 @@ async fn a_version_rolls_out_canaries_first_within_max_parallel() {
     for (i, n) in names.iter().enumerate() {
         s.tenant(n, i < 2).await;
     }
-    // Fresh tenants go straight to the target, not one slot at a time.
-    let mut first_round = 0;
+    // Fresh tenants go straight to the target, not one slot at a time: all six Jobs
+    // exist at once, with none run yet, although maxParallel is 2.
+    eventually("a Job for each of the six fresh tenants", || async {
+        (s.pending().await.len() == 6).then_some(())
+    })
+    .await;
     s.play_until(
         "every tenant at V2",
-        |p| first_round = first_round.max(p.len()),
+        |_| {},
         |t, _| t.len() == 6 && all_at(t, "2"),
     )
     .await;
-    assert!(
-        first_round > 2,
-        "fresh tenants are not held by maxParallel: {first_round}"
-    );
     let sdb = s
         .wait_sdb("Ready with the rollout Complete", |o| {
             ready_now(o) && rollout_phase(o) == Some(RolloutPhase::Complete)
@@ -344,8 +344,11 @@ async fn a_version_rolls_out_canaries_first_within_max_parallel() {
     assert_eq!((tenants.total, tenants.at_target_version), (6, 6));
 
     // At steady state (a few resyncs of 2 s), the fleet causes no writes.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mark = s.operator.requests.mark();
+    let mark = s
+        .operator
+        .requests
+        .settle(Duration::from_secs(2), |w| w.info.path.contains(&s.ns))
+        .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let writes: Vec<String> = s
         .operator
@@ -537,6 +540,11 @@ async fn failures_pause_the_rollout_until_resumed() {
     let (_, reason, message) = condition(&paused, types::STALLED).unwrap();
     assert_eq!(reason, "RolloutPaused");
     assert!(message.contains("more than maxFailures (1)"), "{message}");
+    // The Warning Event follows the status write that says Paused.
+    eventually("the second RolloutPaused Event", || async {
+        (s.pauses().await >= 2).then_some(())
+    })
+    .await;
     assert_eq!(s.pauses().await, 2);
     let jobs = s.jobs().await;
     for n in ["n-2", "n-3"] {

@@ -314,9 +314,18 @@ async fn one_failing_tenant_in_a_batch_fails_alone_and_pauses_the_rollout() {
     s.config_map(&[("V1__items.sql", V1), ("V2__gate.sql", v2)])
         .await;
     s.play_until(
-        "the rollout paused",
+        "the rollout paused with t-1 failed and t-0, t-2 counted at the target",
         |_| {},
-        |_, sdb| rollout_phase(sdb) == Some(RolloutPhase::Paused),
+        // The pause can be written before the last batch member's status reaches the
+        // rollout's counts; both are eventually true together.
+        |_, sdb| {
+            let counts = sdb
+                .status
+                .as_ref()
+                .and_then(|s| s.rollout.as_ref())
+                .map(|r| (r.failed, r.at_target));
+            rollout_phase(sdb) == Some(RolloutPhase::Paused) && counts == Some((1, 2))
+        },
     )
     .await;
     let tenants = s.tenants().await;

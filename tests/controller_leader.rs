@@ -154,7 +154,9 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     eprintln!(
         "a new ServiceDatabase was Ready {handover:?} after the leader was killed (lease {LEASE:?})"
     );
-    let slack = Duration::from_secs(20);
+    // The standby starts its controllers, connects to PostgreSQL and provisions within a
+    // per-reconcile bound of LEASE/3; a loaded CI machine may need a retry or two.
+    let slack = Duration::from_secs(45);
     assert!(
         handover < LEASE + slack,
         "the standby reconciled {handover:?} after the leader died (lease {LEASE:?})"

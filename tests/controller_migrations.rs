@@ -223,6 +223,8 @@ async fn migrations_reach_the_latest_version_and_a_new_file_makes_one_more_job()
         ("one".into(), "9.5".into())
     );
     assert!(conn.batch_execute("DROP TABLE items").await.is_err());
+    // The Event follows the status write the wait saw.
+    wait_event(&s.client, &s.ns, "orders", "Normal", "MigrationSucceeded").await;
     let (succeeded, _) = s.events("orders", "MigrationSucceeded").await;
     assert_eq!(succeeded, 1);
 

@@ -423,8 +423,6 @@ async fn a_referenced_configmap_triggers_its_service_database() {
         "ConfigMapNotFound",
     )
     .await;
-    // Give the reconcile triggered by its own last status write time to finish.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let reads_of_secret = |mark: usize| {
         operator
             .requests
@@ -433,6 +431,17 @@ async fn a_referenced_configmap_triggers_its_service_database() {
             .filter(|r| r.info.verb == "get" && r.info.path.ends_with("/secrets/orders-db"))
             .count()
     };
+    // Let the reconciles set off by its own writes finish: quiet for 1.5 s (the resync is
+    // 300 s, so a quiet window stays quiet).
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let quiet = operator.requests.mark();
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        if reads_of_secret(quiet) == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < settled, "never went quiet");
+    }
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let mark = operator.requests.mark();
     let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}, "data": {"a": "b"}});

@@ -65,10 +65,13 @@ async fn no_api_writes_at_steady_state_over_several_resyncs() {
         }
     })
     .await;
-    // One more period, so a write triggered by the last change has happened.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-
-    let mark = operator.requests.mark();
+    // Writes set off by the last change have happened.
+    let mark = operator
+        .requests
+        .settle(Duration::from_secs(2), |w| {
+            w.info.path.contains(&ns) || w.info.path.contains(&server)
+        })
+        .await;
     let log = pg().log_len();
     tokio::time::sleep(Duration::from_secs(5)).await;
     // On a shared real cluster the DatabaseServer controller also looks after other tests'
@@ -95,7 +98,9 @@ async fn no_api_writes_at_steady_state_over_several_resyncs() {
         .filter(|r| r.info.verb == "get" && r.info.path.ends_with("/secrets/orders-db"))
         .count();
     assert!(
-        reads >= 3,
+        // A 1 s resync counts from the end of each reconcile: at least two fit in 5 s
+        // even when a loaded reconcile is slow.
+        reads >= 2,
         "the resource was resynced ({reads} reads of its Secret)"
     );
     let job_lists = operator

@@ -226,7 +226,8 @@ async fn watcher_relists_after_410() {
     // hold the watcher's reconnect back while the history moves past it
     inst.faults.inject(
         Fault::on("watch", "*/widgets")
-            .delay(Duration::from_secs(1))
+            // long enough for the create and the compaction below on a loaded machine
+            .delay(Duration::from_secs(5))
             .times(1),
     );
     inst.faults.close_watches();

@@ -39,8 +39,10 @@ use super::server::{FakeApiServer, FakeOptions};
 pub const KUBECONFIG_ENV: &str = "SERVICEDB_TEST_KUBECONFIG";
 /// The field manager of everything the test support writes.
 pub const TEST_FIELD_MANAGER: &str = "servicedb-tests";
-/// How long helpers wait for the cluster to get somewhere.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long helpers wait for the cluster to get somewhere. Generous: CI runs PostgreSQL
+/// servers and test binaries at once on 2 cores, where provisioning behind a server's turn
+/// takes tens of seconds; a passing wait returns as soon as it is true.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Label on every namespace a test creates, to find leftovers on a real cluster.
 pub const TEST_NAMESPACE_LABEL: &str = "servicedb.io/test";
 

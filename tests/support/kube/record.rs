@@ -88,6 +88,31 @@ impl RequestLog {
             .collect()
     }
 
+    /// Waits until `window` passes with no write that `relevant` picks (at most 60 s; panics
+    /// after that), and returns a mark from the end of that quiet window. Settling by quiet
+    /// instead of a fixed sleep lets a late benign write (an Event after its status write on
+    /// a loaded machine) land before the steady state is measured; a write loop never goes
+    /// quiet, so it still fails.
+    pub async fn settle(
+        &self,
+        window: std::time::Duration,
+        relevant: impl Fn(&RecordedRequest) -> bool,
+    ) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let mark = self.mark();
+            tokio::time::sleep(window).await;
+            let writes = self.writes_since(mark);
+            let Some(write) = writes.iter().find(|w| relevant(w)) else {
+                return self.mark();
+            };
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writes never stopped, the latest: {write}"
+            );
+        }
+    }
+
     pub fn clear(&self) {
         self.entries.lock().expect("log lock").clear();
     }
