@@ -6,9 +6,10 @@
 //! DATABASE_URL_1 failed 2 V3__bad.sql (ConfigMap app-migrations) line 2, SQLSTATE 42601: syntax error ...
 //! ```
 //!
-//! that is `<env name> succeeded|failed <version reached, or -> [<why it failed>]`. A line
-//! per database rather than a JSON summary each, so that 100 databases still fit in the 4096
-//! bytes Kubernetes keeps: when the lines are too long, the failure details are cut (their
+//! that is `<env name> succeeded|failed <version reached, or -> [<why it failed>]`, where a
+//! version equal to the line before's is written `=` (a batch mostly ends at one version,
+//! however long it is). A line per database rather than a JSON summary each, so that 100
+//! databases still fit in the 4096 bytes Kubernetes keeps: when the lines are too long, the failure details are cut (their
 //! end first: the file, line and SQLSTATE lead), then, as a last resort, trailing lines go
 //! (the reader treats a database without a line as unreported). Pure.
 
@@ -29,11 +30,22 @@ pub struct DatabaseResult {
 const SUCCEEDED: &str = "succeeded";
 const FAILED: &str = "failed";
 const NO_VERSION: &str = "-";
+/// The version of the line before (no version has this character).
+const SAME_VERSION: &str = "=";
 
-fn head(r: &DatabaseResult) -> String {
+fn version(r: &DatabaseResult) -> Option<&str> {
+    r.current.as_deref().filter(|c| !c.is_empty())
+}
+
+fn head(r: &DatabaseResult, before: Option<&DatabaseResult>) -> String {
     let outcome = if r.succeeded { SUCCEEDED } else { FAILED };
-    let current = r.current.as_deref().filter(|c| !c.is_empty());
-    format!("{} {outcome} {}", r.env, current.unwrap_or(NO_VERSION))
+    let current = version(r);
+    let shown = match current {
+        Some(_) if before.and_then(version) == current => SAME_VERSION,
+        Some(v) => v,
+        None => NO_VERSION,
+    };
+    format!("{} {outcome} {shown}", r.env)
 }
 
 /// Newlines and runs of spaces become one space, so a detail stays on its line.
@@ -47,7 +59,11 @@ pub fn render(results: &[DatabaseResult]) -> String {
 }
 
 fn render_within(results: &[DatabaseResult], max: usize) -> String {
-    let heads: Vec<String> = results.iter().map(head).collect();
+    let heads: Vec<String> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| head(r, i.checked_sub(1).map(|b| &results[b])))
+        .collect();
     let details: Vec<Option<String>> = results
         .iter()
         .map(|r| {
@@ -106,6 +122,7 @@ fn cut_to_bytes(d: &str, bytes: usize) -> String {
 /// The results in a report; lines that are not results (a log's tail left by a crash) are
 /// skipped.
 pub fn parse(text: &str) -> Vec<DatabaseResult> {
+    let mut before: Option<String> = None;
     text.lines()
         .filter_map(|line| {
             let mut parts = line.trim_end().splitn(4, ' ');
@@ -117,10 +134,16 @@ pub fn parse(text: &str) -> Vec<DatabaseResult> {
             };
             let current = parts.next()?;
             let detail = parts.next().map(str::to_string).filter(|d| !d.is_empty());
+            let current = match current {
+                NO_VERSION => None,
+                SAME_VERSION => before.clone(),
+                v => Some(v.to_string()),
+            };
+            before = current.clone();
             Some(DatabaseResult {
                 env: env.to_string(),
                 succeeded,
-                current: (current != NO_VERSION).then(|| current.to_string()),
+                current,
                 detail,
             })
         })
@@ -218,6 +241,22 @@ mod tests {
         let back = parse(&text);
         assert_eq!(back.len(), 100);
         assert!(back[99].detail.as_ref().unwrap().len() > 1000);
+    }
+
+    /// Locks "100 members with a long version all report": before versions were written
+    /// once, 100 lines of a 40-character version did not fit and the last ones counted as
+    /// unreported (failed).
+    #[test]
+    fn a_hundred_successes_at_a_long_version_all_fit() {
+        let long = "2026.12.01.1234567890.1234567890.12345678";
+        let mut results: Vec<DatabaseResult> = (0..100)
+            .map(|i| ok(&format!("DATABASE_URL_{i}"), Some(long)))
+            .collect();
+        results[50].current = Some("7".into());
+        results[51].current = None;
+        let text = render(&results);
+        assert!(text.len() <= TERMINATION_MESSAGE_MAX, "{}", text.len());
+        assert_eq!(parse(&text), results);
     }
 
     #[test]
