@@ -7,7 +7,7 @@
 //! Per Secret, so the same decision serves a tenant's Secrets (one call per tenant database,
 //! with that tenant's Secrets).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +26,10 @@ pub struct Policy {
     pub requested: Option<String>,
     /// `spec.passwordRotation.every`.
     pub every: Option<Duration>,
+    /// Roles a running migration Job logs in as: not rotated until it ended (a batch Job
+    /// would otherwise fail its later databases with the password it started with). The
+    /// Job's end brings the next pass, which rotates them.
+    pub held: BTreeSet<String>,
 }
 
 impl Policy {
@@ -45,6 +49,7 @@ impl Policy {
                 .password_rotation
                 .as_ref()
                 .and_then(|r| humantime::parse_duration(&r.every).ok()),
+            held: BTreeSet::new(),
         }
     }
 }
@@ -147,6 +152,9 @@ pub fn decide(policy: &Policy, secrets: &[SecretState], now: Timestamp) -> Decis
     };
     let mut out = Decision::default();
     for s in secrets {
+        if policy.held.contains(&s.role) {
+            continue;
+        }
         if let Some(cause) = s.existing.as_ref().map(Record::of).as_ref().and_then(due) {
             out.rotate.entry(s.role.clone()).or_insert(cause);
         }
@@ -183,7 +191,12 @@ pub fn decide(policy: &Policy, secrets: &[SecretState], now: Timestamp) -> Decis
                 }
             }
         };
-        if let (Some(every), Some(at)) = (policy.every, record.rotated_at) {
+        // A held role's due time is the Job's end, which brings a reconcile of its own.
+        if let (Some(every), Some(at), false) = (
+            policy.every,
+            record.rotated_at,
+            policy.held.contains(&s.role),
+        ) {
             let elapsed = now.duration_since(at);
             let left = if elapsed.is_negative() {
                 every

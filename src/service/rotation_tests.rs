@@ -32,6 +32,7 @@ fn requested(v: &str) -> Policy {
     Policy {
         requested: Some(v.into()),
         every: None,
+        ..Default::default()
     }
 }
 
@@ -39,6 +40,7 @@ fn every(d: Duration) -> Policy {
     Policy {
         requested: None,
         every: Some(d),
+        ..Default::default()
     }
 }
 
@@ -141,6 +143,7 @@ fn a_periodic_rotation_keeps_the_answered_request() {
     let policy = Policy {
         requested: Some("1".into()),
         every: Some(HOUR),
+        ..Default::default()
     };
     let d = decide(&policy, &secrets, at(3600));
     assert_eq!(d.rotate["app"], Cause::Due);
@@ -223,7 +226,8 @@ fn the_policy_comes_from_the_annotation_and_the_spec() {
         Policy::of(&sdb),
         Policy {
             requested: None,
-            every: Some(720 * HOUR)
+            every: Some(720 * HOUR),
+            ..Default::default()
         }
     );
     sdb.metadata.annotations = Some(BTreeMap::from([(
@@ -231,4 +235,28 @@ fn the_policy_comes_from_the_annotation_and_the_spec() {
         "2026-12-01".to_string(),
     )]));
     assert_eq!(Policy::of(&sdb).requested.as_deref(), Some("2026-12-01"));
+}
+
+/// Locks "a rotation waits for a running migration": the role a running Job logs in as is
+/// not rotated (its Secret keeps its record, and it sets no due time), the others are.
+#[test]
+fn a_role_held_by_a_running_migration_is_not_rotated_yet() {
+    let secrets = [
+        secret("orders-db", "app", 0, &[]),
+        secret("orders-migrator", "owner", 0, &[]),
+    ];
+    let policy = Policy {
+        held: BTreeSet::from(["owner".to_string()]),
+        ..every(HOUR)
+    };
+    let d = decide(&policy, &secrets, at(7200));
+    assert_eq!(d.rotate, BTreeMap::from([("app".to_string(), Cause::Due)]));
+    assert!(d.annotations["orders-migrator"].is_empty(), "{d:?}");
+    assert_eq!(
+        d.next_due,
+        Some(HOUR),
+        "the app's next; not the held owner's"
+    );
+    let free = decide(&every(HOUR), &secrets, at(7200));
+    assert!(free.rotate.contains_key("owner"));
 }

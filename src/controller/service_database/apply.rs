@@ -82,7 +82,13 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
     };
     let secrets = KubeSecrets::new(ctx.client.clone(), owner_reference(sdb));
     let layout = provisioning::layout(sdb);
-    let rotation = rotation::prepare(&secrets, sdb, &layout, Timestamp::now())
+    let migrating = sdb
+        .status
+        .as_ref()
+        .and_then(|s| s.schema.as_ref())
+        .and_then(|s| s.last_job_outcome)
+        == Some(crate::api::JobOutcome::Running);
+    let rotation = rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating)
         .await
         .map_err(Error::kube("reading the connection Secrets"))?;
     let turn = ctx.servers.turn(&server_name).await;

@@ -11,17 +11,19 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::secrets::KubeSecrets;
-use crate::api::ServiceDatabase;
+use crate::api::{JobOutcome, ServiceDatabase, TenantDatabaseStatus};
 use crate::controller::provisioning::Provisioned;
 use crate::service::Layout;
 use crate::service::rotation::{Cause, Decision, Existing, Policy, SecretState, decide};
 
 /// Decides the rotation of `layout`'s Secrets at `now` and arms `secrets` with the records.
+/// `migrating`: a migration Job of this database runs, so its migrator's role waits.
 pub async fn prepare(
     secrets: &KubeSecrets,
     sdb: &ServiceDatabase,
     layout: &Layout,
     now: Timestamp,
+    migrating: bool,
 ) -> Result<Decision, kube::Error> {
     let mut states = Vec::with_capacity(layout.secrets.len());
     for s in &layout.secrets {
@@ -38,7 +40,11 @@ pub async fn prepare(
             existing,
         });
     }
-    let decision = decide(&Policy::of(sdb), &states, now);
+    let mut policy = Policy::of(sdb);
+    if migrating {
+        policy.held.insert(layout.migrator_secret().role.clone());
+    }
+    let decision = decide(&policy, &states, now);
     secrets.annotate_writes(decision.annotations.clone());
     Ok(decision)
 }
@@ -69,6 +75,37 @@ pub fn announcement(decision: &Decision, layout: &Layout, done: &Provisioned) ->
         roles.join(", "),
         written.join(", ")
     ))
+}
+
+/// Whether a migration Job of a tenant's database runs, as the statuses tell: its own Job
+/// (recorded Running), or a batch of the service's rollout that it has not yet recorded the
+/// end of. Pure.
+pub fn tenant_migrating(
+    sdb: &ServiceDatabase,
+    tenant: &str,
+    known: Option<&TenantDatabaseStatus>,
+) -> bool {
+    let schema = known.and_then(|d| d.schema.as_ref());
+    if schema.and_then(|s| s.last_job_outcome) == Some(JobOutcome::Running) {
+        return true;
+    }
+    let recorded = |job: &str| {
+        schema.is_some_and(|s| {
+            s.last_job.as_deref() == Some(job)
+                && matches!(
+                    s.last_job_outcome,
+                    Some(JobOutcome::Succeeded | JobOutcome::Failed)
+                )
+        })
+    };
+    sdb.status
+        .as_ref()
+        .and_then(|s| s.rollout.as_ref())
+        .is_some_and(|r| {
+            r.batches
+                .iter()
+                .any(|b| b.tenants.iter().any(|t| t == tenant) && !recorded(&b.job))
+        })
 }
 
 #[cfg(test)]
@@ -126,5 +163,42 @@ mod tests {
         let note = announcement(&due, &layout(), &done(&["orders-migrator"])).unwrap();
         assert!(note.contains("passwordRotation.every has passed"), "{note}");
         assert!(note.ends_with("Secrets orders-migrator"), "{note}");
+    }
+
+    /// Locks "a rotation waits for the tenant's running migration": its own Job recorded
+    /// Running, or a batch naming it whose end it has not recorded; not once recorded.
+    #[test]
+    fn a_tenant_migrates_while_its_job_or_unrecorded_batch_runs() {
+        use crate::api::{RolloutBatch, RolloutStatus, SchemaStatus, ServiceDatabaseStatus};
+        let mut sdb = ServiceDatabase::new("app", ServiceDatabaseSpec::default());
+        let entry = |job: &str, outcome| TenantDatabaseStatus {
+            schema: Some(SchemaStatus {
+                last_job: Some(job.into()),
+                last_job_outcome: Some(outcome),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!tenant_migrating(&sdb, "t-1", None));
+        assert!(tenant_migrating(
+            &sdb,
+            "t-1",
+            Some(&entry("own", JobOutcome::Running))
+        ));
+        sdb.status = Some(ServiceDatabaseStatus {
+            rollout: Some(RolloutStatus {
+                batches: vec![RolloutBatch {
+                    job: "app-batch-mig-1".into(),
+                    tenants: vec!["t-1".into(), "t-2".into()],
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let before = entry("own", JobOutcome::Succeeded);
+        assert!(tenant_migrating(&sdb, "t-1", Some(&before)));
+        assert!(!tenant_migrating(&sdb, "t-3", Some(&before)));
+        let recorded = entry("app-batch-mig-1", JobOutcome::Failed);
+        assert!(!tenant_migrating(&sdb, "t-1", Some(&recorded)));
     }
 }

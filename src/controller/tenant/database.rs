@@ -81,17 +81,19 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     // Where the database is survives a lost status on its Secrets too (see `locate`).
     secrets.annotate_every_write(DATABASE_SERVER_ANNOTATION, &server_name);
     // The PerTenant ServiceDatabase's rotation policy, on this tenant's Secrets.
-    let rotation = match rotation::prepare(&secrets, sdb, &layout, Timestamp::now()).await {
-        Ok(decision) => decision,
-        Err(e) => {
-            let message = format!("reading the Secrets of database {}: {e}", layout.database);
-            let state = DbState::Waiting {
-                reason: reasons::PROVISIONING_FAILED.into(),
-                message: format!("{message} (retrying)"),
-            };
-            return done(report, state, Some(message));
-        }
-    };
+    let migrating = rotation::tenant_migrating(sdb, &name, known);
+    let rotation =
+        match rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating).await {
+            Ok(decision) => decision,
+            Err(e) => {
+                let message = format!("reading the Secrets of database {}: {e}", layout.database);
+                let state = DbState::Waiting {
+                    reason: reasons::PROVISIONING_FAILED.into(),
+                    message: format!("{message} (retrying)"),
+                };
+                return done(report, state, Some(message));
+            }
+        };
     tracing::debug!(service = %layout.service, server = %server_name, "connecting");
     let server = match connected(tc, &server_name).await {
         Ok(server) => server,
