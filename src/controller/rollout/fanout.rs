@@ -2,8 +2,9 @@
 //! `admitted` list (a Job finished, the next tenant admitted) used to reconcile every
 //! Tenant of the service: over a rollout of N tenants, about N x N reconciles, each a
 //! provisioning pass on its database. Only the tenants that entered or left `admitted` have
-//! anything new to act on; a change of the spec, the inputs, the resume value or the
-//! deletion still concerns them all.
+//! anything new to act on (and the members of a batch that came or went); a change of the
+//! spec, the inputs, the resume value, the rotate annotation or the deletion still concerns
+//! them all.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -35,7 +36,10 @@ pub struct Seen {
     deleting: bool,
     inputs_hash: Option<String>,
     resume: Option<String>,
+    rotate: Option<String>,
     admitted: BTreeSet<String>,
+    /// Batch Job name and its members.
+    batches: BTreeSet<(String, Vec<String>)>,
 }
 
 impl Seen {
@@ -46,8 +50,20 @@ impl Seen {
             deleting: sdb.metadata.deletion_timestamp.is_some(),
             inputs_hash: rollout.and_then(|r| r.inputs_hash.clone()),
             resume: rollout.and_then(|r| r.resume.clone()),
+            rotate: sdb
+                .annotations()
+                .get(crate::api::ROTATE_ANNOTATION)
+                .cloned(),
             admitted: rollout
                 .map(|r| r.admitted.iter().cloned().collect())
+                .unwrap_or_default(),
+            batches: rollout
+                .map(|r| {
+                    r.batches
+                        .iter()
+                        .map(|b| (b.job.clone(), b.tenants.clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -63,17 +79,20 @@ pub fn concerned(before: Option<&Seen>, after: &Seen) -> Concerned {
     let same_but_admitted = before.generation == after.generation
         && before.deleting == after.deleting
         && before.inputs_hash == after.inputs_hash
-        && before.resume == after.resume;
+        && before.resume == after.resume
+        && before.rotate == after.rotate;
     if before == after || !same_but_admitted {
         return Concerned::All;
     }
-    Concerned::Only(
-        before
-            .admitted
-            .symmetric_difference(&after.admitted)
-            .cloned()
-            .collect(),
-    )
+    let mut names: BTreeSet<String> = before
+        .admitted
+        .symmetric_difference(&after.admitted)
+        .cloned()
+        .collect();
+    for (_, members) in before.batches.symmetric_difference(&after.batches) {
+        names.extend(members.iter().cloned());
+    }
+    Concerned::Only(names)
 }
 
 /// [`concerned`] with the memory of what each ServiceDatabase looked like last.
@@ -156,6 +175,38 @@ mod tests {
             .resume = Some("1".into());
         assert_eq!(
             concerned(Some(&before), &Seen::of(&resumed)),
+            Concerned::All
+        );
+    }
+
+    /// Locks: a batch that comes or goes in the same event as an admission change concerns
+    /// its members too, and a rotate annotation concerns all.
+    #[test]
+    fn batch_members_and_a_rotation_are_not_lost_in_an_admission_change() {
+        let before = Seen::of(&sdb(1, "h", &["a"]));
+        let mut batched = sdb(1, "h", &["b"]);
+        batched
+            .status
+            .as_mut()
+            .unwrap()
+            .rollout
+            .as_mut()
+            .unwrap()
+            .batches = vec![crate::api::RolloutBatch {
+            job: "app-batch-mig-1".into(),
+            tenants: vec!["c".into(), "d".into()],
+        }];
+        assert_eq!(
+            concerned(Some(&before), &Seen::of(&batched)),
+            only(&["a", "b", "c", "d"])
+        );
+        let mut rotated = sdb(1, "h", &["b"]);
+        rotated.annotations_mut().insert(
+            crate::api::ROTATE_ANNOTATION.to_string(),
+            "2026-12-01".into(),
+        );
+        assert_eq!(
+            concerned(Some(&before), &Seen::of(&rotated)),
             Concerned::All
         );
     }
