@@ -57,6 +57,18 @@ pub fn finished(job: &Job) -> Option<bool> {
     }
 }
 
+/// When the Job ended: its Complete or Failed condition's last transition. Pure.
+pub fn ended_at(job: &Job) -> Option<k8s_openapi::jiff::Timestamp> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+}
+
 /// The Failed condition's reason and message, for a Job that left no termination message.
 /// Pure.
 pub fn failed_condition(job: &Job) -> String {

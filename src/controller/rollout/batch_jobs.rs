@@ -11,7 +11,7 @@ use crate::api::{JobOutcome, RolloutBatch, ServiceDatabase, Tenant, labels};
 use crate::controller::migration::batch_job::{
     BatchMember, BatchTarget, batch_hash, batch_job_name, desired_batch_job, members_of, selector,
 };
-use crate::controller::migration::observe::finished;
+use crate::controller::migration::observe::{ended_at, finished};
 use crate::controller::status_patch::FIELD_MANAGER;
 use crate::service::Layout;
 
@@ -33,6 +33,7 @@ pub async fn seen(
             members: members_of(j),
             finished: finished(j),
             inputs: j.labels().get(labels::MIGRATION_INPUTS).cloned(),
+            ended_at: ended_at(j),
         })
         .collect())
 }

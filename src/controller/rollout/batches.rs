@@ -5,8 +5,16 @@
 //! second Job before the first one's outcome is known, so one database never has two Jobs
 //! and a failure is never lost (and never retried without a resume). Those batches stay in
 //! `status.rollout.batches`, where each Tenant finds the Job it is part of.
+//!
+//! A member that has not recorded its outcome [`RECORD_GRACE`] after its Job ended (its
+//! Tenant cannot be reconciled, say) stops holding the slot and counts as failed: one stuck
+//! Tenant neither blocks the fleet nor lets the rollout go past maxFailures unseen. It is
+//! still never admitted again until it records the outcome or the Job is gone.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{TenantMigration, TenantState};
 use crate::api::RolloutBatch;
@@ -20,7 +28,12 @@ pub struct BatchJobSeen {
     pub finished: Option<bool>,
     /// Its `servicedb.io/migration-inputs` label.
     pub inputs: Option<String>,
+    /// When it ended (its Complete or Failed condition's transition).
+    pub ended_at: Option<Timestamp>,
 }
+
+/// How long after a batch Job ended its members have to record the outcome.
+pub const RECORD_GRACE: Duration = Duration::from_secs(300);
 
 /// What the batch Jobs hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +44,9 @@ pub struct Held {
     /// Batch Jobs running, or ended with outcomes not all recorded: each holds a
     /// maxParallel slot.
     pub running_jobs: usize,
+    /// Members of a Job that ended more than [`RECORD_GRACE`] ago that have not recorded
+    /// the outcome: held, but counted as failed instead of running.
+    pub overdue: BTreeSet<String>,
 }
 
 /// `recorded(tenant, job)`: None when the tenant is gone (or left the service), else
@@ -42,6 +58,7 @@ pub fn hold(
     jobs: &[BatchJobSeen],
     recorded: &dyn Fn(&str, &str) -> Option<bool>,
     current: &dyn Fn(&BatchJobSeen) -> bool,
+    now: Timestamp,
 ) -> Held {
     let mut held = Held::default();
     let mut jobs: Vec<&BatchJobSeen> = jobs.iter().collect();
@@ -62,7 +79,15 @@ pub fn hold(
         }
         // An ended batch keeps its slot until its outcomes are known: a failure not yet
         // recorded must count against maxFailures before the next batch starts.
-        held.running_jobs += 1;
+        let overdue = job.finished.is_some()
+            && job
+                .ended_at
+                .is_some_and(|at| now.duration_since(at).as_secs() > RECORD_GRACE.as_secs() as i64);
+        if overdue {
+            held.overdue.extend(waiting.iter().map(|t| t.to_string()));
+        } else {
+            held.running_jobs += 1;
+        }
         held.tenants.extend(waiting.into_iter().cloned());
         if !current {
             continue;
@@ -75,13 +100,15 @@ pub fn hold(
     held
 }
 
-/// Marks the held tenants running; returns how many rollout Jobs run: the running batch
-/// Jobs plus a Job of its own for each other running tenant that is not fresh (one
+/// Marks the held tenants running (the overdue ones failed); returns how many rollout Jobs
+/// run: the running batch Jobs plus a Job of its own for each other running tenant that is not fresh (one
 /// started before batchSize was raised).
 pub fn apply(migrations: &mut [TenantMigration], held: &Held) -> usize {
     let mut own = 0;
     for m in migrations.iter_mut() {
-        if held.tenants.contains(&m.name) {
+        if held.overdue.contains(&m.name) {
+            m.state = TenantState::Failed;
+        } else if held.tenants.contains(&m.name) {
             m.state = TenantState::Running;
         } else if m.state == TenantState::Running && !m.fresh {
             own += 1;
@@ -100,6 +127,7 @@ mod tests {
             members: members.iter().map(|m| m.to_string()).collect(),
             finished,
             inputs: None,
+            ended_at: None,
         }
     }
 
@@ -128,7 +156,7 @@ mod tests {
             "e" => Some(true),
             _ => Some(false),
         };
-        let held = hold(&jobs, &recorded, &|_| true);
+        let held = hold(&jobs, &recorded, &|_| true, Timestamp::now());
         assert_eq!(
             held.tenants.iter().map(String::as_str).collect::<Vec<_>>(),
             ["a", "b", "d"]
@@ -157,11 +185,43 @@ mod tests {
 
         // Earlier inputs: a running Job holds its tenants but is not kept; an ended one
         // does neither.
-        let old = hold(&jobs, &recorded, &|j| j.name == "b-old");
+        let old = hold(&jobs, &recorded, &|j| j.name == "b-old", Timestamp::now());
         assert_eq!(
             old.tenants.iter().map(String::as_str).collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert!(old.kept.is_empty());
+    }
+    /// Locks "one stuck Tenant does not block the fleet": a member that has not recorded
+    /// the end of its Job RECORD_GRACE after it ended frees the Job's slot and counts as
+    /// failed (so maxFailures sees it), and is still not admitted again.
+    #[test]
+    fn a_member_overdue_with_its_outcome_frees_the_slot_and_counts_as_failed() {
+        let ended = Timestamp::now();
+        let jobs = [BatchJobSeen {
+            ended_at: Some(ended),
+            ..job("b-done", &["c", "d"], Some(true))
+        }];
+        let recorded = |t: &str, _: &str| Some(t == "c");
+        let soon = hold(&jobs, &recorded, &|_| true, ended);
+        assert_eq!(soon.running_jobs, 1, "within the grace the slot is held");
+        assert!(soon.overdue.is_empty());
+
+        let late = ended + (RECORD_GRACE + Duration::from_secs(1));
+        let held = hold(&jobs, &recorded, &|_| true, late);
+        assert_eq!(held.running_jobs, 0, "the slot is free");
+        assert_eq!(held.overdue.iter().collect::<Vec<_>>(), ["d"]);
+        assert_eq!(held.kept.len(), 1, "d can still report on its Job");
+        let mut ms = vec![
+            migration("d", TenantState::Pending),
+            migration("e", TenantState::Pending),
+        ];
+        assert_eq!(apply(&mut ms, &held), 0);
+        assert_eq!(
+            ms[0].state,
+            TenantState::Failed,
+            "counted against maxFailures"
+        );
+        assert_eq!(ms[1].state, TenantState::Pending);
     }
 }

@@ -153,6 +153,7 @@ pub async fn assess(
         &seen,
         &|t, job| batch_jobs::recorded(&name, &refs, t, job),
         &|job| batch_jobs::is_current(sdb, &hash, job),
+        k8s_openapi::jiff::Timestamp::now(),
     );
     let jobs_running = batches::apply(&mut migrations, &held);
     let settings = settings(sdb);
