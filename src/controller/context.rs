@@ -9,6 +9,7 @@ use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
 use super::database_server::registry::ServerRegistry;
 use super::freshness::Written;
 use super::metrics::Metrics;
+use super::rollout::cache::FleetTenants;
 
 pub struct Context {
     pub client: kube::Client,
@@ -21,6 +22,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The versions of its own status writes, so no reconcile starts from an older cache.
     pub written: Written,
+    /// The Tenants, as the ServiceDatabase controller's fleet step reads them.
+    pub fleet_tenants: FleetTenants,
 }
 
 impl Context {
@@ -38,6 +41,7 @@ impl Context {
             servers: ServerRegistry::default(),
             failures: Failures::default(),
             written: Written::default(),
+            fleet_tenants: FleetTenants::default(),
         }
     }
 

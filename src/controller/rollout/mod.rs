@@ -16,6 +16,7 @@
 //! line of the batch and never starts a Job of its own for a rollout.
 pub mod batch_jobs;
 pub mod batches;
+pub mod cache;
 pub mod decide;
 pub mod fanout;
 pub mod fleet;

@@ -1,5 +1,5 @@
 //! The ServiceDatabase controller's fleet step for a PerTenant service: read its Tenants
-//! (one list of its namespace) and its migration ConfigMaps, decide the rollout
+//! (from the controller's cache, [`super::cache`]) and its migration ConfigMaps, decide the rollout
 //! ([`super::tenant_migrations`], [`super::decide`]), and write `status.rollout` and
 //! `status.tenants` when they changed ([`assess`], [`write_fleet_status`]); plus the Tenant
 //! watch that brings it news ([`services_of`], [`fleet_trigger`]).
@@ -10,10 +10,11 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
+use super::cache::FleetTenants;
 use super::decide::{Settings, decide_with_jobs};
 use super::fleet::{summarize, tenant_migrations};
 use super::{batch_jobs, batches};
@@ -86,15 +87,13 @@ pub fn fleet_target(sdb: &ServiceDatabase) -> Option<Option<String>> {
 /// Reads the Tenants and the ConfigMaps and decides. Only for PerTenant services.
 pub async fn assess(
     client: &kube::Client,
+    tenants: &FleetTenants,
     sdb: &ServiceDatabase,
     default_image: &str,
 ) -> Result<Fleet, kube::Error> {
     let ns = sdb.namespace().unwrap_or_default();
-    let tenants = Api::<Tenant>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let refs: Vec<&Tenant> = tenants.iter().collect();
+    let tenants = tenants.in_namespace(&ns).await;
+    let refs: Vec<&Tenant> = tenants.iter().map(|t| t.as_ref()).collect();
     let name = sdb.name_any();
     let current = sdb.status.as_ref().and_then(|s| s.rollout.clone());
     let layout = crate::controller::provisioning::layout(sdb);

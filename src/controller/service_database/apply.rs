@@ -184,9 +184,14 @@ async fn per_tenant(
     ctx: &Context,
     writer: &mut StatusWriter<'_>,
 ) -> Result<Action, Error> {
-    let fleet = rollout::assess(&ctx.client, sdb, &ctx.config.migration_image)
-        .await
-        .map_err(Error::kube("reading the fleet's Tenants and ConfigMaps"))?;
+    let fleet = rollout::assess(
+        &ctx.client,
+        &ctx.fleet_tenants,
+        sdb,
+        &ctx.config.migration_image,
+    )
+    .await
+    .map_err(Error::kube("reading the fleet's Tenants and ConfigMaps"))?;
     let layout = provisioning::layout(sdb);
     writer
         .write(&Progress::PerTenant {
