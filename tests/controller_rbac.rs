@@ -33,7 +33,7 @@ use kube::runtime::watcher;
 use rbac_common::{Grant, grants, install, refused, render, uses};
 use serde_json::{Value, json};
 use servicedb::api::conditions::{find_condition, types};
-use servicedb::api::{DatabaseServer, ServiceDatabase};
+use servicedb::api::{DatabaseServer, ServiceDatabase, Tenant};
 use servicedb::controller::Config;
 use servicedb::controller::leader::LeaderElection;
 use support::kstatus::{self, Status};
@@ -355,6 +355,53 @@ async fn prove(variant: Variant) {
             "MigrationFailed",
         )
         .await;
+
+        // A batched rollout (batchSize 2): two tenants at V1 by their own Jobs, then V2
+        // for both in one batch Job that the ServiceDatabase creates and finds by name.
+        let fleet_migrations = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+        let v1 = json!({"V1__t.sql": "CREATE TABLE t (id int);"});
+        let cm = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fleet-mig"}, "data": data});
+        apply(&fleet_migrations, "fleet-mig", cm(v1)).await;
+        let rollout = json!({"configMaps": ["fleet-mig"], "rollout": {"batchSize": 2}});
+        per_tenant(
+            &client,
+            &ns,
+            "batched",
+            json!({"server": server, "migrations": rollout}),
+        )
+        .await;
+        let runner = cluster
+            .job_runner()
+            .program("servicedb", env!("CARGO_BIN_EXE_servicedb"));
+        let at = |version: &'static str| {
+            move |t: &Tenant| {
+                t.status.as_ref().is_some_and(|s| {
+                    s.databases
+                        .iter()
+                        .any(|d| d.applied_version.as_deref() == Some(version))
+                })
+            }
+        };
+        for name in ["b1", "b2"] {
+            tenant(&client, &ns, name, json!({"services": ["batched"]})).await;
+            let selector =
+                format!("servicedb.io/service-database=batched,servicedb.io/tenant={name}");
+            runner
+                .run_next(Some(&ns), Some(&selector))
+                .await
+                .expect("running the tenant's Job");
+            wait_tenant(&client, &ns, name, "at V1", at("1")).await;
+        }
+        let v2 = json!({"V1__t.sql": "CREATE TABLE t (id int);", "V2__u.sql": "CREATE TABLE u (id int);"});
+        apply(&fleet_migrations, "fleet-mig", cm(v2)).await;
+        runner
+            .run_next(Some(&ns), Some("servicedb.io/migration-batch=true"))
+            .await
+            .expect("running the batch Job");
+        for name in ["b1", "b2"] {
+            wait_tenant(&client, &ns, name, "at V2", at("2")).await;
+            delete_tenant(&client, &ns, name).await;
+        }
 
         // A Tenant of two PerTenant services, then of one: the other's Secrets are deleted.
         for service in ["fleet", "fleet2"] {

@@ -7,9 +7,9 @@ mod support;
 mod tenant_common;
 
 use controller_common::*;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use servicedb::api::ServiceDatabase;
+use servicedb::api::{ServiceDatabase, Tenant};
 use support::kube::{TestCluster, eventually};
 use support::postgres::server as pg;
 use tenant_common::*;
@@ -108,5 +108,56 @@ async fn deleting_a_tenant_leaves_a_replaced_database_alone_and_says_so() {
         .batch_execute(&format!("DROP DATABASE \"{db}\""))
         .await
         .expect("the test drops the replacement");
+    cluster.cleanup().await;
+}
+
+/// Locks offboarding without a status: a Tenant whose status was lost (restored from a
+/// backup without it) is deleted with reclaimPolicy Delete; its app Secret's
+/// `servicedb.io/database-server` annotation says where the database is, and it is dropped
+/// (before, the cleanup took it for never provisioned and left it on the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deleted_after_losing_its_status_still_drops_its_database() {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    per_tenant(&client, &ns, "app", json!({"server": server})).await;
+    tenant(
+        &client,
+        &ns,
+        "t1",
+        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
+    let database = t1.status.unwrap().databases[0].database.clone().unwrap();
+    assert!(database_exists(&database).await);
+
+    controller.stop().await;
+    let tenants: Api<Tenant> = Api::namespaced(client.clone(), &ns);
+    tenants
+        .patch_status(
+            "t1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": null})),
+        )
+        .await
+        .expect("the status is wiped");
+    tenants
+        .delete("t1", &Default::default())
+        .await
+        .expect("deleting the Tenant");
+    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    eventually("the Tenant to be gone", || {
+        let tenants = tenants.clone();
+        async move { matches!(tenants.get_opt("t1").await, Ok(None)).then_some(()) }
+    })
+    .await;
+    assert!(
+        !database_exists(&database).await,
+        "the database is dropped by its Tenant's reclaimPolicy"
+    );
     cluster.cleanup().await;
 }

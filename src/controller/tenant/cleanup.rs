@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use super::TenantContext;
 use super::database::{connected, key};
 use super::error::Error;
+use super::locate::{known, secret_says};
 use crate::api::{ReclaimPolicy, Tenant, TenantDatabaseStatus};
 use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::provisioning::{self, Failure};
@@ -40,11 +41,26 @@ async fn reclaim(
 ) -> Result<Reclaimed, String> {
     let name = tenant.name_any();
     let ns = tenant.namespace().unwrap_or_default();
-    let database = entry.database.clone().unwrap_or_else(|| "?".into());
-    let server_name = entry
+    let mut database = entry.database.clone().unwrap_or_else(|| "?".into());
+    let mut server_name = entry
         .server
         .clone()
         .or_else(|| tc.placer.in_flight(&key(tenant, &entry.service)));
+    if server_name.is_none()
+        && let Some(sdb) = tc.service(&ns, &entry.service)
+    {
+        // A status lost (restored from a backup without it, say): the app Secret still
+        // says where its database was made.
+        let layout = Layout::new(&sdb, Some(&name));
+        database = layout.database.clone();
+        let secrets: Api<Secret> = Api::namespaced(tc.ctx.client.clone(), &ns);
+        let secret = secrets
+            .get_opt(&layout.app_secret().name)
+            .await
+            .map_err(|e| format!("reading Secret {}: {e}", layout.app_secret().name))?;
+        let says = secret_says(secret.as_ref(), &tenant.uid().unwrap_or_default());
+        server_name = known(None, None, &says);
+    }
     let Some(server_name) = server_name else {
         // Never placed, so never provisioned.
         return Ok(Reclaimed::Nothing);
