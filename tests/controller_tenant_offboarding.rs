@@ -14,6 +14,28 @@ use support::kube::{TestCluster, eventually};
 use support::postgres::server as pg;
 use tenant_common::*;
 
+/// A cluster with one PerTenant service `app` and its Tenant `t1` (reclaimPolicy Delete)
+/// Ready under a running controller; returns them and t1's database.
+async fn one_tenant() -> (TestCluster, kube::Client, String, Running, String) {
+    let cluster = TestCluster::start().await;
+    let ns = cluster.namespace().to_string();
+    let client = cluster.client();
+    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
+    let server = database_server(&cluster, &ns, "pg-admin").await;
+    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
+    per_tenant(&client, &ns, "app", json!({"server": server})).await;
+    tenant(
+        &client,
+        &ns,
+        "t1",
+        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
+    )
+    .await;
+    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
+    let database = t1.status.unwrap().databases[0].database.clone().unwrap();
+    (cluster, client, ns, controller, database)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_tenant_service_goes_after_its_tenants_have_dropped_their_databases() {
     let cluster = TestCluster::start().await;
@@ -62,22 +84,7 @@ async fn a_per_tenant_service_goes_after_its_tenants_have_dropped_their_database
 /// Delete policy keeps it, and the Event (reason Retained) says so instead of "dropped".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_tenant_leaves_a_replaced_database_alone_and_says_so() {
-    let cluster = TestCluster::start().await;
-    let ns = cluster.namespace().to_string();
-    let client = cluster.client();
-    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
-    let server = database_server(&cluster, &ns, "pg-admin").await;
-    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
-    per_tenant(&client, &ns, "app", json!({"server": server})).await;
-    tenant(
-        &client,
-        &ns,
-        "t1",
-        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
-    )
-    .await;
-    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
-    let db = t1.status.unwrap().databases[0].database.clone().unwrap();
+    let (cluster, client, ns, controller, db) = one_tenant().await;
     // Replaced while no controller looks.
     controller.stop().await;
     let admin = pg().admin_client("postgres").await;
@@ -117,22 +124,7 @@ async fn deleting_a_tenant_leaves_a_replaced_database_alone_and_says_so() {
 /// (before, the cleanup took it for never provisioned and left it on the server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_deleted_after_losing_its_status_still_drops_its_database() {
-    let cluster = TestCluster::start().await;
-    let ns = cluster.namespace().to_string();
-    let client = cluster.client();
-    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
-    let server = database_server(&cluster, &ns, "pg-admin").await;
-    let controller = start(cluster.instrumented_client().client, fast_config(&ns));
-    per_tenant(&client, &ns, "app", json!({"server": server})).await;
-    tenant(
-        &client,
-        &ns,
-        "t1",
-        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
-    )
-    .await;
-    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
-    let database = t1.status.unwrap().databases[0].database.clone().unwrap();
+    let (cluster, client, ns, controller, database) = one_tenant().await;
     assert!(database_exists(&database).await);
 
     controller.stop().await;
