@@ -92,7 +92,7 @@ pub async fn assess(
     default_image: &str,
 ) -> Result<Fleet, kube::Error> {
     let ns = sdb.namespace().unwrap_or_default();
-    let tenants = tenants.in_namespace(&ns).await;
+    let tenants = tenants.in_namespace(&ns).await?;
     let refs: Vec<&Tenant> = tenants.iter().map(|t| t.as_ref()).collect();
     let name = sdb.name_any();
     let current = sdb.status.as_ref().and_then(|s| s.rollout.clone());
