@@ -101,8 +101,8 @@ pub fn hold(
 }
 
 /// Marks the held tenants running (the overdue ones failed); returns how many rollout Jobs
-/// run: the running batch Jobs plus a Job of its own for each other running tenant that is not fresh (one
-/// started before batchSize was raised).
+/// run: the running batch Jobs plus a Job of its own for each other running tenant that is
+/// not fresh (one started before batchSize was raised).
 pub fn apply(migrations: &mut [TenantMigration], held: &Held) -> usize {
     let mut own = 0;
     for m in migrations.iter_mut() {
