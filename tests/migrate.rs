@@ -54,6 +54,13 @@ async fn apply_then_rerun_executes_nothing() {
         "a no-op re-run took the lock:\n{}",
         ours.join("\n")
     );
+    // Who we are with whether the history exists, and the history: one statement each,
+    // pipelined. Every further statement would be a cost on each Job that finds nothing to do.
+    let statements: Vec<&&str> = ours
+        .iter()
+        .filter(|l| l.contains(" execute ") || l.contains(" statement: "))
+        .collect();
+    assert_eq!(statements.len(), 2, "{statements:#?}");
     for ddl in ["CREATE", "ALTER", "INSERT", "DROP"] {
         assert!(
             !ours

@@ -104,3 +104,57 @@ async fn long_script_names_are_written_as_flyway_does() {
     assert_eq!(history[0].1, format!("...{}", &script[3..1000]));
     assert_ok(&case.migrate("validate", &[]));
 }
+
+/// Flyway takes only a table for its history. A view of that name (here over a copy of a
+/// history, so it is even updatable) is never written through: apply refuses the schema as
+/// it would without one, and repair finds no history to repair.
+#[tokio::test]
+async fn a_view_named_like_the_history_is_not_written_to() {
+    let case = Case::new("historyview").await;
+    let sql1 = "CREATE TABLE a (id int);\n";
+    case.write("V1__a.sql", sql1)
+        .write("V2__b.sql", "CREATE TABLE b (id int);\n");
+    let c = case.client().await;
+    c.batch_execute(FLYWAY_DDL).await.unwrap();
+    c.batch_execute(sql1).await.unwrap();
+    c.execute(
+        "INSERT INTO flyway_schema_history VALUES (1, '1', 'a', 'SQL', 'V1__a.sql', $1, 'flyway', now(), 5, true), \
+         (2, '2', 'b', 'SQL', 'V2__b.sql', 0, 'flyway', now(), 5, false)",
+        &[&checksum(sql1)],
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "ALTER TABLE flyway_schema_history RENAME TO copied_history; \
+         CREATE VIEW flyway_schema_history AS SELECT * FROM copied_history;",
+    )
+    .await
+    .unwrap();
+    let rows = || async { case.scalar_i64("SELECT count(*) FROM copied_history").await };
+
+    let out = case.migrate("repair", &[]);
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("Nothing to repair"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        rows().await,
+        2,
+        "repair deleted the failed row through the view"
+    );
+
+    // With V2 pending and no failure in the way, apply gets as far as writing.
+    c.batch_execute("DELETE FROM copied_history WHERE NOT success")
+        .await
+        .unwrap();
+    let err = assert_failed(&case.migrate("apply", &[]));
+    assert!(err.contains("flyway_schema_history"), "{err}");
+    assert_eq!(rows().await, 1, "apply wrote through the view");
+    assert_eq!(
+        case.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'b'")
+            .await,
+        0
+    );
+}

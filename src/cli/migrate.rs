@@ -152,7 +152,11 @@ async fn apply(args: MigrateArgs, done: &mut Done) -> Result<Value, MigrateError
     let result = engine.apply(&mut progress).await;
     progress.finish();
     done.applied = engine.applied().to_vec();
-    done.current = engine.info().current.as_ref().map(Version::to_string);
+    done.current = match &result {
+        Ok(report) => report.current.clone(),
+        // Planned again only after a failure: what the history says now.
+        Err(_) => engine.info().current.as_ref().map(Version::to_string),
+    };
     let report = result?;
     if !args.json {
         let at = report.current.as_deref().unwrap_or("<none>");

@@ -277,11 +277,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install(cli.log_format);
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // One connection at a time needs no worker threads: starting them, and handing every
+    // message between them and the main thread, is a good part of a short `migrate apply`.
+    let mut builder = match cli.command {
+        Command::Migrate { .. } | Command::Wait(_) | Command::Crd => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Run(_) | Command::Dev { .. } => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };

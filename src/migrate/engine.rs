@@ -172,16 +172,20 @@ impl Engine {
     ) -> Result<Engine, MigrateError> {
         // One round trip: who we are and whether the history exists, pipelined with reading
         // the history on the bet that it does (when it does not, that read fails harmlessly).
+        // Both are the cheapest forms for a fresh session to plan (a name lookup, a bare scan):
+        // with nothing pending, they are all a run asks of the server. Writers check that the
+        // name is a table first (`exists`).
         let history = &settings.history;
         let identity = format!(
             "SELECT current_user::text, current_database()::text, {}",
-            super::history::EXISTS_SQL
+            HistoryTable::NAMED_SQL
         );
-        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-            [(&history.schema, Type::TEXT), (&history.table, Type::TEXT)];
+        let qualified = history.qualified();
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] =
+            [(&qualified, Type::TEXT)];
         let (row, rows) = futures::join!(
             client.query_typed_one(&identity, &params),
-            history.rows_after(&client, -1)
+            history.all_rows(&client)
         );
         let row = row.map_err(db("reading the current user"))?;
         let table_exists: bool = row.get(2);
@@ -452,6 +456,16 @@ impl Engine {
         }
         let t = settings.history.qualified();
         let tx = self.client.transaction().await.map_err(db("BEGIN"))?;
+        // Found by name only (see `with_client`): a view of that name is not Flyway's table.
+        if !settings
+            .history
+            .exists(&tx)
+            .await
+            .map_err(db("looking for the history table"))?
+        {
+            state.table_exists = false;
+            return Ok(report);
+        }
         state.history.clear();
         state.refresh(&tx, &settings.history).await?;
         let removed = tx
@@ -565,8 +579,23 @@ async fn apply_locked(
     applied: &mut Vec<Applied>,
 ) -> Result<(), MigrateError> {
     if state.table_exists {
-        state.refresh(client, &settings.history).await?;
-    } else {
+        // What was found by name must be Flyway's table (not a view of that name) before
+        // anything is written to it; checked with the refresh, in the same round trip.
+        let table = &settings.history;
+        let (is_table, rows) = futures::join!(
+            table.exists(&*client),
+            table.rows_after(&*client, state.max_rank())
+        );
+        if is_table.map_err(db("looking for the history table"))? {
+            state
+                .history
+                .extend(rows.map_err(db("reading the history"))?);
+        } else {
+            state.table_exists = false;
+            state.history.clear();
+        }
+    }
+    if !state.table_exists {
         ensure_table(
             client,
             state,

@@ -93,6 +93,16 @@ impl HistoryTable {
         .try_get(0)
     }
 
+    /// Whether a relation of this name exists, as an SQL expression over `$1` = [`Self::qualified`].
+    /// A name lookup, far cheaper for a fresh session than planning a catalog join as
+    /// [`Self::exists`] does; but it finds views and the like too, so before writing, the
+    /// caller checks with [`Self::exists`] (Flyway's test: a table).
+    pub const NAMED_SQL: &'static str = "to_regclass($1) IS NOT NULL";
+
+    fn all_rows_sql(&self) -> String {
+        format!("SELECT {ROW_COLUMNS} FROM {}", self.qualified())
+    }
+
     fn rows_after_sql(&self) -> String {
         format!(
             "SELECT {ROW_COLUMNS} FROM {} WHERE installed_rank > $1 ORDER BY installed_rank",
@@ -142,6 +152,23 @@ impl HistoryTable {
             .iter()
             .map(read_row)
             .collect()
+    }
+
+    /// Every row, in rank order. Without a filter or `ORDER BY` (sorted here instead), a fresh
+    /// session plans it in half the time of [`Self::rows_after`]: this is most of what a
+    /// `migrate apply` with nothing to do costs the server.
+    pub async fn all_rows(
+        &self,
+        db: &impl GenericClient,
+    ) -> Result<Vec<AppliedRow>, tokio_postgres::Error> {
+        let mut rows = db
+            .query_typed(&self.all_rows_sql(), &[])
+            .await?
+            .iter()
+            .map(read_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.sort_by_key(|r| r.installed_rank);
+        Ok(rows)
     }
 
     /// Inserts a row at rank `max + 1` (computed in the statement, under the caller's lock).

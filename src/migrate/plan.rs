@@ -439,14 +439,14 @@ fn entry_from_file(file: &MigrationFile, checksum: i32, state: State, index: usi
 
 /// Schema rows first, then versions in order (a deleted row before what replaced it).
 fn sort_versioned(entries: &mut [Entry]) {
-    entries.sort_by(|a, b| {
-        let va = a.version.as_deref().and_then(|v| Version::parse(v).ok());
-        let vb = b.version.as_deref().and_then(|v| Version::parse(v).ok());
-        (a.kind != "SCHEMA", va, a.installed_rank.unwrap_or(i32::MAX)).cmp(&(
-            b.kind != "SCHEMA",
-            vb,
-            b.installed_rank.unwrap_or(i32::MAX),
-        ))
+    // Each version parsed once, not once per comparison: with hundreds of migrations this
+    // sort was most of what planning a run with nothing to do cost.
+    entries.sort_by_cached_key(|e| {
+        (
+            e.kind != "SCHEMA",
+            e.version.as_deref().and_then(|v| Version::parse(v).ok()),
+            e.installed_rank.unwrap_or(i32::MAX),
+        )
     });
 }
 

@@ -57,11 +57,10 @@ fn cmp_digits(a: &str, b: &str) -> Ordering {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        let zero = "0".to_string();
         let n = self.parts.len().max(other.parts.len());
         for i in 0..n {
-            let a = self.parts.get(i).unwrap_or(&zero);
-            let b = other.parts.get(i).unwrap_or(&zero);
+            let a = self.parts.get(i).map_or("0", String::as_str);
+            let b = other.parts.get(i).map_or("0", String::as_str);
             match cmp_digits(a, b) {
                 Ordering::Equal => continue,
                 o => return o,
