@@ -106,7 +106,7 @@ pub fn missing(grantees: &[Grantee], objects: &[Object]) -> BTreeSet<Missing> {
 
 /// The grantees an ACL entry names: ours with that oid, or PUBLIC (`None`); empty for
 /// anyone else, whose privileges are not servicedb's business.
-fn named<'a>(grantees: &'a [Grantee], oid: u32) -> Vec<Option<&'a Grantee>> {
+fn named(grantees: &[Grantee], oid: u32) -> Vec<Option<&Grantee>> {
     if oid == 0 {
         return vec![None];
     }
