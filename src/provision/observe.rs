@@ -11,9 +11,10 @@ use tokio_postgres::types::{ToSql, Type};
 use super::catalog::CatalogError;
 use super::desired::{Access, Claimant, DesiredDatabase};
 use super::observed::{
-    Claim, Excess, Missing, MissingRoutine, ObservedDatabase, ObservedRole, ObservedServer,
-    RoleClaim, SchemaGrants,
+    Claim, MissingRoutine, ObservedDatabase, ObservedRole, ObservedServer, RoleClaim,
 };
+
+mod privileges;
 
 /// One statement, text parameters, one JSON value back.
 async fn json<T: for<'de> Deserialize<'de>>(
@@ -153,9 +154,12 @@ pub async fn observe_server(
     Ok(observed)
 }
 
-// What grantees have is read from the ACLs' own entries for them, not through PUBLIC or
-// memberships, which are revoked in the same pass. `ours`: the admin ($6) can act for the
-// owner, so it can grant and revoke there; objects of anyone else are never granted on.
+// Each schema and object comes back with its ACL exploded; what grantees have, lack and hold
+// beyond the spec is judged from those entries in `privileges`. The query stays small: a
+// session on a database is always fresh (catalog caches cold), and parsing and planning are
+// most of what it costs. `ours`: the admin ($6) can act for the owner, so it can grant and
+// revoke there; objects of anyone else are never granted on. Effective privileges (through
+// PUBLIC and memberships) are asked of the server: routines and history tables.
 const DATABASE_SQL: &str = "\
 WITH schemas AS (
   SELECT n.oid, n.nspname::text AS name, pg_get_userbyid(n.nspowner)::text AS owner, n.nspowner AS owner_oid,
@@ -169,75 +173,43 @@ WITH schemas AS (
     c.relacl AS acl, pg_get_userbyid(c.relowner)::text AS owner, pg_has_role($6, c.relowner, 'USAGE') AS ours,
     s.name = 'public' AND c.relname = ANY($5) AND c.relkind = 'r' AS history
   FROM schemas s JOIN pg_class c ON c.relnamespace = s.oid WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-), routines AS (
-  SELECT p.oid, s.name AS schema, p.proname::text AS name, pg_get_function_identity_arguments(p.oid) AS args
-  FROM schemas s JOIN pg_proc p ON p.pronamespace = s.oid WHERE pg_has_role($6, p.proowner, 'USAGE')
+), routines AS MATERIALIZED (
+  -- Materialized so that the ownership check runs on the schemas' routines only, not on
+  -- every routine of the catalog.
+  SELECT p.oid, s.name AS schema, p.proname::text AS name, p.proowner FROM schemas s JOIN pg_proc p ON p.pronamespace = s.oid
 )
 SELECT json_build_object(
-  'schemas', (SELECT coalesce(json_agg(json_build_array(name, owner)), '[]') FROM schemas),
+  'schemas', (SELECT coalesce(json_agg(json_build_array(name, owner, owner_oid::int8, ours,
+      (SELECT coalesce(json_agg(json_build_array(a.grantee::int8, a.privilege_type, a.is_grantable)), '[]')
+       FROM aclexplode(acl) a))), '[]') FROM schemas),
+  'grantees', (SELECT coalesce(json_agg(json_build_array(oid::int8, role, write)), '[]') FROM grantees),
+  'objects', (SELECT coalesce(json_agg(json_build_array(schema, name, kind, owner, ours, history,
+      (SELECT coalesce(json_agg(json_build_array(a.grantee::int8, a.privilege_type, a.is_grantable)), '[]')
+       FROM aclexplode(acl) a))), '[]') FROM objects),
   'extensions', (SELECT coalesce(json_agg(extname), '[]') FROM pg_extension),
-  'grants', (SELECT coalesce(json_agg(json_build_array(g.role, s.name,
-      EXISTS (SELECT 1 FROM aclexplode(s.acl) a WHERE a.grantee = g.oid AND a.privilege_type = 'USAGE'))), '[]')
-    FROM grantees g CROSS JOIN schemas s),
-  'routines_missing', (SELECT coalesce(json_agg(json_build_array(g.role, r.schema, r.name, r.args)), '[]')
-    FROM grantees g CROSS JOIN routines r WHERE g.write AND NOT has_function_privilege(g.oid, r.oid, 'EXECUTE')),
-  'missing', (SELECT coalesce(json_agg(json_build_array(g.role, o.schema, o.name, o.kind, o.history)), '[]')
-    FROM grantees g CROSS JOIN objects o
-    CROSS JOIN LATERAL (SELECT CASE
-        WHEN o.kind = 'S' AND g.write THEN ARRAY['USAGE', 'SELECT']
-        WHEN o.kind = 'S' OR NOT g.write OR o.history THEN ARRAY['SELECT']
-        ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END AS needed) n
-    WHERE o.ours AND (SELECT count(DISTINCT a.privilege_type) FROM aclexplode(o.acl) a
-      WHERE a.grantee = g.oid AND a.privilege_type = ANY (n.needed)) < cardinality(n.needed)),
+  'routines_missing', (SELECT coalesce(json_agg(json_build_array(g.role, r.schema, r.name,
+      pg_get_function_identity_arguments(r.oid))), '[]')
+    FROM grantees g CROSS JOIN routines r
+    WHERE g.write AND pg_has_role($6, r.proowner, 'USAGE') AND NOT has_function_privilege(g.oid, r.oid, 'EXECUTE')),
   'history_writers', (SELECT coalesce(json_agg(json_build_array(g.role, o.name)), '[]')
     FROM grantees g CROSS JOIN objects o WHERE o.history
       AND (has_table_privilege(g.oid, o.oid, 'INSERT') OR has_table_privilege(g.oid, o.oid, 'UPDATE')
         OR has_table_privilege(g.oid, o.oid, 'DELETE') OR has_table_privilege(g.oid, o.oid, 'TRUNCATE'))),
-  'excess', (SELECT coalesce(json_agg(DISTINCT jsonb_build_array(x.schema, x.object, x.kind, x.grantee,
-      x.privilege, x.option_only, x.owner, x.ours)), '[]')
-    FROM (
-      SELECT s.name AS schema, NULL::text AS object, 'n' AS kind, coalesce(g.role, 'PUBLIC') AS grantee,
-        a.privilege_type AS privilege, a.grantee <> 0 AND a.privilege_type = 'USAGE' AS option_only, s.owner, s.ours
-      FROM schemas s CROSS JOIN LATERAL aclexplode(s.acl) a LEFT JOIN grantees g ON g.oid = a.grantee
-      WHERE a.grantee <> s.owner_oid AND (a.grantee = 0 OR g.oid IS NOT NULL)
-        AND (a.grantee = 0 OR a.privilege_type <> 'USAGE' OR a.is_grantable)
-      UNION ALL
-      SELECT o.schema, o.name, o.kind, coalesce(g.role, 'PUBLIC'), a.privilege_type, al.allowed, o.owner, o.ours
-      FROM objects o CROSS JOIN LATERAL aclexplode(o.acl) a LEFT JOIN grantees g ON g.oid = a.grantee
-      CROSS JOIN LATERAL (SELECT a.grantee <> 0 AND a.privilege_type = ANY (CASE
-          WHEN o.kind = 'S' AND g.write THEN ARRAY['USAGE', 'SELECT']
-          WHEN o.kind = 'S' THEN ARRAY['SELECT']
-          WHEN g.write THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']
-          ELSE ARRAY['SELECT'] END) AS allowed) al
-      WHERE (a.grantee = 0 OR g.oid IS NOT NULL) AND (NOT al.allowed OR a.is_grantable)) x),
   'defaults', (SELECT coalesce(json_agg(json_build_array(n.nspname, d.defaclobjtype::text, a.privilege_type,
       coalesce(r.rolname::text, 'PUBLIC'))), '[]')
     FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
     CROSS JOIN LATERAL aclexplode(d.defaclacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
     WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = $1)))::text";
 
-/// schema, object, kind, grantee, privilege, grant option only, owner, admin acts for owner.
-type ExcessRow = (
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    bool,
-    String,
-    bool,
-);
-
 #[derive(Deserialize)]
 struct DatabaseJson {
-    schemas: Vec<(String, String)>,
+    schemas: Vec<privileges::Schema>,
+    grantees: Vec<privileges::Grantee>,
+    objects: Vec<privileges::Object>,
     extensions: Vec<String>,
-    grants: Vec<(String, String, bool)>,
     routines_missing: Vec<(String, String, String, String)>,
-    missing: Vec<(String, String, String, String, bool)>,
     defaults: Vec<(String, String, String, String)>,
     history_writers: Vec<(String, String)>,
-    excess: Vec<ExcessRow>,
 }
 
 fn code(s: &str) -> char {
@@ -276,13 +248,15 @@ pub async fn observe_database(
     )
     .await?;
     Ok(ObservedDatabase {
-        schemas: found.schemas.into_iter().collect::<BTreeMap<_, _>>(),
-        extensions: found.extensions.into_iter().collect(),
-        grants: found
-            .grants
+        grants: privileges::schema_grants(&found.grantees, &found.schemas),
+        missing: privileges::missing(&found.grantees, &found.objects),
+        excess: privileges::excess(&found.grantees, &found.schemas, &found.objects),
+        schemas: found
+            .schemas
             .into_iter()
-            .map(|(role, schema, usage)| ((role, schema), SchemaGrants { usage }))
-            .collect(),
+            .map(|s| (s.0, s.1))
+            .collect::<BTreeMap<_, _>>(),
+        extensions: found.extensions.into_iter().collect(),
         routines_missing: found
             .routines_missing
             .into_iter()
@@ -293,17 +267,6 @@ pub async fn observe_database(
                 arguments,
             })
             .collect(),
-        missing: found
-            .missing
-            .into_iter()
-            .map(|(role, schema, object, kind, history)| Missing {
-                role,
-                schema,
-                object,
-                kind: code(&kind),
-                history,
-            })
-            .collect(),
         default_privileges: found
             .defaults
             .into_iter()
@@ -312,32 +275,5 @@ pub async fn observe_database(
             })
             .collect(),
         history_writers: found.history_writers.into_iter().collect(),
-        excess: found
-            .excess
-            .into_iter()
-            .map(
-                |(
-                    schema,
-                    object,
-                    kind,
-                    grantee,
-                    privilege,
-                    grant_option_only,
-                    owner,
-                    revocable,
-                )| {
-                    Excess {
-                        schema,
-                        object,
-                        kind: code(&kind),
-                        grantee,
-                        privilege,
-                        grant_option_only,
-                        owner,
-                        revocable,
-                    }
-                },
-            )
-            .collect(),
     })
 }
