@@ -93,11 +93,13 @@ impl HistoryTable {
         .try_get(0)
     }
 
-    /// Whether a relation of this name exists, as an SQL expression over `$1` = [`Self::qualified`].
-    /// A name lookup, far cheaper for a fresh session than planning a catalog join as
-    /// [`Self::exists`] does; but it finds views and the like too, so before writing, the
-    /// caller checks with [`Self::exists`] (Flyway's test: a table).
-    pub const NAMED_SQL: &'static str = "to_regclass($1) IS NOT NULL";
+    /// Whether the history table exists, as an SQL expression over `$1` = [`Self::qualified`]:
+    /// a name lookup and one pg_class row by oid, far cheaper for a fresh session than
+    /// planning a catalog join as [`Self::exists`] does. Only a table counts, as in Flyway: a
+    /// view of that name is no history (before writing, the caller checks again under the
+    /// lock with [`Self::exists`]).
+    pub const NAMED_SQL: &'static str = "coalesce((SELECT c.relkind IN ('r', 'p') \
+        FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)), false)";
 
     fn all_rows_sql(&self) -> String {
         format!("SELECT {ROW_COLUMNS} FROM {}", self.qualified())
