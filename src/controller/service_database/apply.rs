@@ -82,12 +82,11 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
     };
     let secrets = KubeSecrets::new(ctx.client.clone(), owner_reference(sdb));
     let layout = provisioning::layout(sdb);
-    let migrating = sdb
-        .status
-        .as_ref()
-        .and_then(|s| s.schema.as_ref())
-        .and_then(|s| s.last_job_outcome)
-        == Some(crate::api::JobOutcome::Running);
+    // The owner's rotation waits while the migration Job runs.
+    let job = rotation::shared_migration_job(sdb);
+    let migrating = rotation::job_running(&ctx.client, &layout.namespace, job.as_deref())
+        .await
+        .map_err(Error::kube("listing the migration Job"))?;
     let rotation = rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating)
         .await
         .map_err(Error::kube("reading the connection Secrets"))?;

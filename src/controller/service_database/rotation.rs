@@ -8,10 +8,13 @@
 //! per tenant database, with that tenant's layout, on the `KubeSecrets` the Tenant
 //! controller makes, and the roles passed to `provisioning::apply_tenant`.
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
 
 use super::secrets::KubeSecrets;
 use crate::api::{JobOutcome, ServiceDatabase, TenantDatabaseStatus};
+use crate::controller::migration::observe::finished;
 use crate::controller::provisioning::Provisioned;
 use crate::service::Layout;
 use crate::service::rotation::{Cause, Decision, Existing, Policy, SecretState, decide};
@@ -77,17 +80,20 @@ pub fn announcement(decision: &Decision, layout: &Layout, done: &Provisioned) ->
     ))
 }
 
-/// Whether a migration Job of a tenant's database runs, as the statuses tell: its own Job
+/// The migration Job of a tenant's database that the statuses say may run: its own Job
 /// (recorded Running), or a batch of the service's rollout that it has not yet recorded the
-/// end of. Pure.
-pub fn tenant_migrating(
+/// end of. Pure; whether it still runs is the Job's to say ([`job_running`]).
+pub fn tenant_migration_job(
     sdb: &ServiceDatabase,
     tenant: &str,
     known: Option<&TenantDatabaseStatus>,
-) -> bool {
+) -> Option<String> {
     let schema = known.and_then(|d| d.schema.as_ref());
-    if schema.and_then(|s| s.last_job_outcome) == Some(JobOutcome::Running) {
-        return true;
+    if let Some(s) = schema
+        && s.last_job_outcome == Some(JobOutcome::Running)
+        && let Some(job) = &s.last_job
+    {
+        return Some(job.clone());
     }
     let recorded = |job: &str| {
         schema.is_some_and(|s| {
@@ -101,11 +107,40 @@ pub fn tenant_migrating(
     sdb.status
         .as_ref()
         .and_then(|s| s.rollout.as_ref())
-        .is_some_and(|r| {
+        .and_then(|r| {
             r.batches
                 .iter()
-                .any(|b| b.tenants.iter().any(|t| t == tenant) && !recorded(&b.job))
+                .find(|b| b.tenants.iter().any(|t| t == tenant) && !recorded(&b.job))
         })
+        .map(|b| b.job.clone())
+}
+
+/// The Shared database's migration Job that its status says runs. Pure.
+pub fn shared_migration_job(sdb: &ServiceDatabase) -> Option<String> {
+    let schema = sdb.status.as_ref().and_then(|s| s.schema.as_ref())?;
+    (schema.last_job_outcome == Some(JobOutcome::Running))
+        .then(|| schema.last_job.clone())
+        .flatten()
+}
+
+/// Whether the Job `name` exists and has not ended: a status that still says Running
+/// after its Job ended (its ConfigMap gone meanwhile, say) must not hold a rotation back.
+/// Listed by name: the chart grants Jobs list, not get.
+pub async fn job_running(
+    client: &kube::Client,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<bool, kube::Error> {
+    let Some(name) = name else {
+        return Ok(false);
+    };
+    let jobs = kube::Api::<Job>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await?;
+    Ok(jobs
+        .items
+        .iter()
+        .any(|j| j.metadata.deletion_timestamp.is_none() && finished(j).is_none()))
 }
 
 #[cfg(test)]
@@ -165,26 +200,28 @@ mod tests {
         assert!(note.ends_with("Secrets orders-migrator"), "{note}");
     }
 
-    /// Locks "a rotation waits for the tenant's running migration": its own Job recorded
-    /// Running, or a batch naming it whose end it has not recorded; not once recorded.
+    /// Locks which Job a rotation asks about: the tenant's own Job recorded Running, or a
+    /// batch naming it whose end it has not recorded; none once recorded (and for a
+    /// Shared database, its Job recorded Running).
     #[test]
-    fn a_tenant_migrates_while_its_job_or_unrecorded_batch_runs() {
+    fn the_job_to_ask_is_the_running_own_job_or_an_unrecorded_batch() {
         use crate::api::{RolloutBatch, RolloutStatus, SchemaStatus, ServiceDatabaseStatus};
         let mut sdb = ServiceDatabase::new("app", ServiceDatabaseSpec::default());
-        let entry = |job: &str, outcome| TenantDatabaseStatus {
-            schema: Some(SchemaStatus {
-                last_job: Some(job.into()),
-                last_job_outcome: Some(outcome),
-                ..Default::default()
-            }),
+        let schema = |job: &str, outcome| SchemaStatus {
+            last_job: Some(job.into()),
+            last_job_outcome: Some(outcome),
             ..Default::default()
         };
-        assert!(!tenant_migrating(&sdb, "t-1", None));
-        assert!(tenant_migrating(
-            &sdb,
-            "t-1",
-            Some(&entry("own", JobOutcome::Running))
-        ));
+        let entry = |job: &str, outcome| TenantDatabaseStatus {
+            schema: Some(schema(job, outcome)),
+            ..Default::default()
+        };
+        let job = |s: &ServiceDatabase, t: &str, e: &TenantDatabaseStatus| {
+            tenant_migration_job(s, t, Some(e))
+        };
+        assert_eq!(tenant_migration_job(&sdb, "t-1", None), None);
+        let own = entry("own", JobOutcome::Running);
+        assert_eq!(job(&sdb, "t-1", &own).as_deref(), Some("own"));
         sdb.status = Some(ServiceDatabaseStatus {
             rollout: Some(RolloutStatus {
                 batches: vec![RolloutBatch {
@@ -193,12 +230,17 @@ mod tests {
                 }],
                 ..Default::default()
             }),
+            schema: Some(schema("app-mig-1", JobOutcome::Running)),
             ..Default::default()
         });
         let before = entry("own", JobOutcome::Succeeded);
-        assert!(tenant_migrating(&sdb, "t-1", Some(&before)));
-        assert!(!tenant_migrating(&sdb, "t-3", Some(&before)));
+        assert_eq!(
+            job(&sdb, "t-1", &before).as_deref(),
+            Some("app-batch-mig-1")
+        );
+        assert_eq!(job(&sdb, "t-3", &before), None);
         let recorded = entry("app-batch-mig-1", JobOutcome::Failed);
-        assert!(!tenant_migrating(&sdb, "t-1", Some(&recorded)));
+        assert_eq!(job(&sdb, "t-1", &recorded), None);
+        assert_eq!(shared_migration_job(&sdb).as_deref(), Some("app-mig-1"));
     }
 }

@@ -81,19 +81,26 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     // Where the database is survives a lost status on its Secrets too (see `locate`).
     secrets.annotate_every_write(DATABASE_SERVER_ANNOTATION, &server_name);
     // The PerTenant ServiceDatabase's rotation policy, on this tenant's Secrets.
-    let migrating = rotation::tenant_migrating(sdb, &name, known);
-    let rotation =
-        match rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating).await {
-            Ok(decision) => decision,
-            Err(e) => {
-                let message = format!("reading the Secrets of database {}: {e}", layout.database);
-                let state = DbState::Waiting {
-                    reason: reasons::PROVISIONING_FAILED.into(),
-                    message: format!("{message} (retrying)"),
-                };
-                return done(report, state, Some(message));
+    // The owner's rotation waits while a migration Job of this database runs.
+    let job = rotation::tenant_migration_job(sdb, &name, known);
+    let prepared =
+        match rotation::job_running(&tc.ctx.client, &layout.namespace, job.as_deref()).await {
+            Ok(migrating) => {
+                rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating).await
             }
+            Err(e) => Err(e),
         };
+    let rotation = match prepared {
+        Ok(decision) => decision,
+        Err(e) => {
+            let message = format!("reading the Secrets of database {}: {e}", layout.database);
+            let state = DbState::Waiting {
+                reason: reasons::PROVISIONING_FAILED.into(),
+                message: format!("{message} (retrying)"),
+            };
+            return done(report, state, Some(message));
+        }
+    };
     tracing::debug!(service = %layout.service, server = %server_name, "connecting");
     let server = match connected(tc, &server_name).await {
         Ok(server) => server,
