@@ -47,6 +47,8 @@ pub struct Held {
     /// Members of a Job that ended more than [`RECORD_GRACE`] ago that have not recorded
     /// the outcome: held, but counted as failed instead of running.
     pub overdue: BTreeSet<String>,
+    /// When the next ended Job's members become overdue: the fleet is looked at again then.
+    pub recheck: Option<Duration>,
 }
 
 /// `recorded(tenant, job)`: None when the tenant is gone (or left the service), else
@@ -87,6 +89,13 @@ pub fn hold(
             held.overdue.extend(waiting.iter().map(|t| t.to_string()));
         } else {
             held.running_jobs += 1;
+            if job.finished.is_some()
+                && let Some(at) = job.ended_at
+            {
+                let elapsed = now.duration_since(at).as_secs().max(0) as u64;
+                let left = Duration::from_secs(RECORD_GRACE.as_secs().saturating_sub(elapsed) + 1);
+                held.recheck = Some(held.recheck.map_or(left, |r| r.min(left)));
+            }
         }
         held.tenants.extend(waiting.into_iter().cloned());
         if !current {
@@ -115,6 +124,28 @@ pub fn apply(migrations: &mut [TenantMigration], held: &Held) -> usize {
         }
     }
     held.running_jobs + own
+}
+
+/// Tenants the rollout admitted (for these inputs and resume value) whose Job the cache
+/// does not show yet count as running: the decision gave them their slot, and a Tenant
+/// status seconds behind the Job must not free it for another tenant, nor put the tenant
+/// in a batch while its own Job starts.
+pub fn keep_admitted(
+    migrations: &mut [TenantMigration],
+    previous: Option<&crate::api::RolloutStatus>,
+    inputs_hash: &str,
+    resume: Option<&str>,
+) {
+    let Some(previous) = previous
+        .filter(|p| p.inputs_hash.as_deref() == Some(inputs_hash) && p.resume.as_deref() == resume)
+    else {
+        return;
+    };
+    for m in migrations.iter_mut() {
+        if !m.fresh && m.state == TenantState::Pending && previous.admitted.contains(&m.name) {
+            m.state = TenantState::Running;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +237,11 @@ mod tests {
         let soon = hold(&jobs, &recorded, &|_| true, ended);
         assert_eq!(soon.running_jobs, 1, "within the grace the slot is held");
         assert!(soon.overdue.is_empty());
+        assert_eq!(
+            soon.recheck,
+            Some(RECORD_GRACE + Duration::from_secs(1)),
+            "looked at again once the grace is over"
+        );
 
         let late = ended + (RECORD_GRACE + Duration::from_secs(1));
         let held = hold(&jobs, &recorded, &|_| true, late);
@@ -223,5 +259,37 @@ mod tests {
             "counted against maxFailures"
         );
         assert_eq!(ms[1].state, TenantState::Pending);
+    }
+
+    /// Locks "an admitted tenant keeps its slot until its Job shows": with the same inputs
+    /// and resume value it counts as running; other inputs or a resume start afresh, and
+    /// fresh tenants are never held.
+    #[test]
+    fn admitted_tenants_not_yet_running_keep_their_slot() {
+        let previous = crate::api::RolloutStatus {
+            inputs_hash: Some("h".into()),
+            admitted: vec!["a".into(), "f".into()],
+            ..Default::default()
+        };
+        let fleet = || {
+            vec![
+                migration("a", TenantState::Pending),
+                migration("b", TenantState::Pending),
+                TenantMigration {
+                    fresh: true,
+                    ..migration("f", TenantState::Pending)
+                },
+            ]
+        };
+        let mut ms = fleet();
+        keep_admitted(&mut ms, Some(&previous), "h", None);
+        let states: Vec<TenantState> = ms.iter().map(|m| m.state).collect();
+        use TenantState::{Pending, Running};
+        assert_eq!(states, [Running, Pending, Pending]);
+        for (hash, resume) in [("h2", None), ("h", Some("1"))] {
+            let mut ms = fleet();
+            keep_admitted(&mut ms, Some(&previous), hash, resume);
+            assert!(ms.iter().all(|m| m.state == Pending), "{hash} {resume:?}");
+        }
     }
 }

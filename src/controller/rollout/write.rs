@@ -65,6 +65,8 @@ pub struct Fleet {
     /// `status.rollout` to write (the current one while it cannot be decided).
     pub rollout: Option<RolloutStatus>,
     pub state: FleetState,
+    /// When to look at the fleet again, sooner than the resync (a batch member's grace).
+    pub recheck: Option<std::time::Duration>,
 }
 
 /// The version a PerTenant service's databases should be at, for counting. None: no
@@ -103,6 +105,7 @@ pub async fn assess(
             summary: summarize(&name, None, &refs, None),
             rollout: None,
             state: FleetState::NoMigrations,
+            recheck: None,
         });
     };
     let undecided = |state: FleetState| Fleet {
@@ -112,6 +115,7 @@ pub async fn assess(
         },
         rollout: current.clone(),
         state,
+        recheck: None,
     };
     let config_maps = match observe::config_maps(client, &target).await? {
         Ok(found) => found,
@@ -154,6 +158,7 @@ pub async fn assess(
         &|job| batch_jobs::is_current(sdb, &hash, job),
         k8s_openapi::jiff::Timestamp::now(),
     );
+    batches::keep_admitted(&mut migrations, current.as_ref(), &hash, resume.as_deref());
     let jobs_running = batches::apply(&mut migrations, &held);
     let settings = settings(sdb);
     let mut decision = decide_with_jobs(
@@ -185,6 +190,7 @@ pub async fn assess(
         summary,
         rollout: Some(decision.status),
         state,
+        recheck: held.recheck,
     })
 }
 

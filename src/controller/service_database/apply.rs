@@ -216,7 +216,7 @@ async fn per_tenant(
         )
         .await;
     }
-    Ok(ctx.resync(&sdb.uid().unwrap_or_default()))
+    Ok(ctx.resync_within(&sdb.uid().unwrap_or_default(), fleet.recheck))
 }
 
 /// The database of a Shared ServiceDatabase as the migration step sees it; None without
