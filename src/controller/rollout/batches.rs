@@ -8,7 +8,8 @@
 //!
 //! A member that has not recorded its outcome [`RECORD_GRACE`] after its Job ended (its
 //! Tenant cannot be reconciled, say) stops holding the slot and counts as failed: one stuck
-//! Tenant neither blocks the fleet nor lets the rollout go past maxFailures unseen. It is
+//! Tenant does not hold a slot for good, and never lets the rollout go past maxFailures
+//! unseen (with maxFailures 0 the rollout pauses and names it). It is
 //! still never admitted again until it records the outcome or the Job is gone.
 
 use std::collections::BTreeSet;
