@@ -11,6 +11,7 @@ use kube::api::{Api, ListParams};
 
 use super::MigrationTarget;
 use super::decide::History;
+use crate::api::{JobOutcome, SchemaStatus};
 use crate::migrate::engine::{Engine, MigrateError, Settings};
 use crate::migrate::history::HistoryTable;
 use crate::migrate::placeholders::Placeholders;
@@ -55,6 +56,28 @@ pub fn finished(job: &Job) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// A recorded Running whose Job is listed as ended gets the outcome the Job reached. A
+/// status kept while nothing new may start (the fleet rollout has not admitted the tenant)
+/// would otherwise say Running for good, and the rollout would count that Job as holding its
+/// slot. Pure.
+pub fn settle_running(schema: Option<SchemaStatus>, jobs: &[&Job]) -> Option<SchemaStatus> {
+    let mut schema = schema?;
+    if schema.last_job_outcome == Some(JobOutcome::Running)
+        && let Some(ended) = schema
+            .last_job
+            .as_deref()
+            .and_then(|n| jobs.iter().find(|j| j.metadata.name.as_deref() == Some(n)))
+            .and_then(|j| finished(j))
+    {
+        schema.last_job_outcome = Some(if ended {
+            JobOutcome::Succeeded
+        } else {
+            JobOutcome::Failed
+        });
+    }
+    Some(schema)
 }
 
 /// When the Job ended: its Complete or Failed condition's last transition. Pure.
@@ -249,5 +272,34 @@ mod tests {
             failed_condition(&job(&[("Failed", "True")])),
             "the Job failed (BackoffLimitExceeded: Job has reached the specified backoff limit) without a termination message"
         );
+    }
+
+    /// Locks the rollout deadlock fix: a tenant whose own Job of older inputs ended while
+    /// the rollout does not admit it kept "Running" for good, so the ServiceDatabase
+    /// counted that Job's slot as taken and never started the batch. A recorded Running
+    /// now gets the outcome its listed Job reached; a Job still running (or not listed)
+    /// leaves it as it was.
+    #[test]
+    fn a_recorded_running_gets_the_outcome_its_job_reached() {
+        let named = |name: &str, conditions: &[(&str, &str)]| {
+            let mut j = job(conditions);
+            j.metadata.name = Some(name.into());
+            j
+        };
+        let running = Some(SchemaStatus {
+            last_job: Some("app-t1-mig-1".into()),
+            last_job_outcome: Some(JobOutcome::Running),
+            ..Default::default()
+        });
+        let outcome = |jobs: &[&Job]| settle_running(running.clone(), jobs)?.last_job_outcome;
+        let done = named("app-t1-mig-1", &[("Complete", "True")]);
+        let failed = named("app-t1-mig-1", &[("Failed", "True")]);
+        let still = named("app-t1-mig-1", &[]);
+        let other = named("app-t1-mig-2", &[("Complete", "True")]);
+        assert_eq!(outcome(&[&other, &done]), Some(JobOutcome::Succeeded));
+        assert_eq!(outcome(&[&failed]), Some(JobOutcome::Failed));
+        assert_eq!(outcome(&[&still]), Some(JobOutcome::Running));
+        assert_eq!(outcome(&[&other]), Some(JobOutcome::Running));
+        assert_eq!(settle_running(None, &[&done]), None);
     }
 }

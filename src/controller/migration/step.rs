@@ -229,6 +229,9 @@ pub async fn reconcile_admitted(
             .next(),
         None => None,
     };
+    // What the status keeps when nothing new starts: its last Job as it ended.
+    let listed: Vec<&Job> = jobs.iter().chain(batch_job.as_ref()).collect();
+    let keep = observe::settle_running(keep, &listed);
     let current = batch_job.as_ref().or_else(|| {
         jobs.iter()
             .find(|j| j.metadata.name.as_deref() == Some(name.as_str()))

@@ -127,10 +127,9 @@ pub fn apply(migrations: &mut [TenantMigration], held: &Held) -> usize {
     held.running_jobs + own
 }
 
-/// Tenants the rollout admitted (for these inputs and resume value) whose Job the cache
-/// does not show yet count as running: the decision gave them their slot, and a Tenant
-/// status seconds behind the Job must not free it for another tenant, nor put the tenant
-/// in a batch while its own Job starts.
+/// With one Job per tenant (batchSize 1): tenants the rollout admitted (for these inputs and
+/// resume value) whose Job the cache does not show yet count as running: the decision gave them their slot, and a Tenant
+/// status seconds behind the Job must not free it for another tenant.
 pub fn keep_admitted(
     migrations: &mut [TenantMigration],
     previous: Option<&crate::api::RolloutStatus>,

@@ -158,9 +158,13 @@ pub async fn assess(
         &|job| batch_jobs::is_current(sdb, &hash, job),
         k8s_openapi::jiff::Timestamp::now(),
     );
-    batches::keep_admitted(&mut migrations, current.as_ref(), &hash, resume.as_deref());
-    let jobs_running = batches::apply(&mut migrations, &held);
     let settings = settings(sdb);
+    // Only one Job per tenant acts on `admitted`; batch members are held by their Jobs (and
+    // `admitted` then also names tenants that ran a Job of older inputs).
+    if settings.batch_size == 1 {
+        batches::keep_admitted(&mut migrations, current.as_ref(), &hash, resume.as_deref());
+    }
+    let jobs_running = batches::apply(&mut migrations, &held);
     let mut decision = decide_with_jobs(
         &hash,
         Some(&version),
