@@ -38,22 +38,7 @@ async fn one_tenant() -> (TestCluster, kube::Client, String, Running, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_tenant_service_goes_after_its_tenants_have_dropped_their_databases() {
-    let cluster = TestCluster::start().await;
-    let ns = cluster.namespace().to_string();
-    let client = cluster.client();
-    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
-    let server = database_server(&cluster, &ns, "pg-admin").await;
-    let _controller = start(cluster.instrumented_client().client, fast_config(&ns));
-    per_tenant(&client, &ns, "app", json!({"server": server})).await;
-    tenant(
-        &client,
-        &ns,
-        "t1",
-        json!({"services": ["app"], "reclaimPolicy": "Delete"}),
-    )
-    .await;
-    let t1 = wait_tenant_ready(&client, &ns, "t1").await;
-    let database = t1.status.unwrap().databases[0].database.clone().unwrap();
+    let (cluster, client, ns, _controller, database) = one_tenant().await;
     assert!(database_exists(&database).await);
 
     // The service first: it waits while the Tenant still holds a database of it.
