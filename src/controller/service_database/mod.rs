@@ -52,6 +52,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let mut tenant_triggers = Triggers::new(crate::controller::rollout::fleet_trigger);
     let tenants = watcher(api::<Tenant>(&ctx), watcher::Config::default())
         .default_backoff()
+        // The fleet step never reads managedFields: the cache need not hold them.
+        .modify(|t| t.managed_fields_mut().clear())
         .reflect(ctx.fleet_tenants.writer())
         .try_filter_map(move |event| futures::future::ready(Ok(tenant_triggers.pass(event))));
     let metrics = ctx.metrics.clone();
