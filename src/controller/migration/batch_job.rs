@@ -13,9 +13,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use sha2::{Digest, Sha256};
 
-use super::inputs::{HASH_LEN, job_name};
+use super::inputs::{TaggedHash, job_name};
 use super::job::{self, Parts, URL_KEY};
 use crate::api::{MigrationsSpec, labels};
 use crate::migrate::batch_report;
@@ -54,15 +53,11 @@ pub fn env_name(i: usize) -> String {
     format!("{URL_KEY}_{i}")
 }
 
-/// [`HASH_LEN`] hex digits over the fleet's inputs, the retry value and the members: new
-/// inputs, a retry or other tenants make another Job; a repeat makes none.
+/// [`super::inputs::HASH_LEN`] hex digits over the fleet's inputs, the retry value and the
+/// members: new inputs, a retry or other tenants make another Job; a repeat makes none.
 pub fn batch_hash(fleet_hash: &str, retry: Option<&str>, members: &[BatchMember]) -> String {
-    let mut h = Sha256::new();
-    let mut field = |tag: &str, value: &str| {
-        h.update(tag.as_bytes());
-        h.update((value.len() as u64).to_be_bytes());
-        h.update(value.as_bytes());
-    };
+    let mut h = TaggedHash::default();
+    let mut field = |tag: &str, value: &str| h.field(tag, value);
     field("fleet", fleet_hash);
     if let Some(r) = retry {
         field("retry", r);
@@ -72,12 +67,7 @@ pub fn batch_hash(fleet_hash: &str, retry: Option<&str>, members: &[BatchMember]
         field("database", &m.database);
         field("secret", &m.migrator_secret);
     }
-    let digest = h.finalize();
-    digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..HASH_LEN]
-        .to_string()
+    h.short()
 }
 
 /// `<service, cut>-batch-mig-<hash>`.

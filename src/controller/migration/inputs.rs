@@ -26,16 +26,34 @@ pub struct Inputs {
     pub retry: Option<String>,
 }
 
+/// A SHA-256 over tagged, length-prefixed fields, so no two different field lists hash the
+/// same by concatenation; [`HASH_LEN`] hex digits of it name Jobs.
+#[derive(Default)]
+pub struct TaggedHash(Sha256);
+
+impl TaggedHash {
+    pub fn field(&mut self, tag: &str, value: &str) {
+        self.0.update(tag.as_bytes());
+        self.0.update((value.len() as u64).to_be_bytes());
+        self.0.update(value.as_bytes());
+    }
+
+    /// The first [`HASH_LEN`] hex digits.
+    pub fn short(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()[..HASH_LEN]
+            .to_string()
+    }
+}
+
 impl Inputs {
-    /// [`HASH_LEN`] hex digits of a SHA-256 over every input, each one length-prefixed and
-    /// tagged, so no two different input sets hash the same by concatenation.
+    /// [`HASH_LEN`] hex digits of a [`TaggedHash`] over every input.
     pub fn hash(&self) -> String {
-        let mut h = Sha256::new();
-        let mut field = |tag: &str, value: &str| {
-            h.update(tag.as_bytes());
-            h.update((value.len() as u64).to_be_bytes());
-            h.update(value.as_bytes());
-        };
+        let mut h = TaggedHash::default();
+        let mut field = |tag: &str, value: &str| h.field(tag, value);
         field("database", &self.database);
         for (name, data) in &self.config_maps {
             field("configmap", name);
@@ -50,12 +68,7 @@ impl Inputs {
         if let Some(r) = &self.retry {
             field("retry", r);
         }
-        let digest = h.finalize();
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()[..HASH_LEN]
-            .to_string()
+        h.short()
     }
 }
 
