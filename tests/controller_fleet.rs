@@ -20,8 +20,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use servicedb::api::conditions::types;
 use servicedb::api::{RolloutPhase, ServiceDatabase, Tenant};
-use support::kube::{JobRunner, TestCluster, eventually, wait_for};
+use support::kube::{JobRunner, TestCluster, eventually};
 use support::postgres::server as pg;
+use tenant_common::fleet::{self, all_at, rollout_phase, version_of};
 use tenant_common::*;
 
 struct Setup {
@@ -158,18 +159,11 @@ impl Setup {
     }
 
     async fn tenants(&self) -> Vec<Tenant> {
-        Api::<Tenant>::namespaced(self.client.clone(), &self.ns)
-            .list(&ListParams::default())
-            .await
-            .expect("listing Tenants")
-            .items
+        fleet::tenants(&self.client, &self.ns).await
     }
 
     async fn sdb(&self) -> ServiceDatabase {
-        Api::<ServiceDatabase>::namespaced(self.client.clone(), &self.ns)
-            .get("app")
-            .await
-            .expect("the ServiceDatabase")
+        fleet::app(&self.client, &self.ns).await
     }
 
     async fn wait_sdb(
@@ -177,12 +171,7 @@ impl Setup {
         what: &str,
         cond: impl Fn(&ServiceDatabase) -> bool + Send + 'static,
     ) -> ServiceDatabase {
-        let api: Api<ServiceDatabase> = Api::namespaced(self.client.clone(), &self.ns);
-        wait_for(&api, "app", what, move |o: Option<&ServiceDatabase>| {
-            o.is_some_and(&cond)
-        })
-        .await
-        .expect("the ServiceDatabase exists")
+        fleet::wait_app(&self.client, &self.ns, what, cond).await
     }
 
     /// RolloutPaused Warnings about `app`, each repetition of a series counted.
@@ -212,28 +201,6 @@ impl Setup {
             .await
             .expect("annotating the ServiceDatabase");
     }
-}
-
-fn version_of(t: &Tenant) -> Option<String> {
-    t.status
-        .as_ref()?
-        .databases
-        .iter()
-        .find(|d| d.service == "app")?
-        .applied_version
-        .clone()
-}
-
-fn all_at(tenants: &[Tenant], version: &str) -> bool {
-    !tenants.is_empty()
-        && tenants
-            .iter()
-            .filter(|t| t.metadata.deletion_timestamp.is_none())
-            .all(|t| tenant_ready(t) && version_of(t).as_deref() == Some(version))
-}
-
-fn rollout_phase(s: &ServiceDatabase) -> Option<RolloutPhase> {
-    s.status.as_ref()?.rollout.as_ref()?.phase
 }
 
 const V1: &str = "CREATE TABLE items (id int PRIMARY KEY);\n";

@@ -18,8 +18,9 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use servicedb::api::{RolloutPhase, ServiceDatabase, Tenant};
-use support::kube::{JobRunner, TestCluster, eventually, wait_for};
+use support::kube::{JobRunner, TestCluster, eventually};
 use support::postgres::server as pg;
+use tenant_common::fleet::{self, all_at, db, rollout_phase, version_of};
 use tenant_common::*;
 
 const BATCH: &str = "servicedb.io/migration-batch=true";
@@ -157,18 +158,11 @@ impl Setup {
     }
 
     async fn tenants(&self) -> Vec<Tenant> {
-        Api::<Tenant>::namespaced(self.client.clone(), &self.ns)
-            .list(&ListParams::default())
-            .await
-            .expect("listing Tenants")
-            .items
+        fleet::tenants(&self.client, &self.ns).await
     }
 
     async fn sdb(&self) -> ServiceDatabase {
-        Api::<ServiceDatabase>::namespaced(self.client.clone(), &self.ns)
-            .get("app")
-            .await
-            .expect("the ServiceDatabase")
+        fleet::app(&self.client, &self.ns).await
     }
 
     async fn wait_sdb(
@@ -176,36 +170,8 @@ impl Setup {
         what: &str,
         cond: impl Fn(&ServiceDatabase) -> bool + Send + 'static,
     ) -> ServiceDatabase {
-        let api: Api<ServiceDatabase> = Api::namespaced(self.client.clone(), &self.ns);
-        wait_for(&api, "app", what, move |o: Option<&ServiceDatabase>| {
-            o.is_some_and(&cond)
-        })
-        .await
-        .expect("the ServiceDatabase exists")
+        fleet::wait_app(&self.client, &self.ns, what, cond).await
     }
-}
-
-fn db(t: &Tenant) -> Option<&servicedb::api::TenantDatabaseStatus> {
-    t.status
-        .as_ref()?
-        .databases
-        .iter()
-        .find(|d| d.service == "app")
-}
-
-fn version_of(t: &Tenant) -> Option<String> {
-    db(t)?.applied_version.clone()
-}
-
-fn all_at(tenants: &[Tenant], version: &str) -> bool {
-    !tenants.is_empty()
-        && tenants
-            .iter()
-            .all(|t| tenant_ready(t) && version_of(t).as_deref() == Some(version))
-}
-
-fn rollout_phase(s: &ServiceDatabase) -> Option<RolloutPhase> {
-    s.status.as_ref()?.rollout.as_ref()?.phase
 }
 
 fn is_batch(j: &Job) -> bool {

@@ -150,3 +150,67 @@ pub async fn exists_on(server: &TestServer, db: &str) -> bool {
         .unwrap()
         .is_some()
 }
+
+/// The fleet tests' reads of the PerTenant service `app` and its Tenants.
+pub mod fleet {
+    use kube::api::{Api, ListParams};
+    use servicedb::api::{RolloutPhase, ServiceDatabase, Tenant, TenantDatabaseStatus};
+
+    use super::tenant_ready;
+    use crate::support::kube::wait_for;
+
+    pub async fn tenants(client: &kube::Client, ns: &str) -> Vec<Tenant> {
+        Api::<Tenant>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("listing Tenants")
+            .items
+    }
+
+    pub async fn app(client: &kube::Client, ns: &str) -> ServiceDatabase {
+        Api::<ServiceDatabase>::namespaced(client.clone(), ns)
+            .get("app")
+            .await
+            .expect("the ServiceDatabase")
+    }
+
+    pub async fn wait_app(
+        client: &kube::Client,
+        ns: &str,
+        what: &str,
+        cond: impl Fn(&ServiceDatabase) -> bool + Send + 'static,
+    ) -> ServiceDatabase {
+        let api: Api<ServiceDatabase> = Api::namespaced(client.clone(), ns);
+        wait_for(&api, "app", what, move |o: Option<&ServiceDatabase>| {
+            o.is_some_and(&cond)
+        })
+        .await
+        .expect("the ServiceDatabase exists")
+    }
+
+    /// The tenant's database of `app`, as its status records it.
+    pub fn db(t: &Tenant) -> Option<&TenantDatabaseStatus> {
+        t.status
+            .as_ref()?
+            .databases
+            .iter()
+            .find(|d| d.service == "app")
+    }
+
+    pub fn version_of(t: &Tenant) -> Option<String> {
+        db(t)?.applied_version.clone()
+    }
+
+    /// Every Tenant not being deleted is Ready at `version` (and there is one).
+    pub fn all_at(tenants: &[Tenant], version: &str) -> bool {
+        !tenants.is_empty()
+            && tenants
+                .iter()
+                .filter(|t| t.metadata.deletion_timestamp.is_none())
+                .all(|t| tenant_ready(t) && version_of(t).as_deref() == Some(version))
+    }
+
+    pub fn rollout_phase(s: &ServiceDatabase) -> Option<RolloutPhase> {
+        s.status.as_ref()?.rollout.as_ref()?.phase
+    }
+}
