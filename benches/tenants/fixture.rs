@@ -207,7 +207,11 @@ impl Operator {
             .args(["--installation-id", "bench"])
             .args(["--resync", &humantime::format_duration(resync).to_string()])
             .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "warn")
+            // `SERVICEDB_BENCH_LOG` (a RUST_LOG filter) to profile the operator from its log.
+            .env(
+                "RUST_LOG",
+                std::env::var("SERVICEDB_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)

@@ -16,6 +16,7 @@
 use serde_json::{Value, json};
 
 use super::managed::{self, Scope, Writer};
+use super::registry::ResKey;
 use super::store::{
     ObjRef, Store, finalizers, is_deleting, meta_str, new_uid, now, set_finalizers,
 };
@@ -77,21 +78,41 @@ impl Store {
         }
     }
 
-    fn objects_where(&self, f: impl Fn(&ObjRef, &Value) -> bool) -> Vec<(ObjRef, Value)> {
-        self.all_refs()
-            .into_iter()
-            .filter_map(|r| {
-                let obj = self.object(&r)?.clone();
-                f(&r, &obj).then_some((r, obj))
+    /// The objects `f` picks, cloned. Only the picked ones are cloned: this runs after
+    /// every write, so cloning the whole store made each write cost its size.
+    /// `f` sees each object's kind, namespace and body.
+    fn objects_where(&self, f: impl Fn(&ResKey, &str, &Value) -> bool) -> Vec<(ObjRef, Value)> {
+        self.each()
+            .filter(|(key, ns, _, obj)| f(key, ns, obj))
+            .map(|(key, ns, name, obj)| {
+                let r = ObjRef {
+                    key: key.clone(),
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                };
+                (r, obj.clone())
+            })
+            .collect()
+    }
+
+    /// The Namespaces `f` picks, cloned.
+    fn namespaces_where(&self, f: impl Fn(&Value) -> bool) -> Vec<ObjRef> {
+        let ns_key = (String::new(), "namespaces".to_string());
+        self.each_of(&ns_key)
+            .filter(|(_, _, obj)| f(obj))
+            .map(|(_, name, _)| ObjRef {
+                key: ns_key.clone(),
+                namespace: String::new(),
+                name: name.to_string(),
             })
             .collect()
     }
 
     fn namespaces(&mut self) {
         let ns_key = (String::new(), "namespaces".to_string());
-        let terminating = self.objects_where(|r, o| r.key == ns_key && is_deleting(o));
-        for (ns_ref, _) in terminating {
-            let contents = self.objects_where(|r, _| r.key != ns_key && r.namespace == ns_ref.name);
+        let terminating = self.namespaces_where(is_deleting);
+        for ns_ref in terminating {
+            let contents = self.objects_where(|key, ns, _| *key != ns_key && ns == ns_ref.name);
             if contents.is_empty() {
                 self.rewrite(&ns_ref, |ns| {
                     if let Some(spec) = ns["spec"].as_object_mut() {
@@ -110,9 +131,8 @@ impl Store {
 
     /// The root CA publisher and the service account controller.
     fn namespace_defaults(&mut self) {
-        let ns_key = (String::new(), "namespaces".to_string());
-        let active = self.objects_where(|r, o| r.key == ns_key && !is_deleting(o));
-        for (ns_ref, _) in active {
+        let active = self.namespaces_where(|o| !is_deleting(o));
+        for ns_ref in active {
             let ns = ns_ref.name;
             let cm = ObjRef {
                 key: (String::new(), "configmaps".into()),
@@ -164,11 +184,15 @@ impl Store {
     }
 
     fn dependents(&self, owner_uid: &str) -> Vec<(ObjRef, Value)> {
-        self.objects_where(|_, o| owner_refs(o).iter().any(|r| r["uid"] == owner_uid))
+        self.objects_where(|_, _, o| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
+        })
     }
 
     fn finalizing_owners(&mut self) {
-        let owners = self.objects_where(|_, o| {
+        let owners = self.objects_where(|_, _, o| {
             is_deleting(o)
                 && finalizers(o)
                     .iter()
@@ -219,7 +243,11 @@ impl Store {
     }
 
     fn orphans(&mut self) {
-        let with_owners = self.objects_where(|_, o| !owner_refs(o).is_empty());
+        let with_owners = self.objects_where(|_, ns, o| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|o| !self.owner_exists(ns, o)))
+        });
         for (r, obj) in with_owners {
             let refs = owner_refs(&obj);
             let (present, absent): (Vec<Value>, Vec<Value>) = refs

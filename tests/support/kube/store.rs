@@ -137,6 +137,25 @@ impl Store {
         self.uids.get(uid)
     }
 
+    /// Every object with its kind, namespace and name, borrowed.
+    pub fn each(&self) -> impl Iterator<Item = (&ResKey, &str, &str, &Value)> {
+        self.objects.iter().flat_map(|(key, objs)| {
+            objs.iter()
+                .map(move |((ns, name), obj)| (key, ns.as_str(), name.as_str(), obj))
+        })
+    }
+
+    /// The objects of one kind, with their namespace and name, borrowed.
+    pub fn each_of<'a>(
+        &'a self,
+        key: &ResKey,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a Value)> {
+        self.objects.get(key).into_iter().flat_map(|objs| {
+            objs.iter()
+                .map(|((ns, name), obj)| (ns.as_str(), name.as_str(), obj))
+        })
+    }
+
     /// Every object's address, for the garbage collector.
     pub fn all_refs(&self) -> Vec<ObjRef> {
         self.objects
