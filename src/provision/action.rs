@@ -256,6 +256,20 @@ impl Action {
         }
     }
 
+    /// Whether it changes who may connect to the database. The admin does it as a member of
+    /// the owner; where that membership is not visible to the session, PostgreSQL answers
+    /// a REVOKE or GRANT with only a warning and changes nothing.
+    pub fn changes_database_acl(&self) -> bool {
+        matches!(
+            self,
+            Action::RevokeConnectFromPublic { .. }
+                | Action::GrantConnect { .. }
+                | Action::RevokeConnect { .. }
+                | Action::RevokeGrantOptionOnDatabase { .. }
+                | Action::RevokeCreateOnDatabase { .. }
+        )
+    }
+
     /// Whether it creates or changes a password (the Secret must be written first).
     pub fn sets_password(&self) -> bool {
         matches!(self, Action::CreateRole { .. } | Action::SetPassword { .. })

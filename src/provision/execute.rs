@@ -25,6 +25,17 @@ pub enum ProvisionError {
         statement: String,
         source: tokio_postgres::Error,
     },
+    /// Database privileges PostgreSQL did not change although each statement succeeded.
+    #[error(
+        "database {database}: {} had no effect: PostgreSQL answered with a warning only, as \
+         the admin could not act for the owner role in that session (a membership the \
+         session did not see yet, or one granted WITHOUT INHERIT); retrying",
+        .statements.join("; ")
+    )]
+    NoEffect {
+        database: String,
+        statements: Vec<String>,
+    },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -52,6 +63,7 @@ impl ProvisionError {
                 ErrorClass::Permanent
             }
             ProvisionError::Statement { source, .. } => classify(source),
+            ProvisionError::NoEffect { .. } => ErrorClass::Transient,
             ProvisionError::Catalog(e) => e.class(),
             ProvisionError::Server(e) => e.class(),
         }
@@ -150,7 +162,34 @@ pub async fn reconcile_observed(
         plan = plan_server(desired, &observed)?;
     }
     run(server, None, &plan.actions, outcome).await?;
+    if plan.actions.iter().any(Action::changes_database_acl) {
+        confirm_database_acl(server, desired).await?;
+    }
     reconcile_inside_with(server, desired, probes.owner, outcome).await
+}
+
+/// Reads the database's privileges back after changing them: a REVOKE that PostgreSQL
+/// answered with "no privileges could be revoked" succeeds, and would have left PUBLIC
+/// able to connect while the pass reported success.
+async fn confirm_database_acl(
+    server: &Server,
+    desired: &DesiredDatabase,
+) -> Result<(), ProvisionError> {
+    let observed = observe(server, desired).await?;
+    let left: Vec<String> = plan_server(desired, &observed)?
+        .actions
+        .iter()
+        .filter(|a| a.changes_database_acl())
+        .map(ToString::to_string)
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(ProvisionError::NoEffect {
+            database: desired.database.as_str().to_string(),
+            statements: left,
+        })
+    }
 }
 
 /// Schemas, extensions and privileges inside the database: also run after migrations, so
@@ -254,23 +293,30 @@ fn statement_error(statement: &str, source: tokio_postgres::Error) -> ProvisionE
 
 /// Runs actions one by one (each commits on its own: CREATE DATABASE cannot run in a
 /// transaction, and a re-plan picks up wherever a failure stopped).
+///
+/// The server-wide ones share one maintenance session. PostgreSQL caches a session's role
+/// memberships, and a session that computed that cache while another one granted the
+/// admin a membership can keep it without the new role: then the admin, in that session,
+/// cannot act for the owner of a database created moments ago. Its own GRANT always
+/// reaches the session that made it.
 async fn run(
     server: &Server,
     database: Option<&Client>,
     actions: &[Action],
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
+    let mut maintenance = None;
     for action in actions {
         tracing::info!(statement = %action, server = %server.spec.name, "provisioning");
         let result = match (action.target(), database) {
             (Target::Database, Some(db)) => db.batch_execute(&action.sql()).await,
             (Target::Catalog, _) => server.catalog().await?.batch_execute(&action.sql()).await,
             _ => {
-                server
-                    .maintenance()
-                    .await?
-                    .batch_execute(&action.sql())
-                    .await
+                if maintenance.is_none() {
+                    maintenance = Some(server.maintenance().await?);
+                }
+                let session = maintenance.as_ref().expect("taken just above");
+                session.batch_execute(&action.sql()).await
             }
         };
         result.map_err(|e| statement_error(&action.to_string(), e))?;
