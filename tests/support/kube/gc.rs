@@ -70,8 +70,10 @@ impl Store {
             let before = self.rv;
             self.namespaces();
             self.namespace_defaults();
-            self.finalizing_owners();
-            self.orphans();
+            if std::mem::take(&mut self.gc_pending) {
+                self.finalizing_owners();
+                self.orphans();
+            }
             if self.rv == before {
                 return;
             }
@@ -242,12 +244,15 @@ impl Store {
             .is_some_and(|o| o.namespace.is_empty() || o.namespace == dependent_ns)
     }
 
+    /// Whether `obj` (in `ns`) names an owner that is not there.
+    pub(crate) fn names_absent_owner(&self, ns: &str, obj: &Value) -> bool {
+        obj["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|o| !self.owner_exists(ns, o)))
+    }
+
     fn orphans(&mut self) {
-        let with_owners = self.objects_where(|_, ns, o| {
-            o["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|o| !self.owner_exists(ns, o)))
-        });
+        let with_owners = self.objects_where(|_, ns, o| self.names_absent_owner(ns, o));
         for (r, obj) in with_owners {
             let refs = owner_refs(&obj);
             let (present, absent): (Vec<Value>, Vec<Value>) = refs

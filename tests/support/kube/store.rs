@@ -28,6 +28,10 @@ pub(crate) struct Store {
     pub rv: u64,
     pub history: History,
     uids: HashMap<String, ObjRef>,
+    /// Whether the garbage collector has work: an object went, is being deleted, or names
+    /// an owner that is not there. Scanning every object after every write made each
+    /// write cost the store's size.
+    pub gc_pending: bool,
     /// `Warning` headers for the response to the current request.
     pub warnings: Vec<String>,
 }
@@ -99,6 +103,7 @@ impl Store {
             rv: 0,
             history: History::new(history_limit, changes),
             uids: HashMap::new(),
+            gc_pending: false,
             warnings: Vec::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -252,6 +257,9 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let uid = meta_str(&obj, "uid").to_string();
         self.uids.insert(uid, r.clone());
+        if is_deleting(&obj) || self.names_absent_owner(&r.namespace, &obj) {
+            self.gc_pending = true;
+        }
         self.objects
             .entry(r.key.clone())
             .or_default()
@@ -277,6 +285,7 @@ impl Store {
         };
         let old = obj.clone();
         self.uids.remove(meta_str(&obj, "uid"));
+        self.gc_pending = true;
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.history.push(
