@@ -100,6 +100,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     .reflect(servers_writer)
     .try_filter_map(move |e| futures::future::ready(Ok(server_triggers.pass(e))));
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let job_ends = |selector: String| {
+        let mut ends = Triggers::new(crate::controller::migration::observe::end_trigger);
+        watcher(
+            api::<Job>(&ctx),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .try_filter_map(move |e| futures::future::ready(Ok(ends.pass(e))))
+    };
+    let tenant_jobs = job_ends(format!("{managed},{}", labels::TENANT));
+    let batch_jobs = job_ends(format!(
+        "{managed},{}=true",
+        crate::controller::migration::batch_job::BATCH_LABEL
+    ));
     let by_service = tenants.clone();
     let fanout = crate::controller::rollout::fanout::Fanout::default();
     let by_server = tenants.clone();
@@ -128,26 +142,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
             api::<Secret>(&ctx),
             watcher::Config::default().labels(&managed),
         )
-        // Tenant migration Jobs: a Complete or Failed brings the Tenant's reconcile.
-        .owns(
-            api::<Job>(&ctx),
-            watcher::Config::default().labels(&format!("{managed},{}", labels::TENANT)),
-        )
+        // Tenant migration Jobs: only a Complete or Failed (or a deletion) brings the
+        // Tenant's reconcile.
+        .owns_stream(tenant_jobs)
         // Batch Jobs (the ServiceDatabase's): their end brings each member's reconcile.
-        .watches(
-            api::<Job>(&ctx),
-            watcher::Config::default().labels(&format!(
-                "{managed},{}=true",
-                crate::controller::migration::batch_job::BATCH_LABEL
-            )),
-            |job| {
-                let ns = job.namespace().unwrap_or_default();
-                crate::controller::migration::batch_job::members_of(&job)
-                    .into_iter()
-                    .map(|t| ObjectRef::new(&t).within(&ns))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(batch_jobs, |job| {
+            let ns = job.namespace().unwrap_or_default();
+            crate::controller::migration::batch_job::members_of(&job)
+                .into_iter()
+                .map(|t| ObjectRef::new(&t).within(&ns))
+                .collect::<Vec<_>>()
+        })
         .watches_stream(service_events, move |sdb| {
             let (ns, name) = (sdb.namespace(), sdb.name_any());
             // A new admission concerns the tenants it admits or drops, not the whole fleet.
