@@ -20,7 +20,7 @@ use serde_json::json;
 use servicedb::api::{ServiceDatabase, Tenant};
 
 use crate::controller_common::{admin_secret, apply, database_server, wait_server_ready};
-use crate::support::kube::{Served, TestCluster, serve_instrumented};
+use crate::support::kube::{ClusterOptions, FakeOptions, Served, TestCluster, serve_instrumented};
 use crate::support::postgres::server as pg;
 use crate::tenant_common::tenant_ready;
 
@@ -38,7 +38,19 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start() -> Fixture {
-        let cluster = TestCluster::start().await;
+        // A real API server keeps a paged list's continue token valid until etcd compacts
+        // (every 5 minutes); the fake forgets all but its last `history_limit` changes.
+        // At 1,000, a 10-page list of 5,000 Tenants under a fleet's writes expired before its
+        // last page, and the operator's Tenant watch re-listed for good: half the Tenants
+        // were never reconciled.
+        let cluster = TestCluster::start_with(ClusterOptions {
+            fake: FakeOptions {
+                history_limit: 500_000,
+                ..FakeOptions::default()
+            },
+            ..ClusterOptions::default()
+        })
+        .await;
         let ns = cluster.namespace().to_string();
         let client = cluster.client();
         admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
