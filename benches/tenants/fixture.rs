@@ -39,10 +39,9 @@ pub struct Fixture {
 impl Fixture {
     pub async fn start() -> Fixture {
         // A real API server keeps a paged list's continue token valid until etcd compacts
-        // (every 5 minutes); the fake forgets all but its last `history_limit` changes.
-        // At 1,000, a 10-page list of 5,000 Tenants under a fleet's writes expired before its
-        // last page, and the operator's Tenant watch re-listed for good: half the Tenants
-        // were never reconciled.
+        // (every 5 minutes); the fake forgets all but its last `history_limit` changes. At
+        // 1,000, a paged list of thousands of Tenants under a fleet's writes can expire
+        // before its last page, and a watch that keeps re-listing delivers nothing new.
         let cluster = TestCluster::start_with(ClusterOptions {
             fake: FakeOptions {
                 history_limit: 500_000,
