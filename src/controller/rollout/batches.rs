@@ -128,8 +128,9 @@ pub fn apply(migrations: &mut [TenantMigration], held: &Held) -> usize {
 }
 
 /// With one Job per tenant (batchSize 1): tenants the rollout admitted (for these inputs and
-/// resume value) whose Job the cache does not show yet count as running: the decision gave them their slot, and a Tenant
-/// status seconds behind the Job must not free it for another tenant.
+/// resume value) whose Job the cache does not show yet count as running. The decision gave
+/// them their slot, and a Tenant status seconds behind the Job must not free it for another
+/// tenant.
 pub fn keep_admitted(
     migrations: &mut [TenantMigration],
     previous: Option<&crate::api::RolloutStatus>,

@@ -39,11 +39,15 @@ ahdAaJE=
 ";
 const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
-fn owner_refs(obj: &Value) -> Vec<Value> {
+/// The object's ownerReferences, borrowed (none: empty).
+fn owner_refs_of(obj: &Value) -> &[Value] {
     obj["metadata"]["ownerReferences"]
         .as_array()
-        .cloned()
-        .unwrap_or_default()
+        .map_or(&[], Vec::as_slice)
+}
+
+fn owner_refs(obj: &Value) -> Vec<Value> {
+    owner_refs_of(obj).to_vec()
 }
 
 fn set_owner_refs(obj: &mut Value, refs: Vec<Value>) {
@@ -80,9 +84,9 @@ impl Store {
         }
     }
 
-    /// The objects `f` picks, cloned. Only the picked ones are cloned: this runs after
-    /// every write, so cloning the whole store made each write cost its size.
-    /// `f` sees each object's kind, namespace and body.
+    /// The objects `f` picks (it sees each one's kind, namespace and body), cloned. Only the
+    /// picked ones are cloned: this runs after writes, and cloning the whole store made
+    /// each write cost the store's size.
     fn objects_where(&self, f: impl Fn(&ResKey, &str, &Value) -> bool) -> Vec<(ObjRef, Value)> {
         self.each()
             .filter(|(key, ns, _, obj)| f(key, ns, obj))
@@ -186,11 +190,7 @@ impl Store {
     }
 
     fn dependents(&self, owner_uid: &str) -> Vec<(ObjRef, Value)> {
-        self.objects_where(|_, _, o| {
-            o["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
-        })
+        self.objects_where(|_, _, o| owner_refs_of(o).iter().any(|r| r["uid"] == owner_uid))
     }
 
     fn finalizing_owners(&mut self) {
@@ -245,10 +245,23 @@ impl Store {
     }
 
     /// Whether `obj` (in `ns`) names an owner that is not there.
-    pub(crate) fn names_absent_owner(&self, ns: &str, obj: &Value) -> bool {
-        obj["metadata"]["ownerReferences"]
-            .as_array()
-            .is_some_and(|refs| refs.iter().any(|o| !self.owner_exists(ns, o)))
+    fn names_absent_owner(&self, ns: &str, obj: &Value) -> bool {
+        owner_refs_of(obj).iter().any(|o| !self.owner_exists(ns, o))
+    }
+
+    /// Whether a write of `obj` (in `ns`) may give the collector work: it is being deleted,
+    /// names an absent owner, or names an owner being deleted (a foreground deletion waits
+    /// on its dependents' blockOwnerDeletion).
+    pub(crate) fn gives_gc_work(&self, ns: &str, obj: &Value) -> bool {
+        is_deleting(obj)
+            || owner_refs_of(obj).iter().any(|o| {
+                !self.owner_exists(ns, o)
+                    || o["uid"]
+                        .as_str()
+                        .and_then(|uid| self.by_uid(uid))
+                        .and_then(|r| self.object(r))
+                        .is_some_and(is_deleting)
+            })
     }
 
     fn orphans(&mut self) {

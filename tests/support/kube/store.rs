@@ -28,8 +28,8 @@ pub(crate) struct Store {
     pub rv: u64,
     pub history: History,
     uids: HashMap<String, ObjRef>,
-    /// Whether the garbage collector has work: an object went, is being deleted, or names
-    /// an owner that is not there. Scanning every object after every write made each
+    /// Whether the garbage collector has work: an object went, or a write gave it some
+    /// (`gives_gc_work`). Scanning every object after every write made each
     /// write cost the store's size.
     pub gc_pending: bool,
     /// `Warning` headers for the response to the current request.
@@ -257,7 +257,7 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let uid = meta_str(&obj, "uid").to_string();
         self.uids.insert(uid, r.clone());
-        if is_deleting(&obj) || self.names_absent_owner(&r.namespace, &obj) {
+        if self.gives_gc_work(&r.namespace, &obj) {
             self.gc_pending = true;
         }
         self.objects
