@@ -66,6 +66,18 @@ fn writes(replica: &Replica, since: usize) -> Vec<String> {
         .collect()
 }
 
+/// What the replica wrote (as [`acts`]) in requests it sent after `instant`.
+fn writes_sent_after(replica: &Replica, instant: Instant) -> Vec<String> {
+    replica
+        .api
+        .requests
+        .writes_sent_after(instant)
+        .into_iter()
+        .filter(acts)
+        .map(|r| r.to_string())
+        .collect()
+}
+
 async fn holder(client: &kube::Client, ns: &str, lease: &str) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
     leases.get_opt(lease).await.ok()??.spec?.holder_identity
@@ -132,7 +144,6 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     );
 
     // A crash: the task is aborted mid-work and the lease is not released.
-    let leader_mark = replicas[leader].api.requests.mark();
     let standby_mark = replicas[standby].api.requests.mark();
     replicas[leader].running.take().expect("running").kill();
     let killed = Instant::now();
@@ -143,7 +154,8 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         async move { (role == Role::Leader).then_some(()) }
     })
     .await;
-    let took_over = killed.elapsed();
+    let led_at = Instant::now();
+    let took_over = led_at - killed;
     eprintln!("the standby led {took_over:?} after the leader was killed (lease {LEASE:?})");
     assert!(
         took_over < LEASE + Duration::from_secs(5),
@@ -173,10 +185,13 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
             .any(|w| w.contains("/servicedatabases/second/status")),
         "the new leader wrote the new status: {new_writes:?}"
     );
-    let dead_writes = writes(&replicas[leader], leader_mark);
+    // A write the killed leader had already sent may land just after the kill (the abort
+    // stops the task, not a request on the wire); what must never happen is a write of
+    // its once the standby leads.
+    let dead_writes = writes_sent_after(&replicas[leader], led_at);
     assert!(
         dead_writes.is_empty(),
-        "the killed leader wrote: {dead_writes:?}"
+        "the killed leader wrote after the standby led: {dead_writes:?}"
     );
     let app = secret_data(&client, &ns, "second-db")
         .await
@@ -288,10 +303,10 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
         "the other replica led {:?} after the leader was cut off (lease {LEASE:?})",
         cut_off.elapsed()
     );
-    let old_mark = replicas[old].api.requests.mark();
+    let led_at = Instant::now();
     service_database(&client, &ns, "second", &server, json!({})).await;
     wait_ready(&client, &ns, "second").await;
-    let old_writes = writes(&replicas[old], old_mark);
+    let old_writes = writes_sent_after(&replicas[old], led_at);
     assert!(
         old_writes.is_empty(),
         "the deposed leader wrote: {old_writes:?}"
