@@ -29,7 +29,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use kube::api::{Api, ListParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use rbac_common::{Grant, grants, install, refused, render, uses};
 use serde_json::{Value, json};
 use servicedb::api::conditions::{find_condition, types};
@@ -62,7 +62,10 @@ impl History {
     {
         let seen = self.0.clone();
         tokio::spawn(async move {
-            let mut events = watcher(api, watcher::Config::default()).boxed();
+            // With backoff: a raw watcher retries a failing watch at once, a hot loop.
+            let mut events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(event) = events.next().await {
                 if let Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) = event {
                     let mut value = serde_json::to_value(&obj).expect("JSON");
