@@ -55,23 +55,9 @@ fn acts(r: &RecordedRequest) -> bool {
     r.is_write() && (resource == "secrets" || resource.starts_with("servicedatabases.servicedb.io"))
 }
 
-fn writes(replica: &Replica, since: usize) -> Vec<String> {
-    replica
-        .api
-        .requests
-        .since(since)
-        .into_iter()
-        .filter(acts)
-        .map(|r| r.to_string())
-        .collect()
-}
-
-/// What the replica wrote (as [`acts`]) in requests it sent after `instant`.
-fn writes_sent_after(replica: &Replica, instant: Instant) -> Vec<String> {
-    replica
-        .api
-        .requests
-        .writes_sent_after(instant)
+/// Of `requests`, what the operator wrote (as [`acts`]).
+fn writes(requests: Vec<RecordedRequest>) -> Vec<String> {
+    requests
         .into_iter()
         .filter(acts)
         .map(|r| r.to_string())
@@ -122,10 +108,10 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     .await;
     assert!(replicas[standby].health.is_ready(), "a standby is Ready");
     assert!(
-        !writes(&replicas[leader], 0).is_empty(),
+        !writes(replicas[leader].api.requests.all()).is_empty(),
         "the leader provisioned"
     );
-    let standby_writes = writes(&replicas[standby], 0);
+    let standby_writes = writes(replicas[standby].api.requests.all());
     assert!(
         standby_writes.is_empty(),
         "the standby wrote: {standby_writes:?}"
@@ -178,7 +164,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         Some(replicas[standby].identity)
     );
     assert_eq!(replicas[standby].health.role(), Role::Leader);
-    let new_writes = writes(&replicas[standby], standby_mark);
+    let new_writes = writes(replicas[standby].api.requests.since(standby_mark));
     assert!(
         new_writes
             .iter()
@@ -188,7 +174,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     // A write the killed leader had already sent may land just after the kill (the abort
     // stops the task, not a request on the wire); what must never happen is a write of
     // its once the standby leads.
-    let dead_writes = writes_sent_after(&replicas[leader], led_at);
+    let dead_writes = writes(replicas[leader].api.requests.writes_sent_after(led_at));
     assert!(
         dead_writes.is_empty(),
         "the killed leader wrote after the standby led: {dead_writes:?}"
@@ -306,7 +292,7 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let led_at = Instant::now();
     service_database(&client, &ns, "second", &server, json!({})).await;
     wait_ready(&client, &ns, "second").await;
-    let old_writes = writes_sent_after(&replicas[old], led_at);
+    let old_writes = writes(replicas[old].api.requests.writes_sent_after(led_at));
     assert!(
         old_writes.is_empty(),
         "the deposed leader wrote: {old_writes:?}"
@@ -342,7 +328,7 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     service_database(&client, &ns, "third", &server, json!({})).await;
     wait_ready(&client, &ns, "third").await;
     assert_eq!(replicas[old].health.role(), Role::Leader);
-    let again = writes(&replicas[old], old_mark);
+    let again = writes(replicas[old].api.requests.since(old_mark));
     assert!(
         again
             .iter()
