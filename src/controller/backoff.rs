@@ -31,6 +31,12 @@ pub fn resync_or_sooner(resync: Duration, due: Option<Duration>) -> Duration {
     due.map_or(resync, |d| resync.min(d.max(Duration::from_secs(1))))
 }
 
+/// `due` when it comes before `resync` (never under a second), else None. Pure.
+pub fn sooner_than(resync: Duration, due: Option<Duration>) -> Option<Duration> {
+    due.filter(|d| *d < resync)
+        .map(|d| d.max(Duration::from_secs(1)))
+}
+
 /// Consecutive failures per object (by uid), reset on success: kube's `error_policy` is not
 /// told about successes, so the reconcile wrapper does that here.
 #[derive(Default)]
@@ -81,6 +87,19 @@ mod tests {
         assert_eq!(
             resync_or_sooner(five_min, Some(Duration::ZERO)),
             Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn only_a_deadline_before_the_resync_is_kept() {
+        let five_min = Duration::from_secs(300);
+        assert_eq!(sooner_than(five_min, None), None);
+        assert_eq!(sooner_than(five_min, Some(Duration::from_secs(3600))), None);
+        let due = Duration::from_secs(42);
+        assert_eq!(sooner_than(five_min, Some(due)), Some(due));
+        assert_eq!(
+            sooner_than(five_min, Some(Duration::ZERO)),
+            Some(Duration::from_secs(1))
         );
     }
 

@@ -5,7 +5,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::Config;
-use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
+use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner, sooner_than};
 use super::database_server::registry::ServerRegistry;
 use super::freshness::Written;
 use super::metrics::Metrics;
@@ -54,6 +54,15 @@ impl Context {
     /// in `due`.
     pub fn resync_within(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
         Action::requeue(resync_or_sooner(jittered(self.config.resync, uid), due))
+    }
+
+    /// A requeue for `due` when it falls before the object's next resync, else none: for
+    /// kinds whose resync is paced (`paced_resync`) rather than requeued.
+    pub fn sooner_than_resync(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
+        match sooner_than(jittered(self.config.resync, uid), due) {
+            Some(delay) => Action::requeue(delay),
+            None => Action::await_change(),
+        }
     }
 
     /// Counts a failure of the object and says when to retry.

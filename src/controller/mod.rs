@@ -15,6 +15,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod migration;
+pub mod paced_resync;
 pub mod provisioning;
 pub mod rollout;
 pub mod service_database;

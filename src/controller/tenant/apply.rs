@@ -109,9 +109,10 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
     }
     match retry {
         Some(message) => Err(Error::Transient(message)),
-        // Also how a tenant waiting for room looks again: room comes back with no event
-        // the watches pass.
-        None => Ok(tc.ctx.resync_within(&uid, next_due)),
+        // The routine resync (also how a tenant waiting for room looks again: room comes
+        // back with no event the watches pass) is the paced sweeper's; only a deadline
+        // sooner than it (a password rotation) is a requeue.
+        None => Ok(tc.ctx.sooner_than_resync(&uid, next_due)),
     }
 }
 

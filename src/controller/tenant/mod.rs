@@ -38,6 +38,7 @@ use self::placement::Placer;
 use super::Context;
 use super::context::watched as api;
 use super::metrics::Kind;
+use super::paced_resync::PacedResync;
 use super::triggers::Triggers;
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
 
@@ -49,6 +50,8 @@ pub struct TenantContext {
     pub services: Store<ServiceDatabase>,
     pub servers: Store<DatabaseServer>,
     pub placer: Placer,
+    /// The routine resyncs, triggered only into free slots (see `paced_resync`).
+    pub resync: Arc<PacedResync<Tenant>>,
     /// Resolves once the ServiceDatabase and DatabaseServer caches have their first lists.
     /// One shared future for every reconcile: awaiting `Store::wait_until_ready` from many
     /// reconciles at once woke only one of them (the others stalled for good).
@@ -127,17 +130,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .boxed()
         .shared()
     };
+    let resync = Arc::new(PacedResync::new(ctx.config.resync, ctx.config.concurrency));
     let shared = Arc::new(TenantContext {
         ctx: ctx.clone(),
         tenants,
         services,
         servers,
         placer: Placer::default(),
+        resync: resync.clone(),
         caches_ready,
     });
     let metrics = ctx.metrics.clone();
+    let forget = resync.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .reconcile_on(resync.clone().triggers(shutdown.clone()))
         .owns(
             api::<Secret>(&ctx),
             watcher::Config::default().labels(&managed),
@@ -178,13 +185,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, shared)
         .for_each(move |result| {
-            let metrics = metrics.clone();
+            let (metrics, forget) = (metrics.clone(), forget.clone());
             async move {
                 match result {
                     Ok((obj, _)) => tracing::debug!(tenant = %obj, "reconciled"),
                     Err(controller::Error::ObjectNotFound(obj)) => {
                         let ns = obj.namespace.as_deref().unwrap_or_default();
                         metrics.remove_tenant(ns, &obj.name);
+                        forget.forget(&ObjectRef::new(&obj.name).within(ns));
                         tracing::debug!(tenant = %obj, "gone before its reconcile")
                     }
                     Err(e) => tracing::warn!(error = %e, "Tenant reconcile failed"),
@@ -255,6 +263,7 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
 #[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
+    let _pass = tc.resync.start(&tenant);
     // Until the first lists are in, a missing service or server would be reported wrongly.
     tc.caches_ready.clone().await;
     // Level-triggered: the status written by the last reconcile (or deletion) sets the series.

@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::reflector::ObjectRef;
+use tokio::time::Instant;
+
+use futures::FutureExt;
+
+use super::*;
+
+fn object(name: &str) -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.into());
+    cm.metadata.namespace = Some("ns".into());
+    cm.metadata.uid = Some(format!("uid-{name}"));
+    cm
+}
+
+fn names(picked: &[ObjectRef<ConfigMap>]) -> Vec<String> {
+    picked.iter().map(|o| o.name.clone()).collect()
+}
+
+const RESYNC: Duration = Duration::from_secs(100);
+
+/// One pass of each object, ending now: each is due about a resync from now.
+fn passed(pacer: &PacedResync<ConfigMap>, objects: &[&str]) {
+    for name in objects {
+        drop(pacer.start(&object(name)));
+    }
+}
+
+#[test]
+fn the_most_overdue_go_first_and_no_more_than_there_are_free_slots() {
+    let now = Instant::now();
+    let s = Duration::from_secs;
+    let candidates = [
+        ("c", now - s(1)),
+        ("a", now - s(30)),
+        ("later", now + s(9)),
+        ("b", now - s(5)),
+    ];
+    let (picked, waiting) = pick(candidates.into_iter(), now, 2);
+    assert_eq!(picked, ["a", "b"]);
+    assert_eq!(waiting, Waiting::Backlog, "c is due and waits for a slot");
+    let (picked, waiting) = pick(candidates.into_iter(), now, 10);
+    assert_eq!(picked, ["a", "b", "c"]);
+    assert_eq!(waiting, Waiting::Next(now + s(9)));
+    let (picked, waiting) = pick(candidates.into_iter(), now, 0);
+    assert!(picked.is_empty());
+    assert_eq!(waiting, Waiting::Backlog);
+    let (picked, waiting) = pick(std::iter::empty::<(&str, Instant)>(), now, 4);
+    assert!(picked.is_empty());
+    assert_eq!(waiting, Waiting::Nothing);
+}
+
+#[test]
+fn nothing_is_swept_before_its_resync() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
+    passed(&pacer, &["a", "b"]);
+    let (picked, look_again) = pacer.sweep(Instant::now());
+    assert!(picked.is_empty());
+    assert!(look_again <= Instant::now() + IDLE_LOOK);
+    // Jittered by up to 10%.
+    let (picked, _) = pacer.sweep(Instant::now() + RESYNC * 2);
+    assert_eq!(picked.len(), 2);
+}
+
+#[test]
+fn busy_slots_and_waiting_requests_leave_room_only_for_the_rest() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 3);
+    passed(&pacer, &["a", "b", "c", "d", "e"]);
+    let later = Instant::now() + RESYNC * 2;
+    // A change to "x" is being reconciled: 2 slots are left for routine passes.
+    let change = pacer.start(&object("x"));
+    let (first, _) = pacer.sweep(later);
+    assert_eq!(first.len(), 2, "{:?}", names(&first));
+    // Triggered but not started: they hold their slots, nothing more is triggered.
+    assert!(pacer.sweep(later).0.is_empty());
+    // One of them starts: its slot is now a pass's, the other still waits for its own.
+    let started = pacer.start(&object(&first[0].name));
+    assert!(pacer.sweep(later).0.is_empty());
+    drop(started);
+    let (second, _) = pacer.sweep(later);
+    assert_eq!(second.len(), 1, "the ended pass freed its slot");
+    assert_ne!(second[0].name, first[1].name, "already triggered");
+    drop(change);
+    let (third, _) = pacer.sweep(later);
+    assert_eq!(third.len(), 1, "the change's slot is free again");
+    assert!(!names(&second).contains(&third[0].name));
+}
+
+#[test]
+fn a_request_that_never_starts_stops_holding_its_slot_after_a_resync() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
+    passed(&pacer, &["a", "b"]);
+    let later = Instant::now() + RESYNC * 2;
+    assert_eq!(pacer.sweep(later).0.len(), 1);
+    assert!(pacer.sweep(later).0.is_empty());
+    let (again, _) = pacer.sweep(later + RESYNC);
+    assert_eq!(again.len(), 1);
+}
+
+#[test]
+fn a_forgotten_object_is_not_swept_again() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
+    passed(&pacer, &["a", "gone"]);
+    pacer.forget(&ObjectRef::from_obj(&object("gone")));
+    let (picked, _) = pacer.sweep(Instant::now() + RESYNC * 2);
+    assert_eq!(names(&picked), ["a"]);
+    assert_eq!(pacer.overdue(Instant::now() + RESYNC * 2), 1);
+}
+
+#[test]
+fn unbounded_concurrency_sweeps_everything_due() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 0);
+    let many: Vec<String> = (0..50).map(|i| format!("t-{i}")).collect();
+    passed(&pacer, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(pacer.sweep(Instant::now() + RESYNC * 2).0.len(), 50);
+}
+
+#[tokio::test]
+async fn the_stream_triggers_a_due_object_and_ends_at_shutdown() {
+    let pacer = Arc::new(PacedResync::<ConfigMap>::new(Duration::from_millis(200), 2));
+    passed(&pacer, &["a"]);
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    }
+    .boxed()
+    .shared();
+    let mut triggers = pacer.clone().triggers(shutdown);
+    let first = tokio::time::timeout(Duration::from_secs(10), triggers.next())
+        .await
+        .expect("triggered within its resync")
+        .expect("a trigger");
+    assert_eq!(first.name, "a");
+    let _ = stop.send(());
+    assert!(triggers.next().await.is_none());
+}
