@@ -144,6 +144,7 @@ struct Inner {
     schema_info: Family<SchemaInfoLabels, Gauge>,
     schema_pending: Family<SchemaKey, Gauge>,
     leader: Gauge,
+    resyncs_overdue: Family<KindLabels, Gauge>,
     /// Every database with series, and what they say: the families cannot be listed, and
     /// a version change or a deletion must remove the old series.
     schemas: Mutex<BTreeMap<SchemaKey, SchemaState>>,
@@ -173,6 +174,7 @@ impl Metrics {
         let schema_info = Family::<SchemaInfoLabels, Gauge>::default();
         let schema_pending = Family::<SchemaKey, Gauge>::default();
         let leader = Gauge::default();
+        let resyncs_overdue = Family::<KindLabels, Gauge>::default();
         registry.register(
             "reconcile",
             "Reconciles by kind and result (success or error)",
@@ -208,6 +210,12 @@ impl Metrics {
             "1 while this replica holds the leader lease and runs the controllers",
             leader.clone(),
         );
+        registry.register(
+            "resyncs_overdue",
+            "Objects whose periodic drift check is due and waits for a free reconcile slot \
+             (above zero for long: more objects than the resync period and concurrency allow)",
+            resyncs_overdue.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             reconciles,
@@ -217,6 +225,7 @@ impl Metrics {
             schema_info,
             schema_pending,
             leader,
+            resyncs_overdue,
             schemas: Mutex::new(BTreeMap::new()),
         }))
     }
@@ -254,6 +263,16 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// How many objects of `kind` wait for their periodic check (see `paced_resync`).
+    pub fn set_resyncs_overdue(&self, kind: Kind, overdue: usize) {
+        let kind = kind.as_str();
+        let overdue = i64::try_from(overdue).unwrap_or(i64::MAX);
+        self.0
+            .resyncs_overdue
+            .get_or_create(&KindLabels { kind })
+            .set(overdue);
     }
 
     pub fn set_leader(&self, leading: bool) {

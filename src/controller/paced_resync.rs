@@ -78,6 +78,9 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
         let object = ObjectRef::from_obj(obj);
         let mut state = self.lock();
         state.requested.remove(&object);
+        // Not due while it runs: a sweep meanwhile would trigger it again, and kube would
+        // run a second pass right after this one.
+        state.due.remove(&object);
         state.in_flight += 1;
         Pass {
             pacer: self,
@@ -93,8 +96,9 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
         state.requested.remove(object);
     }
 
-    /// The objects to trigger now, and when to look again if no pass ends before.
-    fn sweep(&self, now: Instant) -> (Vec<ObjectRef<K>>, Instant) {
+    /// The objects to trigger now, when to look again if no pass ends before, and how many
+    /// are due.
+    fn sweep(&self, now: Instant) -> Sweep<K> {
         let mut state = self.lock();
         // A request whose pass never started (merged into one that has, or lost with the
         // scheduler on a restart) stops holding a slot after a resync.
@@ -109,8 +113,10 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             .iter()
             .filter(|(object, _)| !state.requested.contains_key(*object))
             .map(|(object, at)| (object, *at));
-        let (picked, waiting) = pick(candidates, now, free);
+        let (picked, waiting, overdue) = pick(candidates, now, free);
         let picked: Vec<ObjectRef<K>> = picked.into_iter().cloned().collect();
+        // Triggered before and not started yet: still waiting for their check.
+        let overdue = overdue + state.requested.len();
         for object in &picked {
             state.requested.insert(object.clone(), now);
         }
@@ -120,38 +126,41 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             Waiting::Next(at) => at.min(now + IDLE_LOOK),
             Waiting::Nothing => now + IDLE_LOOK,
         };
-        (picked, look_again)
+        Sweep {
+            picked,
+            look_again,
+            overdue,
+        }
     }
 
-    /// How many objects' routine passes are overdue now (for the metrics).
-    pub fn overdue(&self, now: Instant) -> usize {
-        self.lock().due.values().filter(|at| **at <= now).count()
-    }
-
-    /// The triggers for `Controller::reconcile_on`, until `shutdown`.
+    /// The triggers for `Controller::reconcile_on`, until `shutdown`; `overdue` hears how
+    /// many objects wait for their check after each sweep.
     pub fn triggers(
         self: Arc<Self>,
         shutdown: Shared<BoxFuture<'static, ()>>,
+        overdue: impl Fn(usize) + Send + Sync + 'static,
     ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
     where
         K: Send + 'static,
     {
+        let overdue = Arc::new(overdue);
         futures::stream::unfold(
-            (self, Vec::<ObjectRef<K>>::new(), shutdown),
-            |(pacer, mut ready, shutdown)| async move {
+            (self, Vec::<ObjectRef<K>>::new(), shutdown, overdue),
+            |(pacer, mut ready, shutdown, overdue)| async move {
                 loop {
                     if let Some(object) = ready.pop() {
-                        return Some((object, (pacer, ready, shutdown)));
+                        return Some((object, (pacer, ready, shutdown, overdue)));
                     }
-                    let (picked, look_again) = pacer.sweep(Instant::now());
-                    if !picked.is_empty() {
+                    let sweep = pacer.sweep(Instant::now());
+                    overdue(sweep.overdue);
+                    if !sweep.picked.is_empty() {
                         // Popped from the end: most overdue first.
-                        ready = picked.into_iter().rev().collect();
+                        ready = sweep.picked.into_iter().rev().collect();
                         continue;
                     }
                     tokio::select! {
                         _ = pacer.pass_ended.notified() => {}
-                        _ = tokio::time::sleep_until(look_again) => {}
+                        _ = tokio::time::sleep_until(sweep.look_again) => {}
                         _ = shutdown.clone() => return None,
                     }
                 }
@@ -177,6 +186,12 @@ impl<K: Resource<DynamicType = ()>> Drop for Pass<'_, K> {
     }
 }
 
+struct Sweep<K: Resource<DynamicType = ()>> {
+    picked: Vec<ObjectRef<K>>,
+    look_again: Instant,
+    overdue: usize,
+}
+
 /// What is left after a sweep: due objects without a slot, the next due time, or nothing.
 #[derive(Debug, PartialEq, Eq)]
 enum Waiting {
@@ -186,12 +201,12 @@ enum Waiting {
 }
 
 /// The due objects (due at or before `now`) to trigger, most overdue first, at most `free`
-/// of them. Pure.
+/// of them; what is left; how many were due. Pure.
 fn pick<T>(
     candidates: impl Iterator<Item = (T, Instant)>,
     now: Instant,
     free: usize,
-) -> (Vec<T>, Waiting) {
+) -> (Vec<T>, Waiting, usize) {
     let mut due = Vec::new();
     let mut next: Option<Instant> = None;
     for (object, at) in candidates {
@@ -201,7 +216,8 @@ fn pick<T>(
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
-    let backlog = due.len() > free;
+    let overdue = due.len();
+    let backlog = overdue > free;
     if backlog {
         due.select_nth_unstable_by_key(free, |(at, _)| *at);
         due.truncate(free);
@@ -212,7 +228,8 @@ fn pick<T>(
         (false, Some(at)) => Waiting::Next(at),
         (false, None) => Waiting::Nothing,
     };
-    (due.into_iter().map(|(_, object)| object).collect(), waiting)
+    let picked = due.into_iter().map(|(_, object)| object).collect();
+    (picked, waiting, overdue)
 }
 
 #[cfg(test)]

@@ -39,16 +39,18 @@ fn the_most_overdue_go_first_and_no_more_than_there_are_free_slots() {
         ("later", now + s(9)),
         ("b", now - s(5)),
     ];
-    let (picked, waiting) = pick(candidates.into_iter(), now, 2);
+    let (picked, waiting, overdue) = pick(candidates.into_iter(), now, 2);
     assert_eq!(picked, ["a", "b"]);
+    assert_eq!(overdue, 3);
     assert_eq!(waiting, Waiting::Backlog, "c is due and waits for a slot");
-    let (picked, waiting) = pick(candidates.into_iter(), now, 10);
+    let (picked, waiting, _) = pick(candidates.into_iter(), now, 10);
     assert_eq!(picked, ["a", "b", "c"]);
     assert_eq!(waiting, Waiting::Next(now + s(9)));
-    let (picked, waiting) = pick(candidates.into_iter(), now, 0);
+    let (picked, waiting, _) = pick(candidates.into_iter(), now, 0);
     assert!(picked.is_empty());
     assert_eq!(waiting, Waiting::Backlog);
-    let (picked, waiting) = pick(std::iter::empty::<(&str, Instant)>(), now, 4);
+    let (picked, waiting, overdue) = pick(std::iter::empty::<(&str, Instant)>(), now, 4);
+    assert_eq!(overdue, 0);
     assert!(picked.is_empty());
     assert_eq!(waiting, Waiting::Nothing);
 }
@@ -57,12 +59,14 @@ fn the_most_overdue_go_first_and_no_more_than_there_are_free_slots() {
 fn nothing_is_swept_before_its_resync() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
     passed(&pacer, &["a", "b"]);
-    let (picked, look_again) = pacer.sweep(Instant::now());
-    assert!(picked.is_empty());
-    assert!(look_again <= Instant::now() + IDLE_LOOK);
+    let sweep = pacer.sweep(Instant::now());
+    assert!(sweep.picked.is_empty());
+    assert_eq!(sweep.overdue, 0);
+    assert!(sweep.look_again <= Instant::now() + IDLE_LOOK);
     // Jittered by up to 10%.
-    let (picked, _) = pacer.sweep(Instant::now() + RESYNC * 2);
-    assert_eq!(picked.len(), 2);
+    let sweep = pacer.sweep(Instant::now() + RESYNC * 2);
+    assert_eq!(sweep.picked.len(), 2);
+    assert_eq!(sweep.overdue, 2);
 }
 
 #[test]
@@ -72,21 +76,38 @@ fn busy_slots_and_waiting_requests_leave_room_only_for_the_rest() {
     let later = Instant::now() + RESYNC * 2;
     // A change to "x" is being reconciled: 2 slots are left for routine passes.
     let change = pacer.start(&object("x"));
-    let (first, _) = pacer.sweep(later);
+    let first = pacer.sweep(later).picked;
     assert_eq!(first.len(), 2, "{:?}", names(&first));
     // Triggered but not started: they hold their slots, nothing more is triggered.
-    assert!(pacer.sweep(later).0.is_empty());
+    let held = pacer.sweep(later);
+    assert!(held.picked.is_empty());
+    assert_eq!(
+        held.overdue, 5,
+        "3 without a slot and 2 triggered, not started"
+    );
     // One of them starts: its slot is now a pass's, the other still waits for its own.
     let started = pacer.start(&object(&first[0].name));
-    assert!(pacer.sweep(later).0.is_empty());
+    assert!(pacer.sweep(later).picked.is_empty());
     drop(started);
-    let (second, _) = pacer.sweep(later);
+    let second = pacer.sweep(later).picked;
     assert_eq!(second.len(), 1, "the ended pass freed its slot");
     assert_ne!(second[0].name, first[1].name, "already triggered");
     drop(change);
-    let (third, _) = pacer.sweep(later);
+    let third = pacer.sweep(later).picked;
     assert_eq!(third.len(), 1, "the change's slot is free again");
     assert!(!names(&second).contains(&third[0].name));
+}
+
+#[test]
+fn an_object_being_reconciled_is_not_due_until_its_pass_ends() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
+    passed(&pacer, &["a"]);
+    let later = Instant::now() + RESYNC * 2;
+    let running = pacer.start(&object("a"));
+    assert!(pacer.sweep(later).picked.is_empty(), "triggered twice");
+    drop(running);
+    assert!(pacer.sweep(Instant::now()).picked.is_empty());
+    assert_eq!(pacer.sweep(Instant::now() + RESYNC * 2).picked.len(), 1);
 }
 
 #[test]
@@ -94,9 +115,9 @@ fn a_request_that_never_starts_stops_holding_its_slot_after_a_resync() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
     passed(&pacer, &["a", "b"]);
     let later = Instant::now() + RESYNC * 2;
-    assert_eq!(pacer.sweep(later).0.len(), 1);
-    assert!(pacer.sweep(later).0.is_empty());
-    let (again, _) = pacer.sweep(later + RESYNC);
+    assert_eq!(pacer.sweep(later).picked.len(), 1);
+    assert!(pacer.sweep(later).picked.is_empty());
+    let again = pacer.sweep(later + RESYNC).picked;
     assert_eq!(again.len(), 1);
 }
 
@@ -105,9 +126,9 @@ fn a_forgotten_object_is_not_swept_again() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
     passed(&pacer, &["a", "gone"]);
     pacer.forget(&ObjectRef::from_obj(&object("gone")));
-    let (picked, _) = pacer.sweep(Instant::now() + RESYNC * 2);
-    assert_eq!(names(&picked), ["a"]);
-    assert_eq!(pacer.overdue(Instant::now() + RESYNC * 2), 1);
+    let sweep = pacer.sweep(Instant::now() + RESYNC * 2);
+    assert_eq!(names(&sweep.picked), ["a"]);
+    assert_eq!(sweep.overdue, 1);
 }
 
 #[test]
@@ -115,7 +136,7 @@ fn unbounded_concurrency_sweeps_everything_due() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 0);
     let many: Vec<String> = (0..50).map(|i| format!("t-{i}")).collect();
     passed(&pacer, &many.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(pacer.sweep(Instant::now() + RESYNC * 2).0.len(), 50);
+    assert_eq!(pacer.sweep(Instant::now() + RESYNC * 2).picked.len(), 50);
 }
 
 #[tokio::test]
@@ -128,12 +149,20 @@ async fn the_stream_triggers_a_due_object_and_ends_at_shutdown() {
     }
     .boxed()
     .shared();
-    let mut triggers = pacer.clone().triggers(shutdown);
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let report = seen.clone();
+    let overdue = move |n| report.store(n, std::sync::atomic::Ordering::SeqCst);
+    let mut triggers = pacer.clone().triggers(shutdown, overdue);
     let first = tokio::time::timeout(Duration::from_secs(10), triggers.next())
         .await
         .expect("triggered within its resync")
         .expect("a trigger");
     assert_eq!(first.name, "a");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "reported"
+    );
     let _ = stop.send(());
     assert!(triggers.next().await.is_none());
 }

@@ -144,7 +144,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let forget = resync.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
-        .reconcile_on(resync.clone().triggers(shutdown.clone()))
+        .reconcile_on({
+            let metrics = ctx.metrics.clone();
+            let overdue = move |n| metrics.set_resyncs_overdue(Kind::Tenant, n);
+            resync.clone().triggers(shutdown.clone(), overdue)
+        })
         .owns(
             api::<Secret>(&ctx),
             watcher::Config::default().labels(&managed),
