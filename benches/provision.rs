@@ -163,11 +163,8 @@ fn main() {
         let mut parts = [Duration::ZERO; 3];
         for d in &ours {
             let t = Instant::now();
-            let (maintenance, catalog) = (
-                server.maintenance().await.unwrap(),
-                server.catalog().await.unwrap(),
-            );
-            observe_server(&maintenance, &catalog, d).await.unwrap();
+            let catalog = server.catalog().await.unwrap();
+            observe_server(&catalog, d).await.unwrap();
             parts[0] += t.elapsed();
             let t = Instant::now();
             let db = server

@@ -22,6 +22,8 @@ pub struct Provisioned {
     /// Statements executed (as displayed: no passwords); empty when nothing had drifted.
     pub statements: Vec<String>,
     pub secrets_written: Vec<String>,
+    /// The pass saw the migration history table in the database (see `Outcome`).
+    pub history_seen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,7 @@ pub async fn apply(
             layout: unit.layout,
             statements: unit.done.outcome.executed(),
             secrets_written: unit.done.secrets_written,
+            history_seen: unit.done.outcome.history_seen,
         }),
         // What was done before the failure is done; the next reconcile finishes the job.
         Err(failed) => Err(sort(failed.error, secrets.foreign())),
@@ -94,6 +97,7 @@ pub async fn apply_tenant(
             layout: unit.layout,
             statements: unit.done.outcome.executed(),
             secrets_written: unit.done.secrets_written,
+            history_seen: unit.done.outcome.history_seen,
         }),
         Err(failed) => Err(sort(failed.error, secrets.foreign())),
     }

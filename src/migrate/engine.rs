@@ -18,6 +18,12 @@ use super::sql_split::{first_non_transactional, mixed_transactionality};
 use super::version::Version;
 use crate::pg::{ConnectError, ConnectOptions, quote_ident};
 
+/// Who a session is, as the `${flyway:user}` and `${flyway:database}` placeholders say.
+struct Session {
+    pub user: String,
+    pub database: String,
+}
+
 /// What the engine is asked to do, independent of the command that asks.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -194,10 +200,55 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let builtins = Builtins {
-            default_schema: settings.history.schema.clone(),
+        let session = Session {
             user: row.get(0),
             database: row.get(1),
+        };
+        Self::assemble(
+            client,
+            settings,
+            files,
+            warnings,
+            session,
+            rows,
+            table_exists,
+        )
+    }
+
+    /// [`Self::with_client`] for a caller that has just seen the history table exist (the
+    /// controller, right after looking inside the database): identity and history are then
+    /// one statement. Should the table be gone after all, it reads as `with_client` does.
+    pub async fn with_table_seen(
+        client: Client,
+        settings: Settings,
+        files: Vec<MigrationFile>,
+        warnings: Vec<String>,
+    ) -> Result<Engine, MigrateError> {
+        match settings.history.identity_and_rows(&client).await {
+            Ok(((user, database), rows)) => {
+                let session = Session { user, database };
+                Self::assemble(client, settings, files, warnings, session, rows, true)
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                Self::with_client(client, settings, files, warnings).await
+            }
+            Err(e) => Err(db("reading the history")(e)),
+        }
+    }
+
+    fn assemble(
+        client: Client,
+        settings: Settings,
+        files: Vec<MigrationFile>,
+        warnings: Vec<String>,
+        session: Session,
+        rows: Vec<AppliedRow>,
+        table_exists: bool,
+    ) -> Result<Engine, MigrateError> {
+        let builtins = Builtins {
+            default_schema: settings.history.schema.clone(),
+            user: session.user,
+            database: session.database,
             table: settings.history.table.clone(),
             timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                 .to_string()

@@ -173,6 +173,35 @@ impl HistoryTable {
         Ok(rows)
     }
 
+    /// Who the session is (user, database) and every row, in one statement; fails as
+    /// [`Self::all_rows`] does when the table does not exist. For callers that have just
+    /// seen the table: the identity rides on a row that is there even when the history is
+    /// empty.
+    pub async fn identity_and_rows(
+        &self,
+        db: &impl GenericClient,
+    ) -> Result<((String, String), Vec<AppliedRow>), tokio_postgres::Error> {
+        let sql = format!(
+            "SELECT h.*, current_user::text, current_database()::text \
+             FROM (SELECT 1) one LEFT JOIN (SELECT {ROW_COLUMNS} FROM {}) h ON true",
+            self.qualified()
+        );
+        let found = db.query_typed(&sql, &[]).await?;
+        let identity = match found.first() {
+            Some(r) => (r.try_get(10)?, r.try_get(11)?),
+            None => Default::default(),
+        };
+        let mut rows = Vec::with_capacity(found.len());
+        for r in &found {
+            // The one row of an empty history has no rank.
+            if r.try_get::<_, Option<i32>>(0)?.is_some() {
+                rows.push(read_row(r)?);
+            }
+        }
+        rows.sort_by_key(|r| r.installed_rank);
+        Ok((identity, rows))
+    }
+
     /// Inserts a row at rank `max + 1` (computed in the statement, under the caller's lock).
     pub async fn insert(
         &self,

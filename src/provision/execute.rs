@@ -86,6 +86,9 @@ impl ProvisionError {
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub actions: Vec<Action>,
+    /// The pass looked inside the database and saw Flyway's history table there
+    /// (`public.flyway_schema_history`): a reader of the history can skip asking.
+    pub history_seen: bool,
 }
 
 impl Outcome {
@@ -99,14 +102,14 @@ impl Outcome {
     }
 }
 
-/// Server-wide state of one database, from pooled admin sessions.
+/// Server-wide state of one database (claims, roles, the database), from a pooled catalog
+/// session.
 pub async fn observe(
     server: &Server,
     desired: &DesiredDatabase,
 ) -> Result<ObservedServer, ProvisionError> {
-    let maintenance = server.maintenance().await?;
     let catalog = server.catalog().await?;
-    Ok(observe_server(&maintenance, &catalog, desired).await?)
+    Ok(observe_server(&catalog, desired).await?)
 }
 
 /// Makes this resource's claims (database, roles, installation) if it has none yet, in one
@@ -215,6 +218,7 @@ async fn reconcile_inside_with(
         None => server.connect_to(desired.database.as_str()).await?,
     };
     let observed = observe_database(&looker, desired, server.admin_user()).await?;
+    outcome.history_seen = observed.history_tables.contains(super::HISTORY_TABLES[0]);
     let actions = plan_database(desired, &observed);
     drop(looker);
     if !actions.is_empty() {
@@ -261,9 +265,6 @@ async fn claim(
     claims: &[Action],
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
-    // Maintenance before catalog, as `observe` takes them: holding a catalog session while
-    // waiting for a maintenance one (and others the other way round) would deadlock the pools.
-    let maintenance = server.maintenance().await?;
     let mut own = server.catalog().await?;
     let tx = own
         .transaction()
@@ -274,7 +275,7 @@ async fn claim(
             .await
             .map_err(|e| statement_error(&action.to_string(), e))?;
     }
-    let observed = observe_server(&maintenance, tx.client(), desired).await?;
+    let observed = observe_server(tx.client(), desired).await?;
     // On a conflict the transaction is dropped, which rolls the claims back.
     check_claims(desired, &observed)?;
     tx.commit()

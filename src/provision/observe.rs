@@ -31,8 +31,24 @@ async fn json<T: for<'de> Deserialize<'de>>(
     serde_json::from_str(&text).map_err(|e| CatalogError::Decode(e.to_string()))
 }
 
+// Run on the catalog database: the roles, memberships, role settings and databases are
+// shared catalogs, visible from every database, so the claims and the server-wide state are
+// one statement (a pass over a fleet is mostly such reads). The roles looked at are the
+// desired ones ($1) and any this catalog records for the database ($2) that the spec no
+// longer names.
 const SERVER_SQL: &str = "\
+WITH recorded AS (
+  SELECT role_name, database_name, password_fingerprint FROM servicedb.roles
+  WHERE role_name = ANY($1) OR database_name = $2
+), names AS (
+  SELECT unnest($1::text[]) AS name UNION SELECT role_name FROM recorded WHERE database_name = $2
+)
 SELECT json_build_object(
+  'claim', (SELECT json_build_array(resource_kind, resource_namespace, resource_name, service,
+              installation_id, database_oid::int8)
+            FROM servicedb.databases WHERE database_name = $2),
+  'role_claims', (SELECT coalesce(json_agg(json_build_array(role_name, database_name, password_fingerprint)), '[]')
+            FROM recorded),
   'roles', (SELECT coalesce(json_agg(json_build_array(r.rolname, r.rolcanlogin, r.rolconnlimit,
               pg_has_role(current_user, r.oid, 'USAGE'),
               ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid
@@ -40,7 +56,7 @@ SELECT json_build_object(
                       OR current_setting('server_version_num')::int < 160000)),
               (SELECT c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
                  unnest(s.setconfig) c WHERE s.setrole = r.oid AND d.datname = $2 AND c LIKE 'role=%' LIMIT 1))), '[]')
-            FROM pg_roles r WHERE r.rolname = ANY($1)),
+            FROM pg_roles r WHERE r.rolname::text IN (SELECT name FROM names)),
   'database', (SELECT json_build_array(d.oid::int8, pg_get_userbyid(d.datdba),
               d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
               ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
@@ -51,38 +67,26 @@ SELECT json_build_object(
                     JOIN pg_roles r ON r.oid = a.grantee WHERE a.is_grantable AND a.grantee <> d.datdba))
             FROM pg_database d WHERE d.datname = $2))::text";
 
-const CATALOG_SQL: &str = "\
-SELECT json_build_object(
-  'claim', (SELECT json_build_array(resource_kind, resource_namespace, resource_name, service,
-              installation_id, database_oid::int8)
-            FROM servicedb.databases WHERE database_name = $2),
-  'roles', (SELECT coalesce(json_agg(json_build_array(role_name, database_name, password_fingerprint)), '[]')
-            FROM servicedb.roles WHERE role_name = ANY($1) OR database_name = $2))::text";
-
 /// name, can login, connection limit, admin may use it, member of, `role=` setting here.
 type RoleRow = (String, bool, i32, bool, Vec<String>, Option<String>);
 
 /// oid, owner, PUBLIC may connect, CONNECT grantees, CREATE grantees, grant option holders.
 type DatabaseRow = (u32, String, bool, Vec<String>, Vec<String>, Vec<String>);
 
-#[derive(Deserialize)]
-struct ServerJson {
-    roles: Vec<RoleRow>,
-    database: Option<DatabaseRow>,
-}
-
 /// kind, namespace, name, service, installation, database oid.
 type ClaimRow = (String, String, String, String, Option<String>, Option<u32>);
 
 #[derive(Deserialize)]
-struct CatalogJson {
+struct ServerJson {
     claim: Option<ClaimRow>,
-    roles: Vec<(String, String, Option<String>)>,
+    role_claims: Vec<(String, String, Option<String>)>,
+    roles: Vec<RoleRow>,
+    database: Option<DatabaseRow>,
 }
 
-/// Roles and the database, from the maintenance database; claims from the catalog.
+/// Claims, roles and the database in one statement on a session of the catalog database
+/// (inside a claiming transaction, that transaction's).
 pub async fn observe_server(
-    maintenance: &Client,
     catalog_client: &Client,
     desired: &DesiredDatabase,
 ) -> Result<ObservedServer, CatalogError> {
@@ -90,20 +94,9 @@ pub async fn observe_server(
     let db = desired.database.as_str();
     let params: [(&(dyn ToSql + Sync), Type); 2] =
         [(&desired_names, Type::TEXT_ARRAY), (&db, Type::TEXT)];
-    let catalog: CatalogJson = json(catalog_client, CATALOG_SQL, &params).await?;
-    // Roles recorded for this database that the spec no longer names are observed too.
-    let mut names = desired_names.clone();
-    names.extend(
-        catalog
-            .roles
-            .iter()
-            .map(|r| r.0.as_str())
-            .filter(|n| !desired_names.contains(n)),
-    );
-    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&names, Type::TEXT_ARRAY), (&db, Type::TEXT)];
-    let server: ServerJson = json(maintenance, SERVER_SQL, &params).await?;
+    let server: ServerJson = json(catalog_client, SERVER_SQL, &params).await?;
     let mut observed = ObservedServer {
-        claim: catalog.claim.map(
+        claim: server.claim.map(
             |(kind, namespace, name, service, installation, oid)| Claim {
                 claimant: Claimant {
                     kind,
@@ -115,8 +108,8 @@ pub async fn observe_server(
                 oid,
             },
         ),
-        role_claims: catalog
-            .roles
+        role_claims: server
+            .role_claims
             .into_iter()
             .map(|(role, database, fingerprint)| {
                 (
@@ -247,7 +240,14 @@ pub async fn observe_database(
         ],
     )
     .await?;
+    let history_tables = found
+        .objects
+        .iter()
+        .filter(|o| o.5)
+        .map(|o| o.1.clone())
+        .collect();
     Ok(ObservedDatabase {
+        history_tables,
         grants: privileges::schema_grants(&found.grantees, &found.schemas),
         missing: privileges::missing(&found.grantees, &found.objects),
         excess: privileges::excess(&found.grantees, &found.schemas, &found.objects),

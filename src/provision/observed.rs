@@ -133,6 +133,8 @@ pub struct ObservedDatabase {
     pub default_privileges: BTreeSet<(String, char, String, String)>,
     /// (role, table): grantees that can change a migration history table.
     pub history_writers: BTreeSet<(String, String)>,
+    /// The migration history tables present in `public`.
+    pub history_tables: BTreeSet<String>,
     /// Privileges the spec does not grant, on managed schemas and their tables and sequences.
     pub excess: BTreeSet<Excess>,
 }

@@ -26,6 +26,7 @@ fn target(job: Option<MigrationJobSpec>) -> MigrationTarget {
             ..Default::default()
         },
         retry: None,
+        history_seen: false,
     }
 }
 

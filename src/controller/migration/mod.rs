@@ -53,4 +53,7 @@ pub struct MigrationTarget {
     pub migrations: MigrationsSpec,
     /// The `servicedb.io/retry` annotation's value: a new value runs failed inputs again.
     pub retry: Option<String>,
+    /// This reconcile's provisioning pass has just seen the history table: reading it is
+    /// then one statement (not an input: it says nothing of what to run).
+    pub history_seen: bool,
 }

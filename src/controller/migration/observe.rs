@@ -195,12 +195,14 @@ pub struct HistoryRead {
 /// files against it, with the settings `servicedb migrate apply` uses.
 pub async fn history(
     server: &Server,
-    database: &str,
+    migration: &MigrationTarget,
     (user, password): (&str, &str),
     files: Scan,
     target: Option<Version>,
 ) -> Result<HistoryRead, MigrateError> {
-    let (client, _slot) = server.session_as(database, user, password).await?;
+    let (client, _slot) = server
+        .session_as(&migration.database, user, password)
+        .await?;
     let latest = files
         .files
         .iter()
@@ -221,7 +223,11 @@ pub async fn history(
         placeholders: Placeholders::new(&[])?,
         allow_non_empty_schema: false,
     };
-    let engine = Engine::with_client(client, settings, files.files, files.warnings).await?;
+    let engine = if migration.history_seen {
+        Engine::with_table_seen(client, settings, files.files, files.warnings).await?
+    } else {
+        Engine::with_client(client, settings, files.files, files.warnings).await?
+    };
     let plan = engine.info();
     Ok(HistoryRead {
         history: History {

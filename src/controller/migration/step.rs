@@ -209,7 +209,7 @@ pub async fn reconcile_admitted(
         .target_version
         .as_deref()
         .and_then(|v| Version::parse(v).ok());
-    let read = observe::history(server, &target.database, (&user, &password), files, version)
+    let read = observe::history(server, target, (&user, &password), files, version)
         .await
         .map_err(|source| MigrationError::History {
             database: target.database.clone(),

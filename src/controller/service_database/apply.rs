@@ -108,6 +108,10 @@ pub async fn apply(sdb: &ServiceDatabase, ctx: &Context) -> Result<Action, Error
             let migrations = match migration_target(sdb, &done.layout) {
                 None => None,
                 Some(target) => {
+                    let target = MigrationTarget {
+                        history_seen: done.history_seen,
+                        ..target
+                    };
                     let previous = sdb.status.as_ref().and_then(|s| s.schema.as_ref());
                     let step = migration::reconcile(
                         &ctx.client,
@@ -235,6 +239,7 @@ pub fn migration_target(sdb: &ServiceDatabase, layout: &Layout) -> Option<Migrat
         migrator_secret: layout.migrator_secret().name.clone(),
         migrations,
         retry: sdb.annotations().get(RETRY_ANNOTATION).cloned(),
+        history_seen: false,
     })
 }
 

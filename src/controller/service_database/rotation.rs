@@ -161,6 +161,7 @@ mod tests {
             layout: layout(),
             statements: Vec::new(),
             secrets_written: written.iter().map(|s| s.to_string()).collect(),
+            history_seen: false,
         }
     }
 

@@ -130,6 +130,10 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
                     ..done(report, DbState::Ready, None)
                 };
             };
+            let target = migration::MigrationTarget {
+                history_seen: p.history_seen,
+                ..target
+            };
             let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
             report.applied_version = m.applied_version;
             report.migration = Some(m.record);

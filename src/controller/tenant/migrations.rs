@@ -45,6 +45,7 @@ pub fn target(tenant: &Tenant, sdb: &ServiceDatabase, layout: &Layout) -> Option
         migrator_secret: layout.migrator_secret().name.clone(),
         migrations,
         retry: job_retry(sdb),
+        history_seen: false,
     })
 }
 
