@@ -1,8 +1,8 @@
 //! Which Tenants a ServiceDatabase event concerns. Every change of the rollout's
 //! `admitted` list (a Job finished, the next tenant admitted) used to reconcile every
 //! Tenant of the service: over a rollout of N tenants, about N x N reconciles, each a
-//! provisioning pass on its database. Only the tenants that entered or left `admitted` have
-//! anything new to act on (and the members of a batch that came or went); a change of the
+//! provisioning pass on its database. Only the tenants that entered `admitted` have anything
+//! new to act on (and the members of a batch that came or went); a change of the
 //! spec, the inputs, the resume value, the rotate annotation or the deletion still concerns
 //! them all.
 
@@ -84,9 +84,13 @@ pub fn concerned(before: Option<&Seen>, after: &Seen) -> Concerned {
     if before == after || !same_but_admitted {
         return Concerned::All;
     }
-    let mut names: BTreeSet<String> = before
+    // Only the newly admitted: a tenant leaves `admitted` because its Job ended (its own
+    // reconcile, brought by that end, has recorded it) or because the rollout paused, and
+    // then it has nothing to start; a reconcile of it would be one more provisioning pass,
+    // in the rollout's way.
+    let mut names: BTreeSet<String> = after
         .admitted
-        .symmetric_difference(&after.admitted)
+        .difference(&before.admitted)
         .cloned()
         .collect();
     for (_, members) in before.batches.symmetric_difference(&after.batches) {
@@ -140,7 +144,11 @@ mod tests {
     fn an_admission_change_concerns_only_the_tenants_it_moves() {
         let f = Fanout::default();
         assert_eq!(f.concerned(&sdb(1, "h", &["a", "b"])), Concerned::All);
-        assert_eq!(f.concerned(&sdb(1, "h", &["b", "c"])), only(&["a", "c"]));
+        assert_eq!(
+            f.concerned(&sdb(1, "h", &["b", "c"])),
+            only(&["c"]),
+            "a, done or paused, has nothing to start"
+        );
         assert_eq!(f.concerned(&sdb(1, "h", &["b", "c", "d"])), only(&["d"]));
         assert!(!only(&["d"]).includes("b"));
     }
@@ -198,7 +206,7 @@ mod tests {
         }];
         assert_eq!(
             concerned(Some(&before), &Seen::of(&batched)),
-            only(&["a", "b", "c", "d"])
+            only(&["b", "c", "d"])
         );
         let mut rotated = sdb(1, "h", &["b"]);
         rotated.annotations_mut().insert(

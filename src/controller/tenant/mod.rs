@@ -5,7 +5,7 @@
 //!
 //! Watches: its Secrets and its migration Jobs (label-selected), the ServiceDatabases (mapped to the Tenants that
 //! list them; only spec changes, deletion and the rollout decision pass, and a new admission
-//! reaches only the tenants it admits or drops) and the
+//! reaches only the tenants it admits) and the
 //! DatabaseServers (generation and readiness only, so a growing databaseCount does not fan
 //! out). Their reflectors are the caches placement counts from.
 pub mod apply;
@@ -166,7 +166,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         })
         .watches_stream(service_events, move |sdb| {
             let (ns, name) = (sdb.namespace(), sdb.name_any());
-            // A new admission concerns the tenants it admits or drops, not the whole fleet.
+            // A new admission concerns the tenants it admits, not the whole fleet.
             let concerned = fanout.concerned(&sdb);
             by_service
                 .state()
