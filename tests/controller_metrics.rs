@@ -211,6 +211,11 @@ async fn metrics_after_an_end_to_end_run() {
         Some(0.0)
     );
     assert_eq!(value(&samples, "servicedb_leader", &[]), Some(1.0));
+    assert_eq!(
+        value(&samples, "servicedb_resyncs_overdue", &[("kind", "Tenant")]),
+        Some(0.0),
+        "no Tenant waits for its drift check"
+    );
 
     for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
         let (status, _, text) = get(addr, path).await;

@@ -195,7 +195,8 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub operator_namespace: Option<String>,
     /// How often every resource is checked even without a change, to repair drift (a role
-    /// dropped by hand, a Secret deleted); spread by ±10% per resource.
+    /// dropped by hand, a Secret deleted); spread by ±10% per resource. Tenants' checks only
+    /// take free reconcile slots, so on an overloaded fleet they come round less often.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub resync: std::time::Duration,
     /// How long a deletion with reclaimPolicy Delete waits for an unreachable server

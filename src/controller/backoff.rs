@@ -31,10 +31,9 @@ pub fn resync_or_sooner(resync: Duration, due: Option<Duration>) -> Duration {
     due.map_or(resync, |d| resync.min(d.max(Duration::from_secs(1))))
 }
 
-/// `due` when it comes before `resync` (never under a second), else None. Pure.
-pub fn sooner_than(resync: Duration, due: Option<Duration>) -> Option<Duration> {
-    due.filter(|d| *d < resync)
-        .map(|d| d.max(Duration::from_secs(1)))
+/// The wait for a deadline in `due`, never under a second (as in [`resync_or_sooner`]). Pure.
+pub fn until_deadline(due: Option<Duration>) -> Option<Duration> {
+    due.map(|d| d.max(Duration::from_secs(1)))
 }
 
 /// Consecutive failures per object (by uid), reset on success: kube's `error_policy` is not
@@ -91,14 +90,12 @@ mod tests {
     }
 
     #[test]
-    fn only_a_deadline_before_the_resync_is_kept() {
-        let five_min = Duration::from_secs(300);
-        assert_eq!(sooner_than(five_min, None), None);
-        assert_eq!(sooner_than(five_min, Some(Duration::from_secs(3600))), None);
-        let due = Duration::from_secs(42);
-        assert_eq!(sooner_than(five_min, Some(due)), Some(due));
+    fn a_deadline_is_kept_but_never_under_a_second() {
+        assert_eq!(until_deadline(None), None);
+        let far = Duration::from_secs(30 * 24 * 3600);
+        assert_eq!(until_deadline(Some(far)), Some(far));
         assert_eq!(
-            sooner_than(five_min, Some(Duration::ZERO)),
+            until_deadline(Some(Duration::ZERO)),
             Some(Duration::from_secs(1))
         );
     }

@@ -5,7 +5,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::Config;
-use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner, sooner_than};
+use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner, until_deadline};
 use super::database_server::registry::ServerRegistry;
 use super::freshness::Written;
 use super::metrics::Metrics;
@@ -56,10 +56,11 @@ impl Context {
         Action::requeue(resync_or_sooner(jittered(self.config.resync, uid), due))
     }
 
-    /// A requeue for `due` when it falls before the object's next resync, else none: for
-    /// kinds whose resync is paced (`paced_resync`) rather than requeued.
-    pub fn sooner_than_resync(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
-        match sooner_than(jittered(self.config.resync, uid), due) {
+    /// A requeue at the deadline `due` (a password rotation), else none: for kinds whose
+    /// resync is paced (`paced_resync`) rather than requeued. A deadline is kept even when a
+    /// resync would come first: under overload the resync stretches, a rotation must not.
+    pub fn at_deadline(&self, due: Option<std::time::Duration>) -> Action {
+        match until_deadline(due) {
             Some(delay) => Action::requeue(delay),
             None => Action::await_change(),
         }

@@ -39,7 +39,8 @@ pub struct Config {
     /// None: all namespaces. DatabaseServers are cluster-scoped and always watched.
     pub namespace: Option<String>,
     /// How often every resource is checked against the server even without a change
-    /// (drift repair), spread by ±10% per resource.
+    /// (drift repair), spread by ±10% per resource. For Tenants a least interval: their
+    /// checks only take free reconcile slots (`paced_resync`), so under overload they stretch.
     pub resync: Duration,
     /// How long deletion may wait for an unreachable server before the finalizer is
     /// removed anyway (with a Warning Event saying what was left behind).

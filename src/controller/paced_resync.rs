@@ -26,6 +26,9 @@ use tokio::time::Instant;
 
 use super::backoff::jittered;
 
+/// The shortest resync: a zero one would trigger every object without pause.
+const LEAST_RESYNC: Duration = Duration::from_secs(1);
+
 /// When nothing is due, the sweeper still looks this often (a pass may have ended without
 /// waking it, or the clock may have jumped).
 const IDLE_LOOK: Duration = Duration::from_secs(5);
@@ -54,12 +57,37 @@ pub struct Pass<'a, K: Resource<DynamicType = ()>> {
     pacer: &'a PacedResync<K>,
     object: ObjectRef<K>,
     uid: String,
+    next: Next,
+}
+
+/// What follows a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// The routine check, a resync after it ended.
+    Resync,
+    /// Nothing from the sweeper: the pass failed and kube's backoff retries it (a resync
+    /// meanwhile would cut a backoff longer than it short).
+    Backoff,
+    /// Nothing: the object is gone (its finalizer removed, or not found).
+    Gone,
+}
+
+impl<K: Resource<DynamicType = ()>> Pass<'_, K> {
+    /// The pass failed: its retry is the error policy's.
+    pub fn failed(&mut self) {
+        self.next = Next::Backoff;
+    }
+
+    /// The object is gone: no more checks of it.
+    pub fn gone(&mut self) {
+        self.next = Next::Gone;
+    }
 }
 
 impl<K: Resource<DynamicType = ()>> PacedResync<K> {
     pub fn new(resync: Duration, concurrency: u16) -> Self {
         PacedResync {
-            resync,
+            resync: resync.max(LEAST_RESYNC),
             slots: match concurrency {
                 0 => usize::MAX,
                 n => usize::from(n),
@@ -86,22 +114,32 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             pacer: self,
             object,
             uid: obj.meta().uid.clone().unwrap_or_default(),
+            next: Next::Resync,
         }
     }
 
     /// The object is gone (its trigger found nothing to reconcile): no more resyncs of it.
     pub fn forget(&self, object: &ObjectRef<K>) {
-        let mut state = self.lock();
-        state.due.remove(object);
-        state.requested.remove(object);
+        {
+            let mut state = self.lock();
+            state.due.remove(object);
+            state.requested.remove(object);
+        }
+        // Its request may have held the last slot.
+        self.pass_ended.notify_one();
+    }
+
+    /// Whether `object` was triggered by a sweep and has not started since.
+    fn still_requested(&self, object: &ObjectRef<K>) -> bool {
+        self.lock().requested.contains_key(object)
     }
 
     /// The objects to trigger now, when to look again if no pass ends before, and how many
     /// are due.
     fn sweep(&self, now: Instant) -> Sweep<K> {
         let mut state = self.lock();
-        // A request whose pass never started (merged into one that has, or lost with the
-        // scheduler on a restart) stops holding a slot after a resync.
+        // A request whose pass never started (its object deleted before kube took it, and
+        // no `forget` yet) stops holding a slot after a resync.
         let resync = self.resync;
         state
             .requested
@@ -115,8 +153,8 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             .map(|(object, at)| (object, *at));
         let (picked, waiting, overdue) = pick(candidates, now, free);
         let picked: Vec<ObjectRef<K>> = picked.into_iter().cloned().collect();
-        // Triggered before and not started yet: still waiting for their check.
-        let overdue = overdue + state.requested.len();
+        // Due and left without a slot (the picked have one now).
+        let overdue = overdue - picked.len();
         for object in &picked {
             state.requested.insert(object.clone(), now);
         }
@@ -134,7 +172,8 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
     }
 
     /// The triggers for `Controller::reconcile_on`, until `shutdown`; `overdue` hears how
-    /// many objects wait for their check after each sweep.
+    /// many due objects were left without a slot after each sweep, and 0 at the end (a
+    /// replica that stopped leading checks nothing).
     pub fn triggers(
         self: Arc<Self>,
         shutdown: Shared<BoxFuture<'static, ()>>,
@@ -149,6 +188,11 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             |(pacer, mut ready, shutdown, overdue)| async move {
                 loop {
                     if let Some(object) = ready.pop() {
+                        // Started meanwhile by another trigger: handing it over too would
+                        // make kube run it again right after.
+                        if !pacer.still_requested(&object) {
+                            continue;
+                        }
                         return Some((object, (pacer, ready, shutdown, overdue)));
                     }
                     let sweep = pacer.sweep(Instant::now());
@@ -161,7 +205,10 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
                     tokio::select! {
                         _ = pacer.pass_ended.notified() => {}
                         _ = tokio::time::sleep_until(sweep.look_again) => {}
-                        _ = shutdown.clone() => return None,
+                        _ = shutdown.clone() => {
+                            overdue(0);
+                            return None;
+                        }
                     }
                 }
             },
@@ -176,11 +223,13 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
 
 impl<K: Resource<DynamicType = ()>> Drop for Pass<'_, K> {
     fn drop(&mut self) {
-        let next = Instant::now() + jittered(self.pacer.resync, &self.uid);
         {
             let mut state = self.pacer.lock();
             state.in_flight = state.in_flight.saturating_sub(1);
-            state.due.insert(self.object.clone(), next);
+            if self.next == Next::Resync {
+                let at = Instant::now() + jittered(self.pacer.resync, &self.uid);
+                state.due.insert(self.object.clone(), at);
+            }
         }
         self.pacer.pass_ended.notify_one();
     }

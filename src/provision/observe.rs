@@ -56,7 +56,7 @@ SELECT json_build_object(
                       OR current_setting('server_version_num')::int < 160000)),
               (SELECT c FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,
                  unnest(s.setconfig) c WHERE s.setrole = r.oid AND d.datname = $2 AND c LIKE 'role=%' LIMIT 1))), '[]')
-            FROM pg_roles r WHERE r.rolname::text IN (SELECT name FROM names)),
+            FROM pg_roles r WHERE r.rolname = ANY(ARRAY(SELECT name FROM names)::name[])),
   'database', (SELECT json_build_array(d.oid::int8, pg_get_userbyid(d.datdba),
               d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
               ARRAY(SELECT DISTINCT r.rolname FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a

@@ -38,8 +38,8 @@ pub struct Claim {
     pub oid: Option<u32>,
 }
 
-/// Server-wide state of one database and its roles (seen from the maintenance database and
-/// the ownership catalog).
+/// Server-wide state of one database and its roles, and the ownership catalog's claims on
+/// them (one statement on the catalog database).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedServer {
     /// Who the catalog says owns the database name.

@@ -51,10 +51,12 @@ pub struct ServerSpec {
     pub database_connections: usize,
 }
 
-/// Admin sessions on the maintenance database kept for reuse.
-pub const ADMIN_POOL_SIZE: usize = 4;
-/// Admin sessions on the catalog database (claims run in their own transactions).
-pub const CATALOG_POOL_SIZE: usize = 2;
+/// Admin sessions on the maintenance database kept for reuse: the server-wide statements a
+/// change runs (CREATE DATABASE, roles, grants) and the DatabaseServer's probe.
+pub const ADMIN_POOL_SIZE: usize = 2;
+/// Admin sessions on the catalog database: every pass's one server-wide read (claims, roles,
+/// the database) and the claims, each in its own transaction.
+pub const CATALOG_POOL_SIZE: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

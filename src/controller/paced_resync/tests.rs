@@ -66,7 +66,7 @@ fn nothing_is_swept_before_its_resync() {
     // Jittered by up to 10%.
     let sweep = pacer.sweep(Instant::now() + RESYNC * 2);
     assert_eq!(sweep.picked.len(), 2);
-    assert_eq!(sweep.overdue, 2);
+    assert_eq!(sweep.overdue, 0, "both got a slot");
 }
 
 #[test]
@@ -81,10 +81,7 @@ fn busy_slots_and_waiting_requests_leave_room_only_for_the_rest() {
     // Triggered but not started: they hold their slots, nothing more is triggered.
     let held = pacer.sweep(later);
     assert!(held.picked.is_empty());
-    assert_eq!(
-        held.overdue, 5,
-        "3 without a slot and 2 triggered, not started"
-    );
+    assert_eq!(held.overdue, 3, "3 without a slot");
     // One of them starts: its slot is now a pass's, the other still waits for its own.
     let started = pacer.start(&object(&first[0].name));
     assert!(pacer.sweep(later).picked.is_empty());
@@ -111,6 +108,43 @@ fn an_object_being_reconciled_is_not_due_until_its_pass_ends() {
 }
 
 #[test]
+fn a_failed_or_final_pass_sets_no_routine_check() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
+    let mut failed = pacer.start(&object("failed"));
+    failed.failed();
+    drop(failed);
+    let mut gone = pacer.start(&object("gone"));
+    gone.gone();
+    drop(gone);
+    passed(&pacer, &["fine"]);
+    let sweep = pacer.sweep(Instant::now() + RESYNC * 2);
+    assert_eq!(
+        names(&sweep.picked),
+        ["fine"],
+        "the backoff retries the failed one"
+    );
+}
+
+#[test]
+fn a_triggered_object_that_started_otherwise_is_no_longer_requested() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
+    passed(&pacer, &["a"]);
+    let picked = pacer.sweep(Instant::now() + RESYNC * 2).picked;
+    assert!(pacer.still_requested(&picked[0]));
+    let _running = pacer.start(&object("a"));
+    assert!(!pacer.still_requested(&picked[0]));
+}
+
+#[test]
+fn a_zero_resync_is_a_second() {
+    let pacer = PacedResync::<ConfigMap>::new(Duration::ZERO, 4);
+    passed(&pacer, &["a"]);
+    assert!(pacer.sweep(Instant::now()).picked.is_empty());
+    let later = Instant::now() + Duration::from_secs(2);
+    assert_eq!(pacer.sweep(later).picked.len(), 1);
+}
+
+#[test]
 fn a_request_that_never_starts_stops_holding_its_slot_after_a_resync() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
     passed(&pacer, &["a", "b"]);
@@ -128,7 +162,6 @@ fn a_forgotten_object_is_not_swept_again() {
     pacer.forget(&ObjectRef::from_obj(&object("gone")));
     let sweep = pacer.sweep(Instant::now() + RESYNC * 2);
     assert_eq!(names(&sweep.picked), ["a"]);
-    assert_eq!(sweep.overdue, 1);
 }
 
 #[test]
@@ -140,29 +173,36 @@ fn unbounded_concurrency_sweeps_everything_due() {
 }
 
 #[tokio::test]
-async fn the_stream_triggers_a_due_object_and_ends_at_shutdown() {
-    let pacer = Arc::new(PacedResync::<ConfigMap>::new(Duration::from_millis(200), 2));
-    passed(&pacer, &["a"]);
+async fn the_stream_triggers_due_objects_reports_the_rest_and_ends_at_shutdown() {
+    let pacer = Arc::new(PacedResync::<ConfigMap>::new(Duration::from_secs(1), 1));
+    passed(&pacer, &["a", "b"]);
     let (stop, stopped) = futures::channel::oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stopped.await;
     }
     .boxed()
     .shared();
-    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let report = seen.clone();
-    let overdue = move |n| report.store(n, std::sync::atomic::Ordering::SeqCst);
+    let overdue = move |n| report.lock().unwrap().push(n);
+    // Both due (their resyncs are spread by up to 10%) before the first sweep.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut triggers = pacer.clone().triggers(shutdown, overdue);
     let first = tokio::time::timeout(Duration::from_secs(10), triggers.next())
         .await
         .expect("triggered within its resync")
         .expect("a trigger");
-    assert_eq!(first.name, "a");
+    assert!(["a", "b"].contains(&first.name.as_str()));
     assert_eq!(
-        seen.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "reported"
+        seen.lock().unwrap().last(),
+        Some(&1),
+        "one slot: the other waits"
     );
     let _ = stop.send(());
     assert!(triggers.next().await.is_none());
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&0),
+        "nothing is checked now"
+    );
 }

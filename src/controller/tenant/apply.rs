@@ -19,7 +19,6 @@ use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::status_patch::apply_status;
 
 pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error> {
-    let uid = tenant.uid().unwrap_or_default();
     let mut writer = StatusWriter::new(tenant, tc);
     // kstatus reads a missing or old observedGeneration as "not looked at yet".
     if tenant.status.as_ref().and_then(|s| s.observed_generation) != tenant.metadata.generation {
@@ -110,9 +109,9 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
     match retry {
         Some(message) => Err(Error::Transient(message)),
         // The routine resync (also how a tenant waiting for room looks again: room comes
-        // back with no event the watches pass) is the paced sweeper's; only a deadline
-        // sooner than it (a password rotation) is a requeue.
-        None => Ok(tc.ctx.sooner_than_resync(&uid, next_due)),
+        // back with no event the watches pass) is the paced sweeper's; only a deadline (a
+        // password rotation) is a requeue.
+        None => Ok(tc.ctx.at_deadline(next_due)),
     }
 }
 

@@ -267,7 +267,8 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
 #[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
-    let _pass = tc.resync.start(&tenant);
+    let mut pass = tc.resync.start(&tenant);
+    let deleting = tenant.metadata.deletion_timestamp.is_some();
     // Until the first lists are in, a missing service or server would be reported wrongly.
     tc.caches_ready.clone().await;
     // Level-triggered: the status written by the last reconcile (or deletion) sets the series.
@@ -307,8 +308,13 @@ async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action
         started.elapsed(),
         result.as_ref().err().map(Error::reason),
     );
-    if result.is_ok() {
-        tc.ctx.failures.reset(&uid);
+    match &result {
+        Ok(_) => tc.ctx.failures.reset(&uid),
+        Err(_) => pass.failed(),
+    }
+    // A deletion's cleanup that succeeded removed the finalizer: the Tenant is gone.
+    if deleting && result.is_ok() {
+        pass.gone();
     }
     result
 }
