@@ -190,25 +190,14 @@ async fn concurrent_runners_with_mixed_scripts_apply_each_once() {
 /// it is released on error, and the connection is left usable.
 #[tokio::test]
 async fn lock_is_released_on_error_while_the_connection_stays() {
-    use servicedb::migrate::engine::{Engine, Quiet, Settings};
-    use servicedb::migrate::history::HistoryTable;
+    use servicedb::migrate::engine::{Engine, Quiet};
     use servicedb::migrate::placeholders::Placeholders;
-    use servicedb::migrate::plan::Options;
 
     let case = Case::new("lockrelease").await;
     case.write("V1__a.sql", "CREATE TABLE a (id int);\n")
         .write("V2__b.sql", "SELECT * FROM missing;\n");
     let scan = servicedb::migrate::source::scan(&[case.dir.path().to_path_buf()]).unwrap();
-    let settings = Settings {
-        dirs: Vec::new(),
-        history: HistoryTable {
-            schema: "public".into(),
-            table: "flyway_schema_history".into(),
-        },
-        options: Options::default(),
-        placeholders: Placeholders::default(),
-        allow_non_empty_schema: false,
-    };
+    let settings = support::migrate::flyway_settings(Placeholders::default());
     let mut engine = Engine::with_client(case.client().await, settings, scan.files, scan.warnings)
         .await
         .unwrap();

@@ -91,9 +91,7 @@ async fn a_no_change_pass_sends_two_statements_per_database() {
 #[tokio::test]
 async fn a_history_read_after_seeing_the_table_is_one_statement() {
     use servicedb::migrate::engine::{Engine, Quiet, Settings};
-    use servicedb::migrate::history::HistoryTable;
     use servicedb::migrate::placeholders::Placeholders;
-    use servicedb::migrate::plan::Options;
 
     let pg = private_server();
     log_connections(&pg).await;
@@ -106,17 +104,8 @@ async fn a_history_read_after_seeing_the_table_is_one_statement() {
     )
     .unwrap();
     let scan = || servicedb::migrate::source::scan(&[dir.path().to_path_buf()]).unwrap();
-    let settings = Settings {
-        dirs: Vec::new(),
-        history: HistoryTable {
-            schema: "public".into(),
-            table: "flyway_schema_history".into(),
-        },
-        options: Options::default(),
-        // As the controller reads: placeholders on, none defined beyond the built-ins.
-        placeholders: Placeholders::new(&[]).unwrap(),
-        allow_non_empty_schema: false,
-    };
+    // As the controller reads: placeholders on, none defined beyond the built-ins.
+    let settings = support::migrate::flyway_settings(Placeholders::new(&[]).unwrap());
     let seen = |settings: Settings| async {
         let s = scan();
         Engine::with_table_seen(pg.admin_client(&db).await, settings, s.files, s.warnings)

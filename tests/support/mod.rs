@@ -2,5 +2,6 @@
 
 pub mod kstatus;
 pub mod kube;
+pub mod migrate;
 pub mod postgres;
 pub mod provision;
