@@ -5,7 +5,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::Config;
-use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner, until_deadline};
+use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
 use super::database_server::registry::ServerRegistry;
 use super::freshness::Written;
 use super::metrics::Metrics;
@@ -54,16 +54,6 @@ impl Context {
     /// in `due`.
     pub fn resync_within(&self, uid: &str, due: Option<std::time::Duration>) -> Action {
         Action::requeue(resync_or_sooner(jittered(self.config.resync, uid), due))
-    }
-
-    /// A requeue at the deadline `due` (a password rotation), else none: for kinds whose
-    /// resync is paced (`paced_resync`) rather than requeued. A deadline is kept even when a
-    /// resync would come first: under overload the resync stretches, a rotation must not.
-    pub fn at_deadline(&self, due: Option<std::time::Duration>) -> Action {
-        match until_deadline(due) {
-            Some(delay) => Action::requeue(delay),
-            None => Action::await_change(),
-        }
     }
 
     /// Counts a failure of the object and says when to retry.

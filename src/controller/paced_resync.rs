@@ -182,7 +182,6 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
     where
         K: Send + 'static,
     {
-        let overdue = Arc::new(overdue);
         futures::stream::unfold(
             (self, Vec::<ObjectRef<K>>::new(), shutdown, overdue),
             |(pacer, mut ready, shutdown, overdue)| async move {

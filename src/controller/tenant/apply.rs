@@ -15,6 +15,7 @@ use super::status::{DbReport, DbState, MigrationRecord, Progress, desired_status
 use crate::api::conditions::{self, reasons};
 use crate::api::validation::{describe, validate_tenant};
 use crate::api::{Tenant, TenantStatus};
+use crate::controller::backoff::until_deadline;
 use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::status_patch::apply_status;
 
@@ -110,8 +111,9 @@ pub async fn apply(tenant: &Tenant, tc: &TenantContext) -> Result<Action, Error>
         Some(message) => Err(Error::Transient(message)),
         // The routine resync (also how a tenant waiting for room looks again: room comes
         // back with no event the watches pass) is the paced sweeper's; only a deadline (a
-        // password rotation) is a requeue.
-        None => Ok(tc.ctx.at_deadline(next_due)),
+        // password rotation) is a requeue, kept even when a resync would come first: under
+        // overload the resync stretches, a rotation must not.
+        None => Ok(until_deadline(next_due).map_or_else(Action::await_change, Action::requeue)),
     }
 }
 
