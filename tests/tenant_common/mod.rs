@@ -14,6 +14,8 @@ use crate::controller_common::apply;
 use crate::support::kube::{TestCluster, eventually, wait_for};
 use crate::support::postgres::TestServer;
 
+pub mod rollout;
+
 /// A PerTenant ServiceDatabase with `extra` merged into its spec.
 pub async fn per_tenant(client: &kube::Client, ns: &str, name: &str, extra: serde_json::Value) {
     let mut spec = json!({"tenancy": "PerTenant"});
