@@ -59,6 +59,18 @@ impl KubeSecrets {
         Ok(secret)
     }
 
+    /// Each Secret fetched ahead, by `namespace/name`, with its resourceVersion (None: it
+    /// does not exist).
+    pub fn fetched_versions(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.fetched)
+            .iter()
+            .map(|(name, s)| {
+                let version = s.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                (name.clone(), version)
+            })
+            .collect()
+    }
+
     /// The annotations every later write of each named Secret carries.
     pub fn annotate_writes(&self, annotations: BTreeMap<String, BTreeMap<String, String>>) {
         *lock(&self.annotations) = annotations;

@@ -11,6 +11,7 @@ use super::locate::locate;
 use super::migrations;
 use super::placement::{Key, server_ready};
 use super::status::{DbReport, DbState, MigrationRecord};
+use super::verified;
 use crate::api::conditions::reasons;
 use crate::api::{DATABASE_SERVER_ANNOTATION, ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
@@ -106,14 +107,40 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         Ok(server) => server,
         Err((state, retry)) => return done(report, state, retry),
     };
-    tracing::debug!(service = %layout.service, server = %server_name, "waiting for a turn");
-    let turn = tc.ctx.servers.turn(&server_name).await;
-    tracing::debug!(service = %layout.service, server = %server_name, "provisioning");
-    let provisioned =
-        provisioning::apply_tenant(&server, &secrets, sdb, &name, &rotation.roles()).await;
-    drop(turn);
-    match provisioned {
-        Ok(p) => {
+    let key = key(tenant, &layout.service);
+    let fingerprint = verified::fingerprint(
+        tenant,
+        sdb,
+        tc.server(&server_name).as_deref(),
+        &server_name,
+        &secrets.fetched_versions(),
+    );
+    // A check made moments ago still holds, unless this pass has a change to make (a
+    // rotation) or a migration may have run since (it creates objects the check must see:
+    // the history table the app must not write to, say).
+    let reused = (rotation.rotate.is_empty() && job.is_none())
+        .then(|| tc.verified.reuse(&key, fingerprint, reuse_window(tc)))
+        .flatten();
+    let history_seen = match reused {
+        Some(check) => {
+            tracing::debug!(service = %layout.service, "the last provisioning check holds");
+            check.history_seen
+        }
+        None => {
+            let began = tokio::time::Instant::now();
+            tracing::debug!(service = %layout.service, server = %server_name, "waiting for a turn");
+            let turn = tc.ctx.servers.turn(&server_name).await;
+            tracing::debug!(service = %layout.service, server = %server_name, "provisioning");
+            let provisioned =
+                provisioning::apply_tenant(&server, &secrets, sdb, &name, &rotation.roles()).await;
+            drop(turn);
+            let p = match provisioned {
+                Ok(p) => p,
+                Err(failure) => {
+                    tc.verified.forget(&key);
+                    return done(report, failed(&failure), failure_retry(&failure));
+                }
+            };
             let on = format!(
                 "database {} of service {} on DatabaseServer {server_name}",
                 p.layout.database, p.layout.service
@@ -124,39 +151,63 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
                 let reason = event_reasons::PASSWORD_ROTATED;
                 events::normal(&tc.ctx, &regarding, reason, "Rotate", note).await;
             }
-            let Some(target) = target else {
-                return Reconciled {
-                    next_due: rotation.next_due,
-                    ..done(report, DbState::Ready, None)
-                };
-            };
-            let target = migration::MigrationTarget {
-                history_seen: p.history_seen,
-                ..target
-            };
-            let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
-            report.applied_version = m.applied_version;
-            report.migration = Some(m.record);
-            Reconciled {
-                announcement: m.announcement,
-                next_due: rotation.next_due,
-                ..done(report, m.state, m.retry)
+            // Secrets it wrote have new versions: the next pass checks (and records) again.
+            if p.secrets_written.is_empty() {
+                tc.verified
+                    .record(key.clone(), began, fingerprint, p.history_seen);
             }
+            p.history_seen
         }
-        Err(Failure::Permanent { reason, message }) => {
-            let state = DbState::Stalled {
-                reason: reason.to_string(),
-                message,
-            };
-            done(report, state, None)
-        }
-        Err(Failure::Transient { message }) => {
-            let state = DbState::Waiting {
-                reason: reasons::PROVISIONING_FAILED.to_string(),
-                message: format!("{message} (retrying)"),
-            };
-            done(report, state, Some(message))
-        }
+    };
+    let Some(target) = target else {
+        return Reconciled {
+            next_due: rotation.next_due,
+            ..done(report, DbState::Ready, None)
+        };
+    };
+    let target = migration::MigrationTarget {
+        history_seen,
+        ..target
+    };
+    let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
+    if m.retry.is_some() {
+        // The owner's login or the history read failed: look at everything next time.
+        tc.verified.forget(&key);
+    }
+    report.applied_version = m.applied_version;
+    report.migration = Some(m.record);
+    Reconciled {
+        announcement: m.announcement,
+        next_due: rotation.next_due,
+        ..done(report, m.state, m.retry)
+    }
+}
+
+/// How old a provisioning check a pass may reuse: half a resync, so the routine resync
+/// (0.9 resync or more after the last pass) always checks in full.
+fn reuse_window(tc: &TenantContext) -> std::time::Duration {
+    tc.ctx.config.resync / 2
+}
+
+/// The state a failed provisioning leaves. Pure.
+fn failed(failure: &Failure) -> DbState {
+    match failure {
+        Failure::Permanent { reason, message } => DbState::Stalled {
+            reason: reason.to_string(),
+            message: message.clone(),
+        },
+        Failure::Transient { message } => DbState::Waiting {
+            reason: reasons::PROVISIONING_FAILED.to_string(),
+            message: format!("{message} (retrying)"),
+        },
+    }
+}
+
+/// A failure worth retrying with backoff, as its message. Pure.
+fn failure_retry(failure: &Failure) -> Option<String> {
+    match failure {
+        Failure::Permanent { .. } => None,
+        Failure::Transient { message } => Some(message.clone()),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod migrations;
 pub mod placement;
 pub mod services;
 pub mod status;
+pub mod verified;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct TenantContext {
     pub placer: Placer,
     /// The routine resyncs, triggered only into free slots (see `paced_resync`).
     pub resync: Arc<PacedResync<Tenant>>,
+    /// Provisioning checks a pass moments later may reuse (see `verified`).
+    pub verified: Arc<verified::Verified>,
     /// Resolves once the ServiceDatabase and DatabaseServer caches have their first lists.
     /// One shared future for every reconcile: awaiting `Store::wait_until_ready` from many
     /// reconciles at once woke only one of them (the others stalled for good).
@@ -131,6 +134,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .shared()
     };
     let resync = Arc::new(PacedResync::new(ctx.config.resync, ctx.config.concurrency));
+    let verified = Arc::new(verified::Verified::default());
     let shared = Arc::new(TenantContext {
         ctx: ctx.clone(),
         tenants,
@@ -138,10 +142,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         servers,
         placer: Placer::default(),
         resync: resync.clone(),
+        verified: verified.clone(),
         caches_ready,
     });
     let metrics = ctx.metrics.clone();
     let forget = resync.clone();
+    let unverified = verified.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .reconcile_on({
@@ -190,6 +196,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .run(reconcile, error_policy, shared)
         .for_each(move |result| {
             let (metrics, forget) = (metrics.clone(), forget.clone());
+            let unverified = unverified.clone();
             async move {
                 match result {
                     Ok((obj, _)) => tracing::debug!(tenant = %obj, "reconciled"),
@@ -197,6 +204,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                         let ns = obj.namespace.as_deref().unwrap_or_default();
                         metrics.remove_tenant(ns, &obj.name);
                         forget.forget(&ObjectRef::new(&obj.name).within(ns));
+                        unverified.forget_tenant(ns, &obj.name);
                         tracing::debug!(tenant = %obj, "gone before its reconcile")
                     }
                     Err(e) => tracing::warn!(error = %e, "Tenant reconcile failed"),

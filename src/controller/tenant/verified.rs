@@ -1,0 +1,196 @@
+//! Provisioning checks a tenant database's next pass may reuse.
+//!
+//! A full provisioning check costs two logins and three statements. The passes a rollout
+//! brings each tenant (the inputs change, its admission, its Job's end) come seconds apart,
+//! and each only needs its migration step: the check the pass before made still holds
+//! unless something it depends on changed. So a pass reuses a check that succeeded less
+//! than half a resync ago when its fingerprint is the same: the Tenant (generation,
+//! annotations), the ServiceDatabase's spec outside `migrations`, the DatabaseServer, and
+//! the Secrets as read now (a Secret deleted or edited by hand is a new fingerprint). The
+//! routine resync comes at least 0.9 resync after the last pass, so it always checks in
+//! full and drift is still repaired within a resync. A pass that rotates a password, or
+//! follows a migration Job (which may have created objects the check must see), never
+//! reuses a check, nor does the one after a failure; the memory goes with the operator (a
+//! restart checks all).
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use tokio::time::Instant;
+
+use crate::api::{DatabaseServer, ServiceDatabase, Tenant};
+
+/// (namespace, tenant, service).
+pub type Key = (String, String, String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Check {
+    at: Instant,
+    fingerprint: u64,
+    history_seen: bool,
+}
+
+/// What the last successful checks found, by tenant database.
+#[derive(Default)]
+pub struct Verified {
+    checks: Mutex<HashMap<Key, Check>>,
+}
+
+/// A check that may stand in for a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reused {
+    /// The check saw the migration history table (see `provisioning::Provisioned`).
+    pub history_seen: bool,
+}
+
+impl Verified {
+    /// The check of `key` to reuse now, if one with the same `fingerprint` succeeded less
+    /// than `window` ago.
+    pub fn reuse(&self, key: &Key, fingerprint: u64, window: Duration) -> Option<Reused> {
+        self.reuse_at(key, fingerprint, window, Instant::now())
+    }
+
+    fn reuse_at(
+        &self,
+        key: &Key,
+        fingerprint: u64,
+        window: Duration,
+        now: Instant,
+    ) -> Option<Reused> {
+        let checks = self.lock();
+        let check = checks.get(key)?;
+        let fresh = now.saturating_duration_since(check.at) < window;
+        (check.fingerprint == fingerprint && fresh).then_some(Reused {
+            history_seen: check.history_seen,
+        })
+    }
+
+    /// A full check of `key`, begun at `at`, succeeded.
+    pub fn record(&self, key: Key, at: Instant, fingerprint: u64, history_seen: bool) {
+        let check = Check {
+            at,
+            fingerprint,
+            history_seen,
+        };
+        self.lock().insert(key, check);
+    }
+
+    /// The next pass of `key` checks in full (this one failed somewhere).
+    pub fn forget(&self, key: &Key) {
+        self.lock().remove(key);
+    }
+
+    /// Every database of a Tenant that is gone.
+    pub fn forget_tenant(&self, namespace: &str, tenant: &str) {
+        self.lock()
+            .retain(|(ns, name, _), _| !(ns == namespace && name == tenant));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Check>> {
+        self.checks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a provisioning check of one tenant database depends on. Pure.
+pub fn fingerprint(
+    tenant: &Tenant,
+    sdb: &ServiceDatabase,
+    server: Option<&DatabaseServer>,
+    server_name: &str,
+    secrets: &[(String, Option<String>)],
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    (
+        tenant.uid(),
+        tenant.metadata.generation,
+        tenant.annotations(),
+    )
+        .hash(&mut h);
+    // Migrations decide Jobs, not roles or grants: a new version is no reason to check again.
+    let mut spec = serde_json::to_value(&sdb.spec).unwrap_or_default();
+    if let Some(map) = spec.as_object_mut() {
+        map.remove("migrations");
+    }
+    (sdb.uid(), spec.to_string(), sdb.annotations()).hash(&mut h);
+    (
+        server_name,
+        server.and_then(|s| s.uid()),
+        server.and_then(|s| s.metadata.generation),
+    )
+        .hash(&mut h);
+    secrets.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MigrationsSpec, ServiceDatabaseSpec, TenantSpec};
+
+    fn key() -> Key {
+        ("fit".into(), "gym".into(), "app".into())
+    }
+
+    #[test]
+    fn a_check_is_reused_only_within_the_window_and_with_the_same_fingerprint() {
+        let v = Verified::default();
+        let window = Duration::from_secs(30);
+        assert_eq!(v.reuse(&key(), 1, window), None, "nothing checked yet");
+        v.record(key(), Instant::now(), 1, true);
+        assert_eq!(
+            v.reuse(&key(), 1, window),
+            Some(Reused { history_seen: true })
+        );
+        assert_eq!(v.reuse(&key(), 2, window), None, "something changed");
+        let later = Instant::now() + Duration::from_secs(30);
+        assert_eq!(v.reuse_at(&key(), 1, window, later), None, "too old");
+        v.record(key(), Instant::now(), 1, false);
+        v.forget(&key());
+        assert_eq!(v.reuse(&key(), 1, window), None, "a failure forgets");
+        v.record(key(), Instant::now(), 1, false);
+        v.forget_tenant("fit", "gym");
+        assert_eq!(v.reuse(&key(), 1, window), None, "the Tenant is gone");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_provisioning_reads_and_not_the_migrations() {
+        let mut tenant = Tenant::new("gym", TenantSpec::default());
+        tenant.metadata.generation = Some(1);
+        let mut sdb = ServiceDatabase::new("app", ServiceDatabaseSpec::default());
+        let secrets = vec![("app-gym".to_string(), Some("7".to_string()))];
+        let base = fingerprint(&tenant, &sdb, None, "a", &secrets);
+        assert_eq!(fingerprint(&tenant, &sdb, None, "a", &secrets), base);
+
+        let mut promoted = sdb.clone();
+        promoted.spec.migrations = Some(MigrationsSpec {
+            config_maps: vec!["m".into()],
+            target_version: Some("2".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            fingerprint(&tenant, &promoted, None, "a", &secrets),
+            base,
+            "a promotion is no reason to check the roles again"
+        );
+
+        let edited = vec![("app-gym".to_string(), Some("8".to_string()))];
+        let deleted = vec![("app-gym".to_string(), None)];
+        assert_ne!(fingerprint(&tenant, &sdb, None, "a", &edited), base);
+        assert_ne!(fingerprint(&tenant, &sdb, None, "a", &deleted), base);
+        assert_ne!(fingerprint(&tenant, &sdb, None, "b", &secrets), base);
+        sdb.spec.schemas = vec!["sales".into()];
+        assert_ne!(fingerprint(&tenant, &sdb, None, "a", &secrets), base);
+        sdb.spec.schemas.clear();
+        tenant
+            .annotations_mut()
+            .insert("reconcile.fluxcd.io/requestedAt".into(), "now".into());
+        assert_ne!(
+            fingerprint(&tenant, &sdb, None, "a", &secrets),
+            base,
+            "annotating the Tenant asks for a full check"
+        );
+    }
+}
