@@ -9,7 +9,7 @@ use super::backoff::{Failures, backoff_delay, jittered, resync_or_sooner};
 use super::database_server::registry::ServerRegistry;
 use super::freshness::Written;
 use super::metrics::Metrics;
-use super::rollout::cache::FleetTenants;
+use super::rollout::cache::{FleetCache, FleetTenants};
 
 pub struct Context {
     pub client: kube::Client,
@@ -24,6 +24,8 @@ pub struct Context {
     pub written: Written,
     /// The Tenants, as the ServiceDatabase controller's fleet step reads them.
     pub fleet_tenants: FleetTenants,
+    /// The Tenants' migration Jobs, as the fleet step reads them.
+    pub fleet_jobs: FleetCache<k8s_openapi::api::batch::v1::Job>,
 }
 
 impl Context {
@@ -42,6 +44,7 @@ impl Context {
             failures: Failures::default(),
             written: Written::default(),
             fleet_tenants: FleetTenants::default(),
+            fleet_jobs: FleetCache::default(),
         }
     }
 

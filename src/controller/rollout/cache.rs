@@ -1,8 +1,8 @@
-//! The ServiceDatabase controller's cache of Tenants, for the fleet step: each PerTenant
-//! reconcile reads its namespace's Tenants from memory instead of listing them (a list of
-//! thousands per reconcile, and a reconcile per counted change during a rollout, would be
-//! quadratic). The cache is fed by the very watch that triggers those reconciles, so a
-//! reconcile that a Tenant's change started always sees that change.
+//! The ServiceDatabase controller's caches for the fleet step, its Tenants and their
+//! migration Jobs: each PerTenant reconcile reads its namespace's objects from memory
+//! instead of listing them (a list of thousands per reconcile, and a reconcile per counted
+//! change during a rollout, would be quadratic). Each cache is fed by the very watch that
+//! triggers those reconciles, so a reconcile that a change started always sees that change.
 
 use std::sync::{Arc, RwLock};
 
@@ -15,17 +15,24 @@ use crate::api::Tenant;
 
 type Ready = Shared<BoxFuture<'static, bool>>;
 
-pub struct FleetTenants {
+/// The Tenants, as the fleet step reads them.
+pub type FleetTenants = FleetCache<Tenant>;
+
+/// Objects of one kind, by namespace, for the fleet step.
+pub struct FleetCache<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     /// The cache of the controller running now: a leader that steps down and leads again
     /// runs its controllers anew, each time with a new watch and cache.
-    current: RwLock<(Store<Tenant>, Ready)>,
+    current: RwLock<(Store<K>, Ready)>,
 }
 
 /// A store and one shared readiness future for it: awaiting `Store::wait_until_ready` from
 /// many reconciles at once woke only one of them (see the Tenant controller's
 /// `caches_ready`).
-fn cache() -> (Store<Tenant>, Writer<Tenant>, Ready) {
-    let (store, writer) = reflector::store::<Tenant>();
+fn cache<K>() -> (Store<K>, Writer<K>, Ready)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
     let ready = {
         let store = store.clone();
         async move { store.wait_until_ready().await.is_ok() }
@@ -35,25 +42,31 @@ fn cache() -> (Store<Tenant>, Writer<Tenant>, Ready) {
     (store, writer, ready)
 }
 
-impl Default for FleetTenants {
+impl<K> Default for FleetCache<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
     fn default() -> Self {
         let (store, _, ready) = cache();
-        FleetTenants {
+        FleetCache {
             current: RwLock::new((store, ready)),
         }
     }
 }
 
-impl FleetTenants {
+impl<K> FleetCache<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
     /// A new cache for the watch of a controller starting now, and its writer.
-    pub fn writer(&self) -> Writer<Tenant> {
+    pub fn writer(&self) -> Writer<K> {
         let (store, writer, ready) = cache();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (store, ready);
         writer
     }
 
-    /// The Tenants of `namespace`, once the first list has arrived.
-    pub async fn in_namespace(&self, namespace: &str) -> Result<Vec<Arc<Tenant>>, kube::Error> {
+    /// The objects of `namespace`, once the first list has arrived.
+    pub async fn in_namespace(&self, namespace: &str) -> Result<Vec<Arc<K>>, kube::Error> {
         let (store, ready) = self
             .current
             .read()
@@ -62,7 +75,7 @@ impl FleetTenants {
         if !ready.await {
             // Its controller stopped before the first list (a leader stepping down).
             return Err(kube::Error::Service(
-                "the Tenant watch stopped before its first list".into(),
+                format!("the {} watch stopped before its first list", K::kind(&())).into(),
             ));
         }
         Ok(store

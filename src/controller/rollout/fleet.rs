@@ -55,13 +55,18 @@ pub fn summarize(
 }
 
 /// Each Tenant of `service` (not being deleted) in the rollout of `inputs_hash` towards
-/// `target`, from what its status records of its database. Pure.
+/// `target`, from what its status records of its database. `ended(job)` says how a
+/// tenant's own migration Job ended (None: running, or not known): a Job whose end the
+/// Tenant has not recorded yet counts by how it ended, so its slot goes to the next tenant
+/// while the Tenant's own pass records the outcome. A Job that succeeded on these inputs
+/// brought its database to the target (the inputs name the target). Pure.
 pub fn tenant_migrations(
     service: &str,
     target: &str,
     inputs_hash: &str,
     resume: Option<&str>,
     tenants: &[&Tenant],
+    ended: &dyn Fn(&str) -> Option<bool>,
 ) -> Vec<TenantMigration> {
     tenants
         .iter()
@@ -73,11 +78,19 @@ pub fn tenant_migrations(
                 .as_ref()
                 .and_then(|s| s.databases.iter().find(|d| d.service == service));
             let applied = db.and_then(|d| d.applied_version.as_deref());
+            // The end of a Job the status still records as running.
+            let ended_now = db
+                .and_then(|d| d.schema.as_ref())
+                .filter(|s| s.last_job_outcome == Some(JobOutcome::Running))
+                .and_then(|s| s.last_job.as_deref())
+                .and_then(ended);
             let last_attempt = db.and_then(|d| {
-                let outcome = match d.schema.as_ref()?.last_job_outcome? {
-                    JobOutcome::Running => Outcome::Running,
-                    JobOutcome::Succeeded => Outcome::Succeeded,
-                    JobOutcome::Failed => Outcome::Failed,
+                let outcome = match (d.schema.as_ref()?.last_job_outcome?, ended_now) {
+                    (JobOutcome::Running, None) => Outcome::Running,
+                    (JobOutcome::Running, Some(true)) | (JobOutcome::Succeeded, _) => {
+                        Outcome::Succeeded
+                    }
+                    (JobOutcome::Running, Some(false)) | (JobOutcome::Failed, _) => Outcome::Failed,
                 };
                 Some(Attempt {
                     inputs_hash: d.rollout_inputs.clone().unwrap_or_default(),
@@ -85,8 +98,12 @@ pub fn tenant_migrations(
                     outcome,
                 })
             });
+            let migrated_now = ended_now == Some(true)
+                && last_attempt
+                    .as_ref()
+                    .is_some_and(|a| a.inputs_hash == inputs_hash);
             let record = TenantRecord {
-                at_target: applied.is_some_and(|a| same_version(a, target)),
+                at_target: applied.is_some_and(|a| same_version(a, target)) || migrated_now,
                 fresh: applied.is_none(),
                 last_attempt,
             };
@@ -187,7 +204,7 @@ mod tests {
         let other = tenant("f", &["crm"], &[]);
         let all = [&canary, &running, &failed, &failed_before, &fresh, &other];
         let got: Vec<(String, bool, bool, TenantState)> =
-            tenant_migrations("app", "2.0", "h2", None, &all)
+            tenant_migrations("app", "2.0", "h2", None, &all, &|_| None)
                 .into_iter()
                 .map(|m| (m.name, m.canary, m.fresh, m.state))
                 .collect();

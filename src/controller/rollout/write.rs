@@ -7,14 +7,17 @@
 //! The rollout decision is the only one: the Tenant controller starts a non-fresh tenant's
 //! Job only when `status.rollout.admitted` names it for the inputs it sees.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+
+use k8s_openapi::api::batch::v1::Job;
 
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
-use super::cache::FleetTenants;
+use super::cache::{FleetCache, FleetTenants};
 use super::decide::{Settings, decide_with_jobs};
 use super::fleet::{summarize, tenant_migrations};
 use super::{batch_jobs, batches};
@@ -23,7 +26,8 @@ use crate::api::{
     TenantsSummary,
 };
 use crate::controller::migration::inputs::fleet_hash;
-use crate::controller::migration::{observe, step::CONFIG_MAP_NOT_FOUND};
+use crate::controller::migration::observe::{self, finished};
+use crate::controller::migration::step::CONFIG_MAP_NOT_FOUND;
 use crate::controller::status_patch::merge_status;
 use crate::service::migrations::files_from_config_maps;
 
@@ -90,6 +94,7 @@ pub fn fleet_target(sdb: &ServiceDatabase) -> Option<Option<String>> {
 pub async fn assess(
     client: &kube::Client,
     tenants: &FleetTenants,
+    jobs: &FleetCache<Job>,
     sdb: &ServiceDatabase,
     default_image: &str,
 ) -> Result<Fleet, kube::Error> {
@@ -149,7 +154,17 @@ pub async fn assess(
     };
     let hash = fleet_hash(&config_maps, spec_target.as_deref());
     let resume = sdb.annotations().get(RESUME_ANNOTATION).cloned();
-    let mut migrations = tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs);
+    // Tenant Jobs that ended, by name: their slots are free before the Tenants record it.
+    let ended: HashMap<String, bool> = jobs
+        .in_namespace(&ns)
+        .await?
+        .iter()
+        .filter_map(|j| Some((j.name_any(), finished(j)?)))
+        .collect();
+    let mut migrations =
+        tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs, &|job| {
+            ended.get(job).copied()
+        });
     // The batch Jobs hold their tenants (whatever batchSize is now), and count as running.
     let seen = batch_jobs::seen(client, sdb).await?;
     let held = batches::hold(

@@ -190,11 +190,14 @@ async fn per_tenant(
     let fleet = rollout::assess(
         &ctx.client,
         &ctx.fleet_tenants,
+        &ctx.fleet_jobs,
         sdb,
         &ctx.config.migration_image,
     )
     .await
-    .map_err(Error::kube("reading the fleet's Tenants and ConfigMaps"))?;
+    .map_err(Error::kube(
+        "reading the fleet's Tenants, Jobs and ConfigMaps",
+    ))?;
     let layout = provisioning::layout(sdb);
     writer
         .write(&Progress::PerTenant {

@@ -1,7 +1,8 @@
 //! The ServiceDatabase controller (Shared tenancy; PerTenant templates get a validated
 //! status). `kube::runtime::finalizer` is the top step: Apply provisions and migrates,
 //! Cleanup applies the reclaim policy. It owns its Secrets and migration Jobs
-//! (label-selected watches, so a Job's Complete or Failed brings a reconcile), watches the ConfigMaps
+//! (label-selected watches, so a Job's Complete or Failed brings a reconcile), watches its
+//! Tenants and their migration Jobs (cached for the fleet step), the ConfigMaps
 //! it references (metadata only) and the DatabaseServers (only generation and readiness
 //! changes and deletions pass, so a growing databaseCount does not fan out).
 pub mod apply;
@@ -32,6 +33,7 @@ use super::context::watched as api;
 use super::metrics::Kind;
 use super::triggers::Triggers;
 use crate::api::{DatabaseServer, FINALIZER, ServiceDatabase, Tenant, labels};
+use crate::naming;
 
 /// Runs the controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
@@ -56,6 +58,25 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .modify(|t| t.managed_fields_mut().clear())
         .reflect(ctx.fleet_tenants.writer())
         .try_filter_map(move |event| futures::future::ready(Ok(tenant_triggers.pass(event))));
+    // Tenant Jobs (owned by their Tenants): cached for the fleet step, and each one's end
+    // brings its service's reconcile, so the rollout's slot turns over without waiting for
+    // the Tenant to record it.
+    let mut job_ends = Triggers::new(crate::controller::migration::observe::end_trigger);
+    let tenant_jobs = watcher(
+        api::<Job>(&ctx),
+        watcher::Config::default().labels(&format!("{managed},{}", labels::TENANT)),
+    )
+    .default_backoff()
+    // The fleet step reads names, labels and conditions only.
+    .modify(|j| {
+        j.managed_fields_mut().clear();
+        if let Some(spec) = j.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    })
+    .reflect(ctx.fleet_jobs.writer())
+    .try_filter_map(move |event| futures::future::ready(Ok(job_ends.pass(event))));
+    let by_job = controller.store();
     let metrics = ctx.metrics.clone();
     let run = controller
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
@@ -63,11 +84,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
             api::<Secret>(&ctx),
             watcher::Config::default().labels(&managed),
         )
-        // Its migration Jobs (tenant Jobs are owned by their Tenants).
+        // Its own migration Jobs (Shared databases' and batch Jobs).
         .owns(
             api::<Job>(&ctx),
-            watcher::Config::default().labels(&managed),
+            watcher::Config::default().labels(&format!("{managed},!{}", labels::TENANT)),
         )
+        .watches_stream(tenant_jobs, move |job| {
+            let ns = job.namespace();
+            let service = job.labels().get(labels::SERVICE_DATABASE).cloned();
+            by_job
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    s.namespace() == ns
+                        && service.as_deref() == Some(naming::label_value(&s.name_any()).as_str())
+                })
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
         .watches(
             api::<PartialObjectMeta<ConfigMap>>(&ctx),
             watcher::Config::default(),
