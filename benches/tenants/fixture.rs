@@ -18,6 +18,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use servicedb::api::{ServiceDatabase, Tenant};
+use servicedb::controller::migration::observe::finished;
 
 use crate::controller_common::{admin_secret, apply, database_server, wait_server_ready};
 use crate::support::kube::{ClusterOptions, FakeOptions, Served, TestCluster, serve_instrumented};
@@ -280,9 +281,14 @@ pub struct Played {
 }
 
 /// Plays every Job of the namespace the moment the watch shows it, all at once.
+///
+/// A Job counts as running, as the API tells it, from the moment the watch shows it until
+/// the watch shows it ended (or its run returned, should that come first): the counting
+/// follows the API's order of events, as the operator sees them, not the player's own
+/// bookkeeping after its last status write.
 pub struct JobPlayer {
     pub played: Arc<Mutex<Vec<Played>>>,
-    running: Arc<AtomicUsize>,
+    running: Arc<Mutex<BTreeSet<String>>>,
     most: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -296,7 +302,7 @@ impl JobPlayer {
         let api: Api<Job> = Api::namespaced(f.client.clone(), &f.ns);
         let ns = f.ns.clone();
         let played = Arc::new(Mutex::new(Vec::new()));
-        let running = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(Mutex::new(BTreeSet::new()));
         let most = Arc::new(AtomicUsize::new(0));
         let (p, r, m) = (played.clone(), running.clone(), most.clone());
         let task = tokio::spawn(async move {
@@ -307,6 +313,9 @@ impl JobPlayer {
                     .applied_objects()
             );
             while let Ok(Some(job)) = jobs.try_next().await {
+                if finished(&job).is_some() {
+                    r.lock().expect("running").remove(&job.name_any());
+                }
                 if job
                     .status
                     .as_ref()
@@ -317,14 +326,17 @@ impl JobPlayer {
                 {
                     continue;
                 }
+                {
+                    let mut running = r.lock().expect("running");
+                    running.insert(job.name_any());
+                    m.fetch_max(running.len(), Ordering::SeqCst);
+                }
                 let (runner, ns, name) = (runner.clone(), ns.clone(), job.name_any());
-                let (p, r, m) = (p.clone(), r.clone(), m.clone());
+                let (p, r) = (p.clone(), r.clone());
                 tokio::spawn(async move {
-                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
-                    m.fetch_max(now, Ordering::SeqCst);
                     let started = Instant::now();
                     let run = runner.run(&ns, &name).await;
-                    r.fetch_sub(1, Ordering::SeqCst);
+                    r.lock().expect("running").remove(&name);
                     let succeeded = match run {
                         Ok(run) => run.succeeded,
                         Err(e) => {
@@ -360,8 +372,8 @@ impl JobPlayer {
 
     /// Resets the highest number at once seen (to the number running now).
     pub fn reset_most(&self) {
-        self.most
-            .store(self.running.load(Ordering::SeqCst), Ordering::SeqCst);
+        let running = self.running.lock().expect("running").len();
+        self.most.store(running, Ordering::SeqCst);
     }
 
     pub fn most(&self) -> usize {
