@@ -67,6 +67,17 @@ where
 
     /// The objects of `namespace`, once the first list has arrived.
     pub async fn in_namespace(&self, namespace: &str) -> Result<Vec<Arc<K>>, kube::Error> {
+        Ok(self
+            .store()
+            .await?
+            .state()
+            .into_iter()
+            .filter(|t| t.namespace().as_deref() == Some(namespace))
+            .collect())
+    }
+
+    /// The cache, once the first list has arrived.
+    pub async fn store(&self) -> Result<Store<K>, kube::Error> {
         let (store, ready) = self
             .current
             .read()
@@ -78,11 +89,7 @@ where
                 format!("the {} watch stopped before its first list", K::kind(&())).into(),
             ));
         }
-        Ok(store
-            .state()
-            .into_iter()
-            .filter(|t| t.namespace().as_deref() == Some(namespace))
-            .collect())
+        Ok(store)
     }
 }
 

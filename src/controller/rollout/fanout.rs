@@ -84,9 +84,10 @@ pub fn concerned(before: Option<&Seen>, after: &Seen) -> Concerned {
     if before == after || !same_but_admitted {
         return Concerned::All;
     }
-    // Only the newly admitted: a tenant leaves `admitted` once its own status records how its
-    // Job ended (its own reconcile, brought by that end, wrote it), so it has nothing to
-    // start; a reconcile of it would be one more provisioning pass, in the rollout's way.
+    // Only the newly admitted: a tenant leaves `admitted` once its Job has ended (the
+    // ServiceDatabase sees the end; the tenant's own reconcile, brought by the same end,
+    // records it), so it has nothing to start; a reconcile of it would be one more
+    // provisioning pass, in the rollout's way.
     let mut names: BTreeSet<String> = after
         .admitted
         .difference(&before.admitted)

@@ -7,7 +7,6 @@
 //! The rollout decision is the only one: the Tenant controller starts a non-fresh tenant's
 //! Job only when `status.rollout.admitted` names it for the inputs it sees.
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -154,17 +153,11 @@ pub async fn assess(
     };
     let hash = fleet_hash(&config_maps, spec_target.as_deref());
     let resume = sdb.annotations().get(RESUME_ANNOTATION).cloned();
-    // Tenant Jobs that ended, by name: their slots are free before the Tenants record it.
-    let ended: HashMap<String, bool> = jobs
-        .in_namespace(&ns)
-        .await?
-        .iter()
-        .filter_map(|j| Some((j.name_any(), finished(j)?)))
-        .collect();
+    // Tenant Jobs that ended: their slots are free before the Tenants record it.
+    let jobs = jobs.store().await?;
+    let ended = |job: &str| finished(&*jobs.get(&ObjectRef::new(job).within(&ns))?);
     let mut migrations =
-        tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs, &|job| {
-            ended.get(job).copied()
-        });
+        tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs, &ended);
     // The batch Jobs hold their tenants (whatever batchSize is now), and count as running.
     let seen = batch_jobs::seen(client, sdb).await?;
     let held = batches::hold(

@@ -72,11 +72,17 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             next_due: None,
         }
     };
+    let key = key(tenant, &layout.service);
+    // A pass that cannot get as far as a check leaves none to reuse: the next one checks.
+    let unchecked = |report: DbReport, state: DbState, retry: Option<String>| {
+        tc.verified.forget(&key);
+        done(report, state, retry)
+    };
     let secrets = KubeSecrets::new(tc.ctx.client.clone(), super::owner_reference(tenant));
     tracing::debug!(service = %layout.service, "locating");
     let server_name = match locate(tenant, sdb, &layout, &secrets, tc).await {
         Ok(server) => server,
-        Err(state) => return done(report, state, None),
+        Err(state) => return unchecked(report, state, None),
     };
     report.server = Some(server_name.clone());
     // Where the database is survives a lost status on its Secrets too (see `locate`).
@@ -99,15 +105,14 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
                 reason: reasons::PROVISIONING_FAILED.into(),
                 message: format!("{message} (retrying)"),
             };
-            return done(report, state, Some(message));
+            return unchecked(report, state, Some(message));
         }
     };
     tracing::debug!(service = %layout.service, server = %server_name, "connecting");
     let server = match connected(tc, &server_name).await {
         Ok(server) => server,
-        Err((state, retry)) => return done(report, state, retry),
+        Err((state, retry)) => return unchecked(report, state, retry),
     };
-    let key = key(tenant, &layout.service);
     let fingerprint = verified::fingerprint(
         tenant,
         sdb,
@@ -121,6 +126,8 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     let reused = (rotation.rotate.is_empty() && job.is_none())
         .then(|| tc.verified.reuse(&key, fingerprint, reuse_window(tc)))
         .flatten();
+    // A full check, to record once the pass is over (begun at, saw the history table).
+    let mut checked = None;
     let history_seen = match reused {
         Some(check) => {
             tracing::debug!(service = %layout.service, "the last provisioning check holds");
@@ -137,8 +144,7 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             let p = match provisioned {
                 Ok(p) => p,
                 Err(failure) => {
-                    tc.verified.forget(&key);
-                    return done(report, failed(&failure), failure_retry(&failure));
+                    return unchecked(report, failed(&failure), failure_retry(&failure));
                 }
             };
             let on = format!(
@@ -153,13 +159,23 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             }
             // Secrets it wrote have new versions: the next pass checks (and records) again.
             if p.secrets_written.is_empty() {
-                tc.verified
-                    .record(key.clone(), began, fingerprint, p.history_seen);
+                checked = Some(began);
             }
             p.history_seen
         }
     };
+    let record = |job_moved: bool| match checked {
+        // Not while a Job may run or has just started or ended: what it creates (the
+        // history table the app must not write to, say) is the next check's to see.
+        Some(began) if job.is_none() && !job_moved => {
+            tc.verified
+                .record(key.clone(), began, fingerprint, history_seen)
+        }
+        _ if job_moved => tc.verified.forget(&key),
+        _ => {}
+    };
     let Some(target) = target else {
+        record(false);
         return Reconciled {
             next_due: rotation.next_due,
             ..done(report, DbState::Ready, None)
@@ -170,9 +186,17 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         ..target
     };
     let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
+    let last_job = |r: Option<&MigrationRecord>| {
+        r.and_then(|r| r.schema.as_ref())
+            .map(|s| (s.last_job.clone(), s.last_job_outcome))
+    };
+    let before = known.and_then(MigrationRecord::of);
+    let job_moved = last_job(before.as_ref()) != last_job(Some(&m.record));
     if m.retry.is_some() {
         // The owner's login or the history read failed: look at everything next time.
         tc.verified.forget(&key);
+    } else {
+        record(job_moved);
     }
     report.applied_version = m.applied_version;
     report.migration = Some(m.record);

@@ -5,13 +5,14 @@
 //! and each only needs its migration step: the check the pass before made still holds
 //! unless something it depends on changed. So a pass reuses a check that succeeded less
 //! than half a resync ago when its fingerprint is the same: the Tenant (generation,
-//! annotations), the ServiceDatabase's spec outside `migrations`, the DatabaseServer, and
-//! the Secrets as read now (a Secret deleted or edited by hand is a new fingerprint). The
-//! routine resync comes at least 0.9 resync after the last pass, so it always checks in
-//! full and drift is still repaired within a resync. A pass that rotates a password, or
-//! follows a migration Job (which may have created objects the check must see), never
-//! reuses a check, nor does the one after a failure; the memory goes with the operator (a
-//! restart checks all).
+//! annotations), the ServiceDatabase's spec outside the migrations' files, version, Job and
+//! rollout, the DatabaseServer (and when it last became Ready), and the Secrets as read now
+//! (a Secret deleted or edited by hand is a new fingerprint). The routine resync comes at
+//! least 0.9 resync after the last pass, so it always checks in full: drift is repaired
+//! within about one and a half resyncs of the last full check. No check is reused by a pass
+//! that rotates a password or follows a migration Job (which may have created objects the
+//! check must see), nor recorded by one a Job may have run during; a failure forgets it;
+//! the memory goes with the operator (a restart checks all).
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -21,6 +22,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use tokio::time::Instant;
 
+use crate::api::conditions::{find_condition, types};
 use crate::api::{DatabaseServer, ServiceDatabase, Tenant};
 
 /// (namespace, tenant, service).
@@ -109,16 +111,29 @@ pub fn fingerprint(
         tenant.annotations(),
     )
         .hash(&mut h);
-    // Migrations decide Jobs, not roles or grants: a new version is no reason to check again.
+    // Which migrations, which version, how they roll out and in what pod decide Jobs, not
+    // roles or grants: a promotion is no reason to check again. (Seed data is checked.)
     let mut spec = serde_json::to_value(&sdb.spec).unwrap_or_default();
-    if let Some(map) = spec.as_object_mut() {
-        map.remove("migrations");
+    if let Some(spec) = spec.as_object_mut() {
+        let seed = spec
+            .remove("migrations")
+            .and_then(|mut m| m.get_mut("seed").map(serde_json::Value::take))
+            .filter(|seed| !seed.is_null());
+        if let Some(seed) = seed {
+            spec.insert("seed".into(), seed);
+        }
     }
     (sdb.uid(), spec.to_string(), sdb.annotations()).hash(&mut h);
+    // A server that was not Ready meanwhile (restarted, restored) is checked again.
+    let ready_since = server
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| find_condition(&s.conditions, types::READY))
+        .map(|c| c.last_transition_time.0.to_string());
     (
         server_name,
         server.and_then(|s| s.uid()),
         server.and_then(|s| s.metadata.generation),
+        ready_since,
     )
         .hash(&mut h);
     secrets.hash(&mut h);
@@ -174,6 +189,39 @@ mod tests {
             fingerprint(&tenant, &promoted, None, "a", &secrets),
             base,
             "a promotion is no reason to check the roles again"
+        );
+
+        let mut seeded = promoted.clone();
+        seeded.spec.migrations.as_mut().unwrap().seed = Some(Default::default());
+        assert_ne!(
+            fingerprint(&tenant, &seeded, None, "a", &secrets),
+            base,
+            "seed data is provisioning's to refuse"
+        );
+
+        let mut server = DatabaseServer::new("a", Default::default());
+        let ready_at = |server: &mut DatabaseServer, second: i64| {
+            let mut conditions = Vec::new();
+            crate::api::conditions::set_ready(
+                &mut conditions,
+                crate::api::conditions::Readiness::ready("Connected", "ok"),
+                Some(1),
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+                ),
+            );
+            server.status = Some(crate::api::DatabaseServerStatus {
+                conditions,
+                ..Default::default()
+            });
+        };
+        ready_at(&mut server, 1);
+        let up = fingerprint(&tenant, &sdb, Some(&server), "a", &secrets);
+        ready_at(&mut server, 2);
+        assert_ne!(
+            fingerprint(&tenant, &sdb, Some(&server), "a", &secrets),
+            up,
+            "a server Ready again (restarted, restored) is checked again"
         );
 
         let edited = vec![("app-gym".to_string(), Some("8".to_string()))];
