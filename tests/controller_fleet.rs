@@ -156,18 +156,8 @@ async fn a_version_rolls_out_canaries_first_within_max_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_added_or_deleted_mid_rollout() {
     let s = setup().await;
-    s.config_map("app-migrations", &[("V1__items.sql", V1)])
+    s.service(&[("V1__items.sql", V1)], json!({"maxParallel": 1}))
         .await;
-    per_tenant(
-        &s.client,
-        &s.ns,
-        "app",
-        json!({"server": s.server, "migrations": {
-            "configMaps": ["app-migrations"],
-            "rollout": {"maxParallel": 1},
-        }}),
-    )
-    .await;
     for n in ["m-0", "m-1", "m-2", "m-3"] {
         s.tenant(n, n == "m-0").await;
     }
@@ -226,16 +216,9 @@ async fn tenants_added_or_deleted_mid_rollout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_pause_the_rollout_until_resumed() {
     let s = setup().await;
-    s.config_map("app-migrations", &[("V1__items.sql", V1)])
-        .await;
-    per_tenant(
-        &s.client,
-        &s.ns,
-        "app",
-        json!({"server": s.server, "migrations": {
-            "configMaps": ["app-migrations"],
-            "rollout": {"maxParallel": 1, "maxFailures": 1},
-        }}),
+    s.service(
+        &[("V1__items.sql", V1)],
+        json!({"maxParallel": 1, "maxFailures": 1}),
     )
     .await;
     for n in ["c-0", "n-0", "n-1", "n-2", "n-3"] {

@@ -13,98 +13,25 @@ use std::time::Duration;
 
 use controller_common::*;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
-use servicedb::api::{RolloutPhase, ServiceDatabase, Tenant};
-use support::kube::{JobRunner, TestCluster, eventually};
-use support::postgres::server as pg;
-use tenant_common::fleet::{self, all_at, db, rollout_phase, version_of};
-use tenant_common::*;
+use servicedb::api::RolloutPhase;
+use tenant_common::fleet::{all_at, db, rollout_phase, version_of};
+use tenant_common::rollout::{Setup, setup};
 
 const BATCH: &str = "servicedb.io/migration-batch=true";
 const V1: &str = "CREATE TABLE items (id int PRIMARY KEY);\n";
 const V2: &str = "ALTER TABLE items ADD COLUMN name text;\n";
 
-struct Setup {
-    _cluster: TestCluster,
-    ns: String,
-    client: kube::Client,
-    server: String,
-    runner: JobRunner,
-    _controller: Running,
-}
-
-async fn setup() -> Setup {
-    let cluster = TestCluster::start().await;
-    let ns = cluster.namespace().to_string();
-    let client = cluster.client();
-    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
-    let server = database_server(&cluster, &ns, "pg-admin").await;
-    let operator = cluster.instrumented_client();
-    let controller = start(operator.client.clone(), fast_config(&ns));
-    let runner = cluster
-        .job_runner()
-        .program("servicedb", env!("CARGO_BIN_EXE_servicedb"));
-    Setup {
-        _cluster: cluster,
-        ns,
-        client,
-        server,
-        runner,
-        _controller: controller,
-    }
-}
-
 impl Setup {
-    async fn config_map(&self, files: &[(&str, &str)]) {
-        let name = "app-migrations";
-        let data: serde_json::Map<String, serde_json::Value> = files
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
-        let _ = api.delete(name, &Default::default()).await;
-        eventually("the old ConfigMap to be gone", || {
-            let api = api.clone();
-            async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
-        })
-        .await;
-        apply(
-            &api,
-            name,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}),
-        )
-        .await;
-    }
-
     /// The service `app` with V1, `names` onboarded and at V1 (their own Jobs, fresh).
     async fn fleet_at_v1(&self, names: &[&str], rollout: serde_json::Value) {
-        self.config_map(&[("V1__items.sql", V1)]).await;
-        per_tenant(
-            &self.client,
-            &self.ns,
-            "app",
-            json!({"server": self.server, "migrations": {
-                "configMaps": ["app-migrations"], "rollout": rollout,
-            }}),
-        )
-        .await;
-        let api: Api<Tenant> = Api::namespaced(self.client.clone(), &self.ns);
+        self.service(&[("V1__items.sql", V1)], rollout).await;
         for n in names {
-            apply(
-                &api,
-                n,
-                json!({
-                    "apiVersion": "servicedb.io/v1alpha1", "kind": "Tenant",
-                    "metadata": {"name": n, "namespace": self.ns},
-                    "spec": {"services": ["app"]},
-                }),
-            )
-            .await;
+            self.tenant(n, false).await;
         }
-        self.play_until(
+        self.play_jobs_until(
             "every tenant at V1",
             |_| {},
             |t, _| t.len() == names.len() && all_at(t, "1"),
@@ -116,61 +43,12 @@ impl Setup {
         );
     }
 
-    async fn pending(&self) -> Vec<Job> {
-        self.runner
-            .pending(Some(&self.ns), Some("servicedb.io/service-database=app"))
-            .await
-            .expect("listing Jobs")
-    }
-
     async fn batch_jobs(&self) -> Vec<Job> {
         Api::<Job>::namespaced(self.client.clone(), &self.ns)
             .list(&ListParams::default().labels(BATCH))
             .await
             .expect("listing Jobs")
             .items
-    }
-
-    /// Plays Jobs as they appear until `done`, calling `seen` with each round's unfinished
-    /// Jobs.
-    async fn play_until(
-        &self,
-        what: &str,
-        mut seen: impl FnMut(&[Job]),
-        done: impl Fn(&[Tenant], &ServiceDatabase) -> bool,
-    ) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(240);
-        loop {
-            if done(&self.tenants().await, &self.sdb().await) {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let pending = self.pending().await;
-            seen(&pending);
-            for job in &pending {
-                self.runner
-                    .run(&self.ns, &job.name_any())
-                    .await
-                    .expect("running the Job");
-            }
-        }
-    }
-
-    async fn tenants(&self) -> Vec<Tenant> {
-        fleet::tenants(&self.client, &self.ns).await
-    }
-
-    async fn sdb(&self) -> ServiceDatabase {
-        fleet::app(&self.client, &self.ns).await
-    }
-
-    async fn wait_sdb(
-        &self,
-        what: &str,
-        cond: impl Fn(&ServiceDatabase) -> bool + Send + 'static,
-    ) -> ServiceDatabase {
-        fleet::wait_app(&self.client, &self.ns, what, cond).await
     }
 }
 
@@ -191,11 +69,14 @@ async fn six_tenants_in_two_batch_jobs_one_at_a_time() {
         json!({"maxParallel": 1, "maxFailures": 0, "batchSize": 3}),
     )
     .await;
-    s.config_map(&[("V1__items.sql", V1), ("V2__name.sql", V2)])
-        .await;
+    s.config_map(
+        "app-migrations",
+        &[("V1__items.sql", V1), ("V2__name.sql", V2)],
+    )
+    .await;
     let mut most = 0;
     let mut own = BTreeSet::new();
-    s.play_until(
+    s.play_jobs_until(
         "every tenant at V2",
         |p| {
             most = most.max(p.len());
@@ -277,9 +158,12 @@ async fn one_failing_tenant_in_a_batch_fails_alone_and_pauses_the_rollout() {
     .await;
     let v2 = "DO $$ BEGIN IF current_database() LIKE '%t_1' THEN \
               RAISE EXCEPTION 'tenant one refuses'; END IF; END $$;\n";
-    s.config_map(&[("V1__items.sql", V1), ("V2__gate.sql", v2)])
-        .await;
-    s.play_until(
+    s.config_map(
+        "app-migrations",
+        &[("V1__items.sql", V1), ("V2__gate.sql", v2)],
+    )
+    .await;
+    s.play_jobs_until(
         "the rollout paused with t-1 failed and t-0, t-2 counted at the target",
         |_| {},
         // The pause can be written before the last batch member's status reaches the
@@ -320,5 +204,5 @@ async fn one_failing_tenant_in_a_batch_fails_alone_and_pauses_the_rollout() {
     assert_eq!(r.failed_tenants, ["t-1"]);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(s.batch_jobs().await.len(), 1, "no batch Job while paused");
-    assert!(s.pending().await.is_empty());
+    assert!(s.pending_jobs().await.is_empty());
 }

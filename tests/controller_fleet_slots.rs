@@ -13,7 +13,6 @@ use servicedb::api::{JobOutcome, RolloutPhase, Tenant};
 use support::kube::{Fault, eventually};
 use tenant_common::fleet::{all_at, db, rollout_phase, version_of};
 use tenant_common::rollout::setup;
-use tenant_common::*;
 
 const V1: &str = "CREATE TABLE items (id int PRIMARY KEY);\n";
 const V2: &str = "ALTER TABLE items ADD COLUMN name text;\n";
@@ -31,16 +30,9 @@ fn outcome(tenants: &[Tenant], name: &str) -> Option<JobOutcome> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_end_frees_its_slot_before_its_tenant_records_it() {
     let s = setup().await;
-    s.config_map("app-migrations", &[("V1__items.sql", V1)])
-        .await;
-    per_tenant(
-        &s.client,
-        &s.ns,
-        "app",
-        json!({"server": s.server, "migrations": {
-            "configMaps": ["app-migrations"],
-            "rollout": {"maxParallel": 1, "maxFailures": 0},
-        }}),
+    s.service(
+        &[("V1__items.sql", V1)],
+        json!({"maxParallel": 1, "maxFailures": 0}),
     )
     .await;
     for n in ["t-0", "t-1"] {

@@ -13,16 +13,21 @@ use controller_common::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::json;
-use support::kube::{TestCluster, eventually};
-use support::postgres::server as pg;
+use support::kube::eventually;
 use tenant_common::fleet::all_at;
-use tenant_common::rollout::setup_with;
+use tenant_common::rollout::{Setup, setup_with};
 use tenant_common::*;
 
 const V1: &str = "CREATE TABLE items (id int PRIMARY KEY);\n";
 
-/// A resync long enough that every pass of a test may reuse the last check.
-const LONG_RESYNC: Duration = Duration::from_secs(300);
+/// The rig with a resync long enough that every pass of a test may reuse the last check.
+async fn long_resync() -> Setup {
+    setup_with(|c| servicedb::controller::Config {
+        resync: Duration::from_secs(300),
+        ..c
+    })
+    .await
+}
 
 /// Locks "a reused check never hides a Secret deleted by hand": with a resync of 5 minutes,
 /// so that every pass of the test falls in the window where the last check may be reused,
@@ -30,30 +35,22 @@ const LONG_RESYNC: Duration = Duration::from_secs(300);
 /// the resync), with a password that logs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_tenant_secret_comes_back_before_the_resync() {
-    let cluster = TestCluster::start().await;
-    let ns = cluster.namespace().to_string();
-    let client = cluster.client();
-    admin_secret(&client, &ns, "pg-admin", pg().admin_password()).await;
-    let server = database_server(&cluster, &ns, "pg-admin").await;
-    let config = servicedb::controller::Config {
-        resync: LONG_RESYNC,
-        ..fast_config(&ns)
-    };
-    let _controller = start(cluster.client(), config);
-    per_tenant(&client, &ns, "app", json!({"server": server})).await;
-    tenant(&client, &ns, "gym", json!({"services": ["app"]})).await;
-    wait_tenant_ready(&client, &ns, "gym").await;
-    let before = secret_data(&client, &ns, "app-db-gym")
+    let s = long_resync().await;
+    let (client, ns) = (&s.client, &s.ns);
+    per_tenant(client, ns, "app", json!({"server": s.server})).await;
+    s.tenant("gym", false).await;
+    wait_tenant_ready(client, ns, "gym").await;
+    let before = secret_data(client, ns, "app-db-gym")
         .await
         .expect("the app Secret");
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     secrets
         .delete("app-db-gym", &Default::default())
         .await
         .expect("deleting the app Secret");
     let after = eventually("the app Secret written again", || async {
-        secret_data(&client, &ns, "app-db-gym").await
+        secret_data(client, ns, "app-db-gym").await
     })
     .await;
     // The Secret is written before the role gets its password: a moment apart.
@@ -65,7 +62,7 @@ async fn a_deleted_tenant_secret_comes_back_before_the_resync() {
         before["password"], after["password"],
         "a new password: the deleted one may have leaked with the Secret"
     );
-    wait_tenant_ready(&client, &ns, "gym").await;
+    wait_tenant_ready(client, ns, "gym").await;
 }
 
 /// Locks "the pass after a migration Job checks in full": a service that gains migrations
@@ -75,11 +72,7 @@ async fn a_deleted_tenant_secret_comes_back_before_the_resync() {
 /// seconds old.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pass_after_a_migration_checks_what_it_created() {
-    let s = setup_with(|c| servicedb::controller::Config {
-        resync: LONG_RESYNC,
-        ..c
-    })
-    .await;
+    let s = long_resync().await;
     per_tenant(&s.client, &s.ns, "app", json!({"server": s.server})).await;
     s.tenant("gym", false).await;
     wait_tenant_ready(&s.client, &s.ns, "gym").await;
@@ -95,15 +88,7 @@ async fn the_pass_after_a_migration_checks_what_it_created() {
         .expect("annotating the Tenant");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    s.config_map("app-migrations", &[("V1__items.sql", V1)])
-        .await;
-    per_tenant(
-        &s.client,
-        &s.ns,
-        "app",
-        json!({"server": s.server, "migrations": {"configMaps": ["app-migrations"]}}),
-    )
-    .await;
+    s.service(&[("V1__items.sql", V1)], json!({})).await;
     s.play_until("gym at V1", |_| {}, |t, _| all_at(t, "1"))
         .await;
 

@@ -80,6 +80,22 @@ impl Setup {
         .await;
     }
 
+    /// The PerTenant service `app`: its ConfigMap `app-migrations` with `files`, and
+    /// `rollout` as its spec.migrations.rollout.
+    pub async fn service(&self, files: &[(&str, &str)], rollout: serde_json::Value) {
+        self.config_map("app-migrations", files).await;
+        super::per_tenant(
+            &self.client,
+            &self.ns,
+            "app",
+            json!({"server": self.server, "migrations": {
+                "configMaps": ["app-migrations"],
+                "rollout": rollout,
+            }}),
+        )
+        .await;
+    }
+
     pub async fn tenant(&self, name: &str, canary: bool) {
         let api: Api<Tenant> = Api::namespaced(self.client.clone(), &self.ns);
         let labels = if canary {
@@ -99,18 +115,17 @@ impl Setup {
         .await;
     }
 
-    /// Unfinished tenant Jobs of `app`, as (tenant, Job name).
-    pub async fn pending(&self) -> Vec<(String, String)> {
+    /// Unfinished Jobs of `app` (its tenants' and its batch Jobs).
+    pub async fn pending_jobs(&self) -> Vec<Job> {
         self.runner
             .pending(Some(&self.ns), Some("servicedb.io/service-database=app"))
             .await
             .expect("listing Jobs")
-            .into_iter()
-            .map(|j| {
-                let tenant = j.labels().get("servicedb.io/tenant").cloned();
-                (tenant.unwrap_or_default(), j.name_any())
-            })
-            .collect()
+    }
+
+    /// Unfinished tenant Jobs of `app`, as (tenant, Job name).
+    pub async fn pending(&self) -> Vec<(String, String)> {
+        pairs(&self.pending_jobs().await)
     }
 
     /// Every Job of `app`'s tenants, per tenant.
@@ -137,11 +152,22 @@ impl Setup {
     }
 
     /// Plays Jobs as they appear until `done`: each round lets the controllers settle,
-    /// lists the unfinished Jobs, calls `seen` with them, runs them.
+    /// lists the unfinished Jobs, calls `seen` with them (as tenant and Job name), runs them.
     pub async fn play_until(
         &self,
         what: &str,
         mut seen: impl FnMut(&[(String, String)]),
+        done: impl Fn(&[Tenant], &ServiceDatabase) -> bool,
+    ) {
+        self.play_jobs_until(what, |jobs| seen(&pairs(jobs)), done)
+            .await
+    }
+
+    /// [`Setup::play_until`], `seen` getting the Jobs themselves.
+    pub async fn play_jobs_until(
+        &self,
+        what: &str,
+        mut seen: impl FnMut(&[Job]),
         done: impl Fn(&[Tenant], &ServiceDatabase) -> bool,
     ) {
         let deadline = std::time::Instant::now() + Duration::from_secs(240);
@@ -151,10 +177,10 @@ impl Setup {
             }
             assert!(std::time::Instant::now() < deadline, "timed out: {what}");
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            let pending = self.pending().await;
+            let pending = self.pending_jobs().await;
             seen(&pending);
-            for (_, job) in &pending {
-                self.run(job).await;
+            for job in &pending {
+                self.run(&job.name_any()).await;
             }
         }
     }
@@ -202,4 +228,14 @@ impl Setup {
             .await
             .expect("annotating the ServiceDatabase");
     }
+}
+
+/// Jobs as (tenant, Job name); a batch Job has no tenant.
+fn pairs(jobs: &[Job]) -> Vec<(String, String)> {
+    jobs.iter()
+        .map(|j| {
+            let tenant = j.labels().get("servicedb.io/tenant").cloned();
+            (tenant.unwrap_or_default(), j.name_any())
+        })
+        .collect()
 }
