@@ -20,6 +20,7 @@ pub mod cache;
 pub mod decide;
 pub mod fanout;
 pub mod fleet;
+pub mod watch;
 pub mod write;
 
 pub use decide::{
@@ -27,7 +28,5 @@ pub use decide::{
     decide,
 };
 pub use fleet::{summarize, tenant_migrations};
-pub use write::{
-    Fleet, FleetState, ROLLOUT_PAUSED, assess, fleet_trigger, newly_paused, services_of,
-    write_fleet_status,
-};
+pub use watch::{fleet_trigger, services_of};
+pub use write::{Fleet, FleetState, ROLLOUT_PAUSED, assess, newly_paused, write_fleet_status};

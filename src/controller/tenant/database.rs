@@ -186,9 +186,10 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         ..target
     };
     let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
+    // No schema recorded and no Job in it are the same: no Job moved.
     let last_job = |r: Option<&MigrationRecord>| {
         r.and_then(|r| r.schema.as_ref())
-            .map(|s| (s.last_job.clone(), s.last_job_outcome))
+            .map_or((None, None), |s| (s.last_job.clone(), s.last_job_outcome))
     };
     let before = known.and_then(MigrationRecord::of);
     let job_moved = last_job(before.as_ref()) != last_job(Some(&m.record));
