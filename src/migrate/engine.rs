@@ -13,7 +13,7 @@ use super::history::{
 use super::lock;
 use super::placeholders::{Builtins, PlaceholderError, Placeholders};
 use super::plan::{Options, Plan, Problem, plan};
-use super::source::{Kind, MigrationFile, SourceError, scan};
+use super::source::{MigrationFile, SourceError, scan};
 use super::sql_split::{first_non_transactional, mixed_transactionality};
 use super::version::Version;
 use crate::pg::{ConnectError, ConnectOptions, quote_ident};
@@ -245,28 +245,8 @@ impl Engine {
         rows: Vec<AppliedRow>,
         table_exists: bool,
     ) -> Result<Engine, MigrateError> {
-        let builtins = Builtins {
-            default_schema: settings.history.schema.clone(),
-            user: session.user,
-            database: session.database,
-            table: settings.history.table.clone(),
-            timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                .to_string()
-                .replace('T', " ")
-                .trim_end_matches('Z')
-                .to_string(),
-        };
-        let mut checksums = Vec::with_capacity(files.len());
-        for f in &files {
-            checksums.push(match f.kind {
-                Kind::Versioned(_) => f.checksum,
-                Kind::Repeatable => super::checksum::checksum(
-                    &settings
-                        .placeholders
-                        .substitute(&f.sql, &f.script, &builtins)?,
-                ),
-            });
-        }
+        let builtins = super::effective::builtins(&settings, session.user, session.database);
+        let checksums = super::effective::checksums(&settings, &files, &builtins)?;
         let state = State {
             files,
             checksums,
@@ -299,6 +279,16 @@ impl Engine {
 
     pub fn history(&self) -> &[AppliedRow] {
         &self.state.history
+    }
+
+    /// The history as read, with who read it: enough to plan other files against it later
+    /// ([`super::effective::plan_read`]).
+    pub fn read_rows(&self) -> super::effective::ReadRows {
+        super::effective::ReadRows {
+            user: self.state.builtins.user.clone(),
+            database: self.state.builtins.database.clone(),
+            rows: self.state.history.clone(),
+        }
     }
 
     /// The states of all migrations, as `info` shows them.

@@ -53,6 +53,14 @@ pub struct NewRow<'a> {
 }
 
 impl HistoryTable {
+    /// Where Flyway keeps a schema's history by default, and where the controller reads it.
+    pub fn schema_history() -> HistoryTable {
+        HistoryTable {
+            schema: "public".to_string(),
+            table: "flyway_schema_history".to_string(),
+        }
+    }
+
     /// Flyway's display name of the table, which is also the input of its advisory lock key.
     pub fn qualified(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))

@@ -1,6 +1,7 @@
 //! The Flyway-compatible migration engine.
 pub mod batch_report;
 pub mod checksum;
+pub mod effective;
 pub mod engine;
 pub mod history;
 pub mod lock;
