@@ -5,7 +5,9 @@ mod support;
 
 use servicedb::password::Password;
 use servicedb::pg::{Ident, describe_pg};
-use servicedb::provision::execute::{ProvisionError, delete, reconcile, reconcile_inside};
+use servicedb::provision::execute::{
+    HistoryWanted, ProvisionError, delete, reconcile, reconcile_inside,
+};
 use servicedb::provision::{Access, RolePurpose};
 use support::postgres::server as pg;
 use support::provision::{
@@ -316,7 +318,7 @@ mod reclaim {
             &unique("keep").replace('_', "-"),
             ReclaimPolicy::Retain,
         );
-        let first = reconcile_unit(&server, &store, &resource, None, &[])
+        let first = reconcile_unit(&server, &store, &resource, None, &[], HistoryWanted::No)
             .await
             .unwrap();
         let db = first.layout.database.clone();
@@ -332,7 +334,7 @@ mod reclaim {
                 .await
                 .is_ok()
         );
-        let again = reconcile_unit(&server, &store, &resource, None, &[])
+        let again = reconcile_unit(&server, &store, &resource, None, &[], HistoryWanted::No)
             .await
             .unwrap();
         assert!(
@@ -353,7 +355,7 @@ mod reclaim {
             &unique("drop").replace('_', "-"),
             ReclaimPolicy::Delete,
         );
-        let first = reconcile_unit(&server, &store, &resource, None, &[])
+        let first = reconcile_unit(&server, &store, &resource, None, &[], HistoryWanted::No)
             .await
             .unwrap();
         let db = first.layout.database.clone();

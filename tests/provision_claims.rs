@@ -5,7 +5,7 @@ mod support;
 
 use servicedb::api::{ReclaimPolicy, ServiceDatabase, Tenancy};
 use servicedb::provision::Conflict;
-use servicedb::provision::execute::{ProvisionError, delete, reconcile};
+use servicedb::provision::execute::{HistoryWanted, ProvisionError, delete, reconcile};
 use servicedb::provision::plan::DatabaseFate;
 use servicedb::provision::server::Server;
 use servicedb::service::reconcile::{Cleanup, UnitError, cleanup_unit, reconcile_unit};
@@ -41,11 +41,11 @@ async fn tenant_databases_of_two_services_never_share_a_database() {
         per_tenant(&ns, "b", &shared_name),
     );
     let store_a = Memory::default();
-    let first = reconcile_unit(&server, &store_a, &a, Some("t1"), &[])
+    let first = reconcile_unit(&server, &store_a, &a, Some("t1"), &[], HistoryWanted::No)
         .await
         .unwrap();
     let store_b = Memory::default();
-    let failed = reconcile_unit(&server, &store_b, &b, Some("t1"), &[])
+    let failed = reconcile_unit(&server, &store_b, &b, Some("t1"), &[], HistoryWanted::No)
         .await
         .unwrap_err();
     let c = conflict(&failed.error);
@@ -77,13 +77,20 @@ async fn a_conflict_writes_no_secret_and_a_rename_then_just_works() {
     let name = unique("taken");
     let mut owner = sdb("team-a", "orders", ReclaimPolicy::Retain);
     owner.spec.database_name = Some(name.clone());
-    reconcile_unit(&server, &Memory::default(), &owner, None, &[])
-        .await
-        .unwrap();
+    reconcile_unit(
+        &server,
+        &Memory::default(),
+        &owner,
+        None,
+        &[],
+        HistoryWanted::No,
+    )
+    .await
+    .unwrap();
     let mut other = sdb("team-b", "orders", ReclaimPolicy::Retain);
     other.spec.database_name = Some(name.clone());
     let store = Memory::default();
-    let failed = reconcile_unit(&server, &store, &other, None, &[])
+    let failed = reconcile_unit(&server, &store, &other, None, &[], HistoryWanted::No)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -92,7 +99,7 @@ async fn a_conflict_writes_no_secret_and_a_rename_then_just_works() {
     ));
     assert!(store.names().is_empty(), "{:?}", store.names());
     other.spec.database_name = Some(format!("{name}_b"));
-    let fixed = reconcile_unit(&server, &store, &other, None, &[])
+    let fixed = reconcile_unit(&server, &store, &other, None, &[], HistoryWanted::No)
         .await
         .unwrap();
     assert_eq!(fixed.done.secrets_written.len(), 2);
@@ -174,9 +181,16 @@ async fn cleanup_of_a_replaced_database_says_it_was_left_alone() {
     let server = connect_server().await;
     let mut resource = sdb("shop", "orders", ReclaimPolicy::Delete);
     resource.spec.database_name = Some(unique("gone"));
-    let unit = reconcile_unit(&server, &Memory::default(), &resource, None, &[])
-        .await
-        .unwrap();
+    let unit = reconcile_unit(
+        &server,
+        &Memory::default(),
+        &resource,
+        None,
+        &[],
+        HistoryWanted::No,
+    )
+    .await
+    .unwrap();
     let db = unit.layout.database.clone();
     let su = pg().superuser_client("postgres").await;
     for statement in [
@@ -232,9 +246,16 @@ async fn a_tenant_database_follows_the_policy_it_is_given() {
     let ns = unique("rp").replace('_', "-");
     let mut service = per_tenant(&ns, "app", &unique("rp"));
     service.spec.reclaim_policy = ReclaimPolicy::Retain;
-    let unit = reconcile_unit(&server, &Memory::default(), &service, Some("gym"), &[])
-        .await
-        .unwrap();
+    let unit = reconcile_unit(
+        &server,
+        &Memory::default(),
+        &service,
+        Some("gym"),
+        &[],
+        HistoryWanted::No,
+    )
+    .await
+    .unwrap();
     // The service says Retain; the Tenant says Delete.
     let cleanup = cleanup_unit(&server, &service, Some("gym"), ReclaimPolicy::Delete)
         .await
@@ -259,8 +280,8 @@ async fn the_loser_of_a_race_writes_no_secret() {
         b.spec.database_name = Some(name.clone());
         let (store_a, store_b) = (Memory::default(), Memory::default());
         let (ra, rb) = futures::join!(
-            reconcile_unit(&server, &store_a, &a, None, &[]),
-            reconcile_unit(&server, &store_b, &b, None, &[])
+            reconcile_unit(&server, &store_a, &a, None, &[], HistoryWanted::No),
+            reconcile_unit(&server, &store_b, &b, None, &[], HistoryWanted::No)
         );
         assert!(ra.is_ok() != rb.is_ok(), "exactly one wins");
         let loser = if ra.is_ok() { &store_b } else { &store_a };

@@ -6,6 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use servicedb::api::ReclaimPolicy;
+use servicedb::provision::execute::HistoryWanted;
 use servicedb::provision::server::Server;
 use servicedb::service::reconcile::reconcile_unit;
 use support::postgres::{TestServer, private_server};
@@ -57,7 +58,7 @@ async fn a_no_change_pass_sends_two_statements_per_database() {
     let mut resource = sdb("shop", "orders", ReclaimPolicy::Retain);
     resource.spec.schemas = vec!["orders".into()];
     resource.spec.extensions = vec!["pgcrypto".into()];
-    let first = reconcile_unit(&server, &store, &resource, None, &[])
+    let first = reconcile_unit(&server, &store, &resource, None, &[], HistoryWanted::No)
         .await
         .unwrap();
     assert!(first.done.outcome.changed());
@@ -65,7 +66,7 @@ async fn a_no_change_pass_sends_two_statements_per_database() {
 
     // The pools are warm after the first pass, as in a resync; the log is quiet before we look.
     let start = pg.log_len();
-    let again = reconcile_unit(&server, &store, &resource, None, &[])
+    let again = reconcile_unit(&server, &store, &resource, None, &[], HistoryWanted::No)
         .await
         .unwrap();
     assert!(
@@ -141,5 +142,86 @@ async fn a_history_read_after_seeing_the_table_is_one_statement() {
         statements.values().sum::<usize>(),
         1,
         "identity and history in one: {statements:?}"
+    );
+}
+
+/// The controller's pass over a tenant database it migrates reads the history on the
+/// owner's probe session (`HistoryWanted::Yes`): no login more than a pass that does not,
+/// one statement more, and rows that plan exactly as a session of the owner's own plans
+/// them (a repeatable whose checksum names `${flyway:user}` included).
+#[tokio::test]
+async fn the_owners_probe_session_reads_the_history_without_a_login_of_its_own() {
+    use servicedb::migrate::effective::plan_read;
+    use servicedb::migrate::engine::{Engine, Quiet};
+    use servicedb::migrate::placeholders::Placeholders;
+
+    let pg = private_server();
+    log_connections(&pg).await;
+    let server = Server::connect(spec_on(&pg, INSTALLATION)).await.unwrap();
+    let store = Memory::default();
+    let resource = sdb("shop", "orders", ReclaimPolicy::Retain);
+    let first = reconcile_unit(&server, &store, &resource, None, &[], HistoryWanted::No)
+        .await
+        .unwrap();
+    let roles = first.desired.roles().count();
+    let database = first.desired.database.as_str().to_string();
+    let owner = first.desired.owner.clone();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("V1__t.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    std::fs::write(
+        dir.path().join("R__v.sql"),
+        "-- by ${flyway:user}\nCREATE OR REPLACE VIEW v AS SELECT 1 AS one;\n",
+    )
+    .unwrap();
+    let scan = || servicedb::migrate::source::scan(&[dir.path().to_path_buf()]).unwrap();
+    let settings = support::migrate::flyway_settings(Placeholders::new(&[]).unwrap());
+    let as_owner = || async {
+        let url = format!(
+            "postgresql://{}:{}@{}:{}/{database}?sslmode=disable",
+            owner.name.as_str(),
+            owner.password.expose(),
+            pg.host(),
+            pg.port()
+        );
+        let s = scan();
+        let client = servicedb::pg::ConnectOptions::from_url(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Engine::with_client(client, settings.clone(), s.files, s.warnings)
+            .await
+            .unwrap()
+    };
+    as_owner().await.apply(&mut Quiet).await.unwrap();
+
+    let pass = |history| reconcile_unit(&server, &store, &resource, None, &[], history);
+    // What the migration created inside may want a change (grants on its objects); settled.
+    pass(HistoryWanted::No).await.unwrap();
+    let start = pg.log_len();
+    let without = pass(HistoryWanted::No).await.unwrap();
+    assert!(without.done.outcome.history.is_none());
+    let (plain_statements, plain_logins) = tally(&pg.log_since(start));
+    let start = pg.log_len();
+    let with = pass(HistoryWanted::Yes).await.unwrap();
+    let (statements, logins) = tally(&pg.log_since(start));
+    assert_eq!(logins.values().sum::<usize>(), roles, "{logins:?}");
+    assert_eq!(logins, plain_logins, "the same logins");
+    assert_eq!(
+        statements.values().sum::<usize>(),
+        plain_statements.values().sum::<usize>() + 1,
+        "one statement more: {statements:?} against {plain_statements:?}"
+    );
+
+    let rows = with.done.outcome.history.expect("rows read on the probe");
+    assert_eq!(rows.user, owner.name.as_str());
+    assert_eq!(rows.rows.len(), 2, "{rows:?}");
+    let planned = plan_read(&settings, &scan().files, &rows).unwrap();
+    let expected = as_owner().await.info();
+    assert_eq!(planned.entries, expected.entries);
+    assert!(
+        planned.pending.is_empty() && planned.problems.is_empty(),
+        "{planned:?}"
     );
 }

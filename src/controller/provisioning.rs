@@ -7,13 +7,16 @@
 use super::service_database::secrets::KubeSecrets;
 use crate::api::ServiceDatabase;
 use crate::api::conditions::reasons;
+use crate::migrate::effective::ReadRows;
 use crate::pg::ErrorClass;
 use crate::provision::catalog;
-use crate::provision::execute::ProvisionError;
+use crate::provision::execute::{HistoryWanted, ProvisionError};
 use crate::provision::server::{Server, ServerError, ServerSpec};
 use crate::service::Layout;
 use crate::service::credentials::CredentialError;
-use crate::service::reconcile::{Cleanup, Deletion, UnitError, cleanup_unit, reconcile_unit};
+use crate::service::reconcile::{
+    Cleanup, Deletion, UnitError, UnitResult, cleanup_unit, reconcile_unit,
+};
 
 /// What provisioning did.
 #[derive(Debug)]
@@ -24,6 +27,8 @@ pub struct Provisioned {
     pub secrets_written: Vec<String>,
     /// The pass saw the migration history table in the database (see `Outcome`).
     pub history_seen: bool,
+    /// Its rows, when asked for and read on the owner's probe session.
+    pub history: Option<ReadRows>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +56,8 @@ pub async fn apply(
     sdb: &ServiceDatabase,
     rotate: &[String],
 ) -> Result<Provisioned, Failure> {
-    match reconcile_unit(server, secrets, sdb, None, rotate).await {
-        Ok(unit) => Ok(Provisioned {
-            layout: unit.layout,
-            statements: unit.done.outcome.executed(),
-            secrets_written: unit.done.secrets_written,
-            history_seen: unit.done.outcome.history_seen,
-        }),
+    match reconcile_unit(server, secrets, sdb, None, rotate, HistoryWanted::No).await {
+        Ok(unit) => Ok(provisioned(unit)),
         // What was done before the failure is done; the next reconcile finishes the job.
         Err(failed) => Err(sort(failed.error, secrets.foreign())),
     }
@@ -84,22 +84,29 @@ pub async fn cleanup(server: &Server, sdb: &ServiceDatabase) -> Result<Reclaimed
 
 /// Claim check, then Secrets, database and roles, for one tenant's database of a PerTenant
 /// ServiceDatabase (the Secrets are owned by whatever `secrets` was made with: the Tenant).
-/// The roles in `rotate` get new passwords.
+/// The roles in `rotate` get new passwords; `history` asks for the schema history too.
 pub async fn apply_tenant(
     server: &Server,
     secrets: &KubeSecrets,
     sdb: &ServiceDatabase,
     tenant: &str,
     rotate: &[String],
+    history: HistoryWanted,
 ) -> Result<Provisioned, Failure> {
-    match reconcile_unit(server, secrets, sdb, Some(tenant), rotate).await {
-        Ok(unit) => Ok(Provisioned {
-            layout: unit.layout,
-            statements: unit.done.outcome.executed(),
-            secrets_written: unit.done.secrets_written,
-            history_seen: unit.done.outcome.history_seen,
-        }),
+    match reconcile_unit(server, secrets, sdb, Some(tenant), rotate, history).await {
+        Ok(unit) => Ok(provisioned(unit)),
         Err(failed) => Err(sort(failed.error, secrets.foreign())),
+    }
+}
+
+fn provisioned(unit: UnitResult) -> Provisioned {
+    let outcome = unit.done.outcome;
+    Provisioned {
+        layout: unit.layout,
+        statements: outcome.executed(),
+        secrets_written: unit.done.secrets_written,
+        history_seen: outcome.history_seen,
+        history: outcome.history,
     }
 }
 

@@ -12,6 +12,7 @@ use super::{DevError, DevProgress, Row};
 use crate::api::{ReclaimPolicy, ServiceDatabase};
 use crate::migrate::engine::Progress;
 use crate::migrate::version::Version;
+use crate::provision::execute::HistoryWanted;
 use crate::provision::execute::{Outcome, reconcile_inside};
 use crate::service::migrations::{SEED_HISTORY_TABLE, apply_as_owner, files_from_config_maps};
 use crate::service::reconcile::reconcile_unit;
@@ -103,7 +104,7 @@ pub async fn up_one(
         .transpose()
         .map_err(|e| resource_error(format!("spec.migrations.targetVersion: {e}")))?;
 
-    let unit = match reconcile_unit(server, store, sdb, tenant, &[]).await {
+    let unit = match reconcile_unit(server, store, sdb, tenant, &[], HistoryWanted::No).await {
         Ok(unit) => unit,
         Err(failed) => {
             tally.statements += failed.done.outcome.actions.len();

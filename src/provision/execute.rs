@@ -13,6 +13,8 @@ use super::plan::{
 };
 use super::probe::probe_logins;
 use super::server::{DatabaseConnection, Server, ServerError};
+use crate::migrate::effective::ReadRows;
+use crate::migrate::history::HistoryTable;
 use crate::pg::{ErrorClass, classify, describe_pg};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,19 @@ pub struct Outcome {
     /// The pass looked inside the database and saw Flyway's history table there
     /// (`public.flyway_schema_history`): a reader of the history can skip asking.
     pub history_seen: bool,
+    /// That history's rows, read on the owner's probe session when the caller asked
+    /// ([`HistoryWanted::Yes`]) and the owner's login was probed.
+    pub history: Option<ReadRows>,
+}
+
+/// Whether a pass also reads the schema history (`public.flyway_schema_history`) on the
+/// owner's probe session, for a caller that plans migrations next: one login fewer than a
+/// session of its own. The rows are as of the look inside the database, so a caller must
+/// have listed its migration Jobs before the pass (a Job seen ended has then committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryWanted {
+    No,
+    Yes,
 }
 
 impl Outcome {
@@ -137,7 +152,7 @@ pub async fn reconcile(
 ) -> Result<Outcome, ProvisionError> {
     let mut outcome = Outcome::default();
     let observed = observe(server, desired).await?;
-    reconcile_observed(server, desired, observed, &mut outcome).await?;
+    reconcile_observed(server, desired, observed, HistoryWanted::No, &mut outcome).await?;
     Ok(outcome)
 }
 
@@ -149,6 +164,7 @@ pub async fn reconcile_observed(
     server: &Server,
     desired: &DesiredDatabase,
     mut observed: ObservedServer,
+    history: HistoryWanted,
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
     // Whether each role still has its Secret's password is seen by logging in as it; the
@@ -168,7 +184,8 @@ pub async fn reconcile_observed(
     if plan.actions.iter().any(Action::changes_database_acl) {
         confirm_database_acl(server, desired).await?;
     }
-    reconcile_inside_with(server, desired, probes.owner, outcome).await
+    let owner = probes.owner.map(|c| (c, history));
+    reconcile_inside_with(server, desired, owner, outcome).await
 }
 
 /// Reads the database's privileges back after changing them: a REVOKE that PostgreSQL
@@ -205,20 +222,26 @@ pub async fn reconcile_inside(
     reconcile_inside_with(server, desired, None, outcome).await
 }
 
-/// Looks inside on `looker` (the owner's probe session) when there is one, and opens an
-/// admin session only when something must change.
+/// Looks inside on the owner's probe session when there is one (reading the history there
+/// too when wanted), and opens an admin session only when something must change.
 async fn reconcile_inside_with(
     server: &Server,
     desired: &DesiredDatabase,
-    looker: Option<DatabaseConnection>,
+    owner: Option<(DatabaseConnection, HistoryWanted)>,
     outcome: &mut Outcome,
 ) -> Result<(), ProvisionError> {
-    let looker = match looker {
-        Some(c) => c,
-        None => server.connect_to(desired.database.as_str()).await?,
+    let (looker, history) = match owner {
+        Some((c, history)) => (c, history),
+        None => (
+            server.connect_to(desired.database.as_str()).await?,
+            HistoryWanted::No,
+        ),
     };
     let observed = observe_database(&looker, desired, server.admin_user()).await?;
     outcome.history_seen = observed.history_tables.contains(super::HISTORY_TABLES[0]);
+    if history == HistoryWanted::Yes {
+        outcome.history = owners_history(&looker, desired, outcome.history_seen).await;
+    }
     let actions = plan_database(desired, &observed);
     drop(looker);
     if !actions.is_empty() {
@@ -235,6 +258,32 @@ async fn reconcile_inside_with(
             items,
         })
     }
+}
+
+/// The schema history as the owner sees it, on its probe session (who the session is needs
+/// no statement: the owner in this database). A failed read is left to the caller's own.
+async fn owners_history(
+    owner: &DatabaseConnection,
+    desired: &DesiredDatabase,
+    table_seen: bool,
+) -> Option<ReadRows> {
+    let rows = if table_seen {
+        match HistoryTable::schema_history().all_rows(&**owner).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(database = %desired.database, error = %e,
+                    "reading the history on the owner's probe session");
+                return None;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    Some(ReadRows {
+        user: desired.owner.name.as_str().to_string(),
+        database: desired.database.as_str().to_string(),
+        rows,
+    })
 }
 
 /// `reclaimPolicy: Delete`: drops what this resource created, ending live sessions first.

@@ -9,7 +9,7 @@ use crate::api::ServiceDatabase;
 use crate::password::Password;
 use crate::pg::{Ident, IdentError};
 use crate::provision::execute::{
-    Outcome, ProvisionError, claim_first, delete_into, observe, reconcile_observed,
+    HistoryWanted, Outcome, ProvisionError, claim_first, delete_into, observe, reconcile_observed,
 };
 use crate::provision::plan::{DatabaseFate, check_claims};
 use crate::provision::server::{Environment, Server};
@@ -107,6 +107,7 @@ pub async fn reconcile_unit<S: SecretStore>(
     sdb: &ServiceDatabase,
     tenant: Option<&str>,
     rotate: &[String],
+    history: HistoryWanted,
 ) -> Result<UnitResult, UnitFailure> {
     check_seed(sdb, server)?;
     let layout = Layout::new(sdb, tenant);
@@ -166,7 +167,8 @@ pub async fn reconcile_unit<S: SecretStore>(
         done.secrets_written.push(name.clone());
     }
     let desired = desired_database(&layout, &credentials.passwords, &server.spec.installation)?;
-    if let Err(e) = reconcile_observed(server, &desired, observed, &mut done.outcome).await {
+    if let Err(e) = reconcile_observed(server, &desired, observed, history, &mut done.outcome).await
+    {
         return Err(UnitFailure {
             error: e.into(),
             done,

@@ -20,6 +20,7 @@ pub mod decide;
 pub mod failure;
 pub mod inputs;
 pub mod job;
+pub mod listed;
 pub mod observe;
 pub mod step;
 
@@ -28,8 +29,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use crate::api::MigrationsSpec;
 
 pub use step::{
-    Admit, Announcement, BatchOf, Gates, MigrationError, Outcome, WAITING_FOR_ROLLOUT, reconcile,
-    reconcile_admitted,
+    Admit, Announcement, BatchOf, Gates, MigrationError, Outcome, Prior, Seen, WAITING_FOR_ROLLOUT,
+    reconcile, reconcile_admitted,
 };
 
 /// One database whose schema a migration Job moves.

@@ -12,10 +12,11 @@ use kube::api::{Api, ListParams};
 use super::MigrationTarget;
 use super::decide::History;
 use crate::api::{JobOutcome, SchemaStatus};
+use crate::migrate::effective::{ReadRows, plan_read};
 use crate::migrate::engine::{Engine, MigrateError, Settings};
 use crate::migrate::history::HistoryTable;
 use crate::migrate::placeholders::Placeholders;
-use crate::migrate::plan::Options;
+use crate::migrate::plan::{Options, Plan};
 use crate::migrate::source::Scan;
 use crate::migrate::version::Version;
 use crate::provision::server::Server;
@@ -192,44 +193,67 @@ pub struct HistoryRead {
 }
 
 /// Reads the history as the owner (within the server's connection bound) and plans the
-/// files against it, with the settings `servicedb migrate apply` uses.
+/// files against it, with the settings `servicedb migrate apply` uses; also returns the
+/// rows, for a later plan against other files.
 pub async fn history(
     server: &Server,
     migration: &MigrationTarget,
     (user, password): (&str, &str),
     files: Scan,
     target: Option<Version>,
-) -> Result<HistoryRead, MigrateError> {
+) -> Result<(HistoryRead, ReadRows), MigrateError> {
     let (client, _slot) = server
         .session_as(&migration.database, user, password)
         .await?;
-    let latest = files
+    let latest = latest(&files);
+    let has_target = target.is_some();
+    let settings = settings(target)?;
+    let engine = if migration.history_seen {
+        Engine::with_table_seen(client, settings, files.files, files.warnings).await?
+    } else {
+        Engine::with_client(client, settings, files.files, files.warnings).await?
+    };
+    let read = history_read(&engine.info(), has_target, latest);
+    Ok((read, engine.read_rows()))
+}
+
+/// [`history`] against rows already read (on the owner's probe session, or by an earlier
+/// pass no migration Job has run since). Pure.
+pub fn history_of(
+    rows: &ReadRows,
+    files: Scan,
+    target: Option<Version>,
+) -> Result<HistoryRead, MigrateError> {
+    let latest = latest(&files);
+    let has_target = target.is_some();
+    let plan = plan_read(&settings(target)?, &files.files, rows)?;
+    Ok(history_read(&plan, has_target, latest))
+}
+
+fn latest(files: &Scan) -> Option<String> {
+    files
         .files
         .iter()
         .filter_map(|f| f.version())
         .max()
-        .map(Version::to_string);
-    let has_target = target.is_some();
-    let settings = Settings {
+        .map(Version::to_string)
+}
+
+fn settings(target: Option<Version>) -> Result<Settings, MigrateError> {
+    Ok(Settings {
         dirs: Vec::new(),
-        history: HistoryTable {
-            schema: "public".to_string(),
-            table: "flyway_schema_history".to_string(),
-        },
+        history: HistoryTable::schema_history(),
         options: Options {
             target,
             out_of_order: false,
         },
         placeholders: Placeholders::new(&[])?,
         allow_non_empty_schema: false,
-    };
-    let engine = if migration.history_seen {
-        Engine::with_table_seen(client, settings, files.files, files.warnings).await?
-    } else {
-        Engine::with_client(client, settings, files.files, files.warnings).await?
-    };
-    let plan = engine.info();
-    Ok(HistoryRead {
+    })
+}
+
+fn history_read(plan: &Plan, has_target: bool, latest: Option<String>) -> HistoryRead {
+    HistoryRead {
         history: History {
             applied_version: plan.current.as_ref().map(Version::to_string),
             pending: plan.pending.len(),
@@ -237,7 +261,7 @@ pub async fn history(
         problems: plan.problems.iter().map(|p| p.to_string()).collect(),
         target_known: !has_target || plan.target_known,
         latest,
-    })
+    }
 }
 
 #[cfg(test)]

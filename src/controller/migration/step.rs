@@ -5,15 +5,19 @@
 //! from the status).
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, PostParams};
+use std::collections::BTreeSet;
+
+use kube::api::{Api, PostParams};
 
 use super::MigrationTarget;
 use super::decide::{Decision, JobState, News, Next, Observed, decide};
 use super::inputs::{Inputs, fleet_hash, job_name};
+use super::listed::ListedJobs;
 use super::{batch_job, failure, job, observe};
 use crate::api::conditions::reasons;
 use crate::api::{JobOutcome, RETRY_ANNOTATION, SchemaStatus};
 use crate::controller::status_patch::FIELD_MANAGER;
+use crate::migrate::effective::ReadRows;
 use crate::migrate::engine::MigrateError;
 use crate::migrate::version::Version;
 use crate::provision::server::Server;
@@ -124,7 +128,6 @@ pub async fn reconcile(
     previous: Option<&SchemaStatus>,
     default_image: &str,
 ) -> Result<(Outcome, Option<Announcement>), MigrationError> {
-    let mut fleet = None;
     reconcile_admitted(
         client,
         server,
@@ -135,15 +138,37 @@ pub async fn reconcile(
             admit: &|_, _| Ok(()),
             batch_of: &|_| None,
         },
-        &mut fleet,
+        Prior::default(),
+        &mut Seen::default(),
     )
     .await
 }
 
+/// What the caller already has: the database's Jobs as listed before this step, and
+/// history rows read after that listing (on the owner's probe session, or by an earlier
+/// pass no Job has run since). The step lists and reads itself what is missing; rows are
+/// used only with the listing they followed.
+#[derive(Debug, Default)]
+pub struct Prior {
+    pub listed: Option<ListedJobs>,
+    pub rows: Option<ReadRows>,
+}
+
+/// What the step saw, for the caller to keep.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The fleet inputs hash, once the ConfigMaps are read.
+    pub fleet: Option<String>,
+    /// The history rows the decision was made on, read after the listing of `ended`.
+    pub rows: Option<ReadRows>,
+    /// The Jobs of the database listed as ended before those rows were read.
+    pub ended: BTreeSet<String>,
+}
+
 /// The step, creating a Job only when `gates.admit` allows it (a tenant database in a
 /// fleet rollout), and none when `gates.batch_of` names the batch Job the database is in
-/// (whose outcome is then its own); `fleet` receives the fleet inputs hash once the
-/// ConfigMaps are read.
+/// (whose outcome is then its own); `seen` receives what it saw.
+#[allow(clippy::too_many_arguments)]
 pub async fn reconcile_admitted(
     client: &kube::Client,
     server: &Server,
@@ -151,7 +176,8 @@ pub async fn reconcile_admitted(
     previous: Option<&SchemaStatus>,
     default_image: &str,
     gates: Gates<'_>,
-    fleet: &mut Option<String>,
+    prior: Prior,
+    seen: &mut Seen,
 ) -> Result<(Outcome, Option<Announcement>), MigrationError> {
     let keep = previous.cloned();
     let config_maps = match observe::config_maps(client, target)
@@ -175,7 +201,7 @@ pub async fn reconcile_admitted(
         }
     };
     let fleet_inputs = fleet_hash(&config_maps, target.migrations.target_version.as_deref());
-    *fleet = Some(fleet_inputs.clone());
+    seen.fleet = Some(fleet_inputs.clone());
     let files = match files_from_config_maps(&config_maps) {
         Ok(files) => files,
         Err(e) => {
@@ -209,31 +235,54 @@ pub async fn reconcile_admitted(
         .target_version
         .as_deref()
         .and_then(|v| Version::parse(v).ok());
-    let read = observe::history(server, target, (&user, &password), files, version)
-        .await
-        .map_err(|source| MigrationError::History {
-            database: target.database.clone(),
-            source,
-        })?;
-    let jobs = observe::jobs(client, target)
-        .await
-        .map_err(kube("listing migration Jobs"))?;
-    // Listed by name, not read with get: the chart grants Jobs list, watch and create only.
-    let batch_job = match &batch {
-        Some(b) => Api::<Job>::namespaced(client.clone(), &target.namespace)
-            .list(&ListParams::default().fields(&format!("metadata.name={b}")))
-            .await
-            .map_err(kube("reading the batch migration Job"))?
-            .items
-            .into_iter()
-            .next(),
-        None => None,
+    // Listed before the history is read (see `listed`): rows read before a listing this
+    // step makes itself are not used.
+    let Prior { listed, mut rows } = prior;
+    let mut listed = match listed {
+        Some(listed) => listed,
+        None => {
+            rows = None;
+            ListedJobs::list(client, target, &[])
+                .await
+                .map_err(kube("listing migration Jobs"))?
+        }
     };
+    if let Some(b) = &batch
+        && !listed.covers(b)
+    {
+        rows = None;
+        listed
+            .also(client, &target.namespace, b)
+            .await
+            .map_err(kube("reading the batch migration Job"))?;
+    }
+    let history_error = |source| MigrationError::History {
+        database: target.database.clone(),
+        source,
+    };
+    let (read, rows) = match rows {
+        Some(rows) => (
+            observe::history_of(&rows, files, version).map_err(history_error)?,
+            rows,
+        ),
+        None => observe::history(server, target, (&user, &password), files, version)
+            .await
+            .map_err(history_error)?,
+    };
+    seen.ended = listed.ended();
+    seen.rows = Some(rows);
+    let jobs: Vec<&Job> = listed
+        .jobs()
+        .iter()
+        .filter(|j| batch.as_deref() != j.metadata.name.as_deref())
+        .collect();
+    let batch_job = batch.as_deref().and_then(|b| listed.find(b));
     // What the status keeps when nothing new starts: its last Job as it ended.
-    let listed: Vec<&Job> = jobs.iter().chain(batch_job.as_ref()).collect();
-    let keep = observe::settle_running(keep, &listed);
-    let current = batch_job.as_ref().or_else(|| {
+    let all: Vec<&Job> = listed.jobs().iter().collect();
+    let keep = observe::settle_running(keep, &all);
+    let current = batch_job.or_else(|| {
         jobs.iter()
+            .copied()
             .find(|j| j.metadata.name.as_deref() == Some(name.as_str()))
     });
     let other_running = jobs

@@ -162,6 +162,7 @@ mod tests {
             statements: Vec::new(),
             secrets_written: written.iter().map(|s| s.to_string()).collect(),
             history_seen: false,
+            history: None,
         }
     }
 

@@ -255,7 +255,7 @@ mod tests {
         Deletion {
             outcome: Outcome {
                 actions: vec![Action::DropRole { role }; statements],
-                history_seen: false,
+                ..Outcome::default()
             },
             database,
         }

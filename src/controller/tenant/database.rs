@@ -17,10 +17,11 @@ use crate::api::{DATABASE_SERVER_ANNOTATION, ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::controller::database_server::status::not_ready_why;
 use crate::controller::events::{self, reasons as event_reasons};
-use crate::controller::migration;
+use crate::controller::migration::{self, listed::ListedJobs};
 use crate::controller::provisioning::{self, Failure};
 use crate::controller::service_database::rotation;
 use crate::controller::service_database::secrets::KubeSecrets;
+use crate::provision::execute::HistoryWanted;
 use crate::provision::server::Server;
 use crate::service::Layout;
 use k8s_openapi::jiff::Timestamp;
@@ -90,13 +91,41 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     // The PerTenant ServiceDatabase's rotation policy, on this tenant's Secrets.
     // The owner's rotation waits while a migration Job of this database runs.
     let job = rotation::tenant_migration_job(sdb, &name, known);
-    let prepared =
-        match rotation::job_running(&tc.ctx.client, &layout.namespace, job.as_deref()).await {
-            Ok(migrating) => {
-                rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating).await
+    // The database's Jobs, listed before anything reads its history (`migration::listed`).
+    let listed = match &target {
+        Some(t) => {
+            let named: Vec<String> = job
+                .iter()
+                .cloned()
+                .chain(migrations::batches_of(sdb, &name))
+                .collect();
+            match ListedJobs::list(&tc.ctx.client, t, &named).await {
+                Ok(listed) => Some(listed),
+                Err(e) => {
+                    let message = format!(
+                        "listing the migration Jobs of database {}: {e}",
+                        layout.database
+                    );
+                    let state = DbState::Waiting {
+                        reason: reasons::PROVISIONING_FAILED.into(),
+                        message: format!("{message} (retrying)"),
+                    };
+                    return unchecked(report, state, Some(message));
+                }
             }
-            Err(e) => Err(e),
-        };
+        }
+        None => None,
+    };
+    let migrating = match (&listed, job.as_deref()) {
+        (Some(listed), Some(job)) => Ok(listed.running(job)),
+        _ => rotation::job_running(&tc.ctx.client, &layout.namespace, job.as_deref()).await,
+    };
+    let prepared = match migrating {
+        Ok(migrating) => {
+            rotation::prepare(&secrets, sdb, &layout, Timestamp::now(), migrating).await
+        }
+        Err(e) => Err(e),
+    };
     let rotation = match prepared {
         Ok(decision) => decision,
         Err(e) => {
@@ -128,9 +157,16 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         .flatten();
     // A full check, to record once the pass is over (begun at, saw the history table).
     let mut checked = None;
+    // History rows read after `listed`: by this pass's check, or by the check it reuses
+    // when no Job has run since (`migration::Prior`).
+    let rows;
     let history_seen = match reused {
         Some(check) => {
             tracing::debug!(service = %layout.service, "the last provisioning check holds");
+            rows = check
+                .history
+                .filter(|h| listed.as_ref().is_some_and(|l| l.none_since(&h.ended)))
+                .map(|h| h.rows);
             check.history_seen
         }
         None => {
@@ -138,8 +174,13 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             tracing::debug!(service = %layout.service, server = %server_name, "waiting for a turn");
             let turn = tc.ctx.servers.turn(&server_name).await;
             tracing::debug!(service = %layout.service, server = %server_name, "provisioning");
+            let history = match listed {
+                Some(_) => HistoryWanted::Yes,
+                None => HistoryWanted::No,
+            };
+            let roles = rotation.roles();
             let provisioned =
-                provisioning::apply_tenant(&server, &secrets, sdb, &name, &rotation.roles()).await;
+                provisioning::apply_tenant(&server, &secrets, sdb, &name, &roles, history).await;
             drop(turn);
             let p = match provisioned {
                 Ok(p) => p,
@@ -161,21 +202,22 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             if p.secrets_written.is_empty() {
                 checked = Some(began);
             }
+            rows = p.history;
             p.history_seen
         }
     };
-    let record = |job_moved: bool| match checked {
+    let record = |job_moved: bool, history: Option<verified::History>| match checked {
         // Not while a Job may run or has just started or ended: what it creates (the
         // history table the app must not write to, say) is the next check's to see.
         Some(began) if job.is_none() && !job_moved => {
             tc.verified
-                .record(key.clone(), began, fingerprint, history_seen)
+                .record(key.clone(), began, fingerprint, history_seen, history)
         }
         _ if job_moved => tc.verified.forget(&key),
         _ => {}
     };
     let Some(target) = target else {
-        record(false);
+        record(false, None);
         return Reconciled {
             next_due: rotation.next_due,
             ..done(report, DbState::Ready, None)
@@ -185,7 +227,8 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         history_seen,
         ..target
     };
-    let m = migrations::migrate(tenant, sdb, &target, &server, tc).await;
+    let prior = migration::Prior { listed, rows };
+    let m = migrations::migrate(tenant, sdb, &target, &server, tc, prior).await;
     // No schema recorded and no Job in it are the same: no Job moved.
     let last_job = |r: Option<&MigrationRecord>| {
         r.and_then(|r| r.schema.as_ref())
@@ -197,7 +240,12 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
         // The owner's login or the history read failed: look at everything next time.
         tc.verified.forget(&key);
     } else {
-        record(job_moved);
+        let seen = m.seen;
+        let history = seen.rows.map(|rows| verified::History {
+            rows,
+            ended: seen.ended,
+        });
+        record(job_moved, history);
     }
     report.applied_version = m.applied_version;
     report.migration = Some(m.record);

@@ -14,7 +14,7 @@ use super::TenantContext;
 use super::status::{DbState, MigrationRecord};
 use crate::api::conditions::reasons;
 use crate::api::{RESUME_ANNOTATION, RETRY_ANNOTATION, SchemaStatus, ServiceDatabase, Tenant};
-use crate::controller::migration::{self, Announcement, MigrationTarget, Outcome};
+use crate::controller::migration::{self, Announcement, MigrationTarget, Outcome, Prior, Seen};
 use crate::controller::service_database::apply::MIGRATION_CHECK_FAILED;
 use crate::provision::server::Server;
 use crate::service::Layout;
@@ -27,6 +27,8 @@ pub struct Migrated {
     pub announcement: Option<Announcement>,
     /// A failure worth retrying with backoff.
     pub retry: Option<String>,
+    /// The history rows the step decided on, and the Jobs listed ended before they were read.
+    pub seen: Seen,
 }
 
 /// The tenant database as the migration step sees it; None when the service has no
@@ -114,6 +116,18 @@ pub fn batch_of(sdb: &ServiceDatabase, tenant: &str, fleet: &str) -> Option<Stri
         .map(|b| b.job.clone())
 }
 
+/// Every batch Job of the rollout that names `tenant`, whatever its inputs: listed with
+/// the tenant's own Jobs, before its history is read. Pure.
+pub fn batches_of(sdb: &ServiceDatabase, tenant: &str) -> Vec<String> {
+    let rollout = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
+    rollout
+        .into_iter()
+        .flat_map(|r| &r.batches)
+        .filter(|b| b.tenants.iter().any(|t| t == tenant))
+        .map(|b| b.job.clone())
+        .collect()
+}
+
 /// The record to keep: the step's schema, and the fleet inputs of the last Job (taken
 /// from this reconcile when it started a new Job, else kept). Pure.
 pub fn record(
@@ -145,6 +159,7 @@ pub async fn migrate(
     target: &MigrationTarget,
     server: &Server,
     tc: &TenantContext,
+    prior: Prior,
 ) -> Migrated {
     let previous = tenant
         .status
@@ -155,7 +170,7 @@ pub async fn migrate(
     let name = tenant.name_any();
     let admit = |fleet: &str, fresh: bool| admission(sdb, &name, fleet, fresh);
     let batch = |fleet: &str| batch_of(sdb, &name, fleet);
-    let mut fleet = None;
+    let mut seen = Seen::default();
     let step = migration::reconcile_admitted(
         &tc.ctx.client,
         server,
@@ -166,7 +181,8 @@ pub async fn migrate(
             admit: &admit,
             batch_of: &batch,
         },
-        &mut fleet,
+        prior,
+        &mut seen,
     )
     .await;
     let resume = resume(sdb);
@@ -174,7 +190,7 @@ pub async fn migrate(
         record(
             previous.as_ref(),
             schema,
-            fleet.as_deref(),
+            seen.fleet.as_deref(),
             resume.as_deref(),
         )
     };
@@ -191,6 +207,7 @@ pub async fn migrate(
                 record: keep(None),
                 announcement: None,
                 retry: Some(e.to_string()),
+                seen: Seen::default(),
             };
         }
     };
@@ -236,6 +253,7 @@ pub async fn migrate(
         record,
         announcement,
         retry: None,
+        seen,
     }
 }
 

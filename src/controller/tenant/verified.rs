@@ -14,7 +14,7 @@
 //! check must see), nor recorded by one a Job may have run during; a failure forgets it;
 //! the memory goes with the operator (a restart checks all).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,16 +24,30 @@ use tokio::time::Instant;
 
 use crate::api::conditions::{find_condition, types};
 use crate::api::{DatabaseServer, ServiceDatabase, Tenant};
+use crate::migrate::effective::ReadRows;
 
 /// (namespace, tenant, service).
 pub type Key = (String, String, String);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Check {
     at: Instant,
     fingerprint: u64,
     history_seen: bool,
+    history: Option<History>,
 }
+
+/// The schema history as the checking pass read it, and the database's Jobs that were
+/// listed ended before it was read: it still holds while no other Job is listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    pub rows: ReadRows,
+    pub ended: BTreeSet<String>,
+}
+
+/// The most history rows kept for one database: a long history is read again instead
+/// (a row is about 200 bytes: 5,000 tenant databases of 32 rows are about 30 MB).
+const MAX_ROWS_KEPT: usize = 32;
 
 /// What the last successful checks found, by tenant database.
 #[derive(Default)]
@@ -42,10 +56,12 @@ pub struct Verified {
 }
 
 /// A check that may stand in for a new one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reused {
     /// The check saw the migration history table (see `provisioning::Provisioned`).
     pub history_seen: bool,
+    /// The history it read, if kept.
+    pub history: Option<History>,
 }
 
 impl Verified {
@@ -65,17 +81,27 @@ impl Verified {
         let checks = self.lock();
         let check = checks.get(key)?;
         let fresh = now.saturating_duration_since(check.at) < window;
-        (check.fingerprint == fingerprint && fresh).then_some(Reused {
+        (check.fingerprint == fingerprint && fresh).then(|| Reused {
             history_seen: check.history_seen,
+            history: check.history.clone(),
         })
     }
 
-    /// A full check of `key`, begun at `at`, succeeded.
-    pub fn record(&self, key: Key, at: Instant, fingerprint: u64, history_seen: bool) {
+    /// A full check of `key`, begun at `at`, succeeded; `history` is what its pass read
+    /// of the schema history (kept when short).
+    pub fn record(
+        &self,
+        key: Key,
+        at: Instant,
+        fingerprint: u64,
+        history_seen: bool,
+        history: Option<History>,
+    ) {
         let check = Check {
             at,
             fingerprint,
             history_seen,
+            history: history.filter(|h| h.rows.rows.len() <= MAX_ROWS_KEPT),
         };
         self.lock().insert(key, check);
     }
@@ -149,23 +175,52 @@ mod tests {
         ("fit".into(), "gym".into(), "app".into())
     }
 
+    fn row() -> crate::migrate::history::AppliedRow {
+        crate::migrate::history::AppliedRow {
+            installed_rank: 1,
+            version: Some("1".into()),
+            description: "init".into(),
+            kind: "SQL".into(),
+            script: "V1__init.sql".into(),
+            checksum: Some(1),
+            installed_by: "o".into(),
+            installed_on: String::new(),
+            execution_time: 1,
+            success: true,
+        }
+    }
+
     #[test]
     fn a_check_is_reused_only_within_the_window_and_with_the_same_fingerprint() {
         let v = Verified::default();
         let window = Duration::from_secs(30);
         assert_eq!(v.reuse(&key(), 1, window), None, "nothing checked yet");
-        v.record(key(), Instant::now(), 1, true);
+        let history = |n: usize| History {
+            rows: ReadRows {
+                user: "o".into(),
+                database: "d".into(),
+                rows: vec![row(); n],
+            },
+            ended: BTreeSet::from(["j1".to_string()]),
+        };
+        v.record(key(), Instant::now(), 1, true, Some(history(2)));
         assert_eq!(
             v.reuse(&key(), 1, window),
-            Some(Reused { history_seen: true })
+            Some(Reused {
+                history_seen: true,
+                history: Some(history(2))
+            })
         );
+        v.record(key(), Instant::now(), 1, true, Some(history(33)));
+        let long = v.reuse(&key(), 1, window).unwrap();
+        assert_eq!(long.history, None, "a long history is read again");
         assert_eq!(v.reuse(&key(), 2, window), None, "something changed");
         let later = Instant::now() + Duration::from_secs(30);
         assert_eq!(v.reuse_at(&key(), 1, window, later), None, "too old");
-        v.record(key(), Instant::now(), 1, false);
+        v.record(key(), Instant::now(), 1, false, None);
         v.forget(&key());
         assert_eq!(v.reuse(&key(), 1, window), None, "a failure forgets");
-        v.record(key(), Instant::now(), 1, false);
+        v.record(key(), Instant::now(), 1, false, None);
         v.forget_tenant("fit", "gym");
         assert_eq!(v.reuse(&key(), 1, window), None, "the Tenant is gone");
     }

@@ -1,0 +1,146 @@
+//! A database's migration Jobs as listed at one moment, before its history is read.
+//!
+//! The order matters: a Job seen ended has committed everything it wrote, so a history
+//! read after the listing shows all of it. Read the other way round, a Job that ended in
+//! between would look complete with its migrations still pending.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+
+use super::MigrationTarget;
+use super::observe::finished;
+
+#[derive(Debug, Clone, Default)]
+pub struct ListedJobs {
+    /// The database's own Jobs (by label) and the named ones found.
+    jobs: Vec<Job>,
+    /// Names looked up by name (found or not).
+    named: BTreeSet<String>,
+}
+
+impl ListedJobs {
+    /// Every Job of the database (its label selector), and each of `named` (batch Jobs,
+    /// which carry no tenant label) not among them, listed by name: the chart grants Jobs
+    /// list, watch and create only.
+    pub async fn list(
+        client: &kube::Client,
+        target: &MigrationTarget,
+        named: &[String],
+    ) -> Result<ListedJobs, kube::Error> {
+        let api: Api<Job> = Api::namespaced(client.clone(), &target.namespace);
+        let lp = ListParams::default().labels(&super::job::selector(target));
+        let mut listed = ListedJobs {
+            jobs: api.list(&lp).await?.items,
+            named: BTreeSet::new(),
+        };
+        for name in named {
+            listed.look_up(&api, name).await?;
+        }
+        Ok(listed)
+    }
+
+    async fn look_up(&mut self, api: &Api<Job>, name: &str) -> Result<(), kube::Error> {
+        if !self.covers(name) {
+            let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+            self.jobs.extend(api.list(&lp).await?.items);
+            self.named.insert(name.to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether this listing says whether `name` exists.
+    pub fn covers(&self, name: &str) -> bool {
+        self.named.contains(name) || self.find(name).is_some()
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Job> {
+        self.jobs
+            .iter()
+            .find(|j| j.metadata.name.as_deref() == Some(name))
+    }
+
+    pub fn jobs(&self) -> &[Job] {
+        &self.jobs
+    }
+
+    /// Whether `name` is listed as running (not ended, not being deleted).
+    pub fn running(&self, name: &str) -> bool {
+        self.find(name)
+            .is_some_and(|j| j.metadata.deletion_timestamp.is_none() && finished(j).is_none())
+    }
+
+    /// The names of the Jobs listed as ended.
+    pub fn ended(&self) -> BTreeSet<String> {
+        self.jobs
+            .iter()
+            .filter(|j| finished(j).is_some())
+            .filter_map(|j| j.metadata.name.clone())
+            .collect()
+    }
+
+    /// Whether every Job listed was already listed ended in `before`: then no Job of this
+    /// database has run since that listing. Pure.
+    pub fn none_since(&self, before: &BTreeSet<String>) -> bool {
+        self.jobs
+            .iter()
+            .all(|j| j.metadata.name.as_ref().is_some_and(|n| before.contains(n)))
+    }
+
+    /// Adds `name` to the listing (now, so later than the rest).
+    pub async fn also(
+        &mut self,
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), kube::Error> {
+        let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+        self.look_up(&api, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn job(name: &str, ended: bool) -> Job {
+        let mut j = Job::default();
+        j.metadata.name = Some(name.into());
+        if ended {
+            j.status = Some(JobStatus {
+                conditions: Some(vec![JobCondition {
+                    type_: "Complete".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+        }
+        j
+    }
+
+    /// Locks when rows read after an earlier listing still hold: only if every Job listed
+    /// now was listed ended then (a Job new since, or running then, may have migrated).
+    #[test]
+    fn rows_hold_only_while_no_job_ran_since_their_listing() {
+        let then = ListedJobs {
+            jobs: vec![job("a", true), job("b", false)],
+            named: BTreeSet::new(),
+        };
+        let before = then.ended();
+        assert_eq!(before, BTreeSet::from(["a".to_string()]));
+        let now = |jobs: Vec<Job>| ListedJobs {
+            jobs,
+            named: BTreeSet::new(),
+        };
+        assert!(now(vec![job("a", true)]).none_since(&before));
+        assert!(now(vec![]).none_since(&before), "a Job deleted by its TTL");
+        assert!(!now(vec![job("a", true), job("b", true)]).none_since(&before));
+        assert!(!now(vec![job("a", true), job("c", false)]).none_since(&before));
+        assert!(!now(vec![job("c", true)]).none_since(&before));
+        assert!(then.running("b") && !then.running("a") && !then.running("c"));
+        assert!(then.covers("a") && !then.covers("c"));
+    }
+}
