@@ -71,21 +71,28 @@ impl ListedJobs {
             .is_some_and(|j| j.metadata.deletion_timestamp.is_none() && finished(j).is_none())
     }
 
-    /// The names of the Jobs listed as ended.
+    /// The Jobs listed as ended, by identity (uid, else name: a Job deleted and created
+    /// again under its name is another Job).
     pub fn ended(&self) -> BTreeSet<String> {
         self.jobs
             .iter()
             .filter(|j| finished(j).is_some())
-            .filter_map(|j| j.metadata.name.clone())
+            .filter_map(identity)
             .collect()
     }
 
-    /// Whether every Job listed was already listed ended in `before`: then no Job of this
-    /// database has run since that listing. Pure.
+    /// Whether every Job listed has ended (none may still write to the history).
+    pub fn all_ended(&self) -> bool {
+        self.jobs.iter().all(|j| finished(j).is_some())
+    }
+
+    /// Whether every Job listed now was already listed ended in `before` (the listing of a
+    /// moment when [`Self::all_ended`] held): then no Job of this database has run since.
+    /// Pure.
     pub fn none_since(&self, before: &BTreeSet<String>) -> bool {
         self.jobs
             .iter()
-            .all(|j| j.metadata.name.as_ref().is_some_and(|n| before.contains(n)))
+            .all(|j| finished(j).is_some() && identity(j).is_some_and(|id| before.contains(&id)))
     }
 
     /// Adds `name` to the listing (now, so later than the rest).
@@ -100,6 +107,13 @@ impl ListedJobs {
     }
 }
 
+fn identity(job: &Job) -> Option<String> {
+    job.metadata
+        .uid
+        .clone()
+        .or_else(|| job.metadata.name.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +122,7 @@ mod tests {
     fn job(name: &str, ended: bool) -> Job {
         let mut j = Job::default();
         j.metadata.name = Some(name.into());
+        j.metadata.uid = Some(format!("uid-{name}"));
         if ended {
             j.status = Some(JobStatus {
                 conditions: Some(vec![JobCondition {
@@ -122,25 +137,37 @@ mod tests {
     }
 
     /// Locks when rows read after an earlier listing still hold: only if every Job listed
-    /// now was listed ended then (a Job new since, or running then, may have migrated).
+    /// now was listed ended then, as the same Job (a Job new since, or deleted and created
+    /// again under its name, may have migrated); and rows are kept only from a listing in
+    /// which every Job had ended.
     #[test]
     fn rows_hold_only_while_no_job_ran_since_their_listing() {
-        let then = ListedJobs {
-            jobs: vec![job("a", true), job("b", false)],
-            named: BTreeSet::new(),
-        };
-        let before = then.ended();
-        assert_eq!(before, BTreeSet::from(["a".to_string()]));
-        let now = |jobs: Vec<Job>| ListedJobs {
+        let listing = |jobs: Vec<Job>| ListedJobs {
             jobs,
             named: BTreeSet::new(),
         };
-        assert!(now(vec![job("a", true)]).none_since(&before));
-        assert!(now(vec![]).none_since(&before), "a Job deleted by its TTL");
-        assert!(!now(vec![job("a", true), job("b", true)]).none_since(&before));
-        assert!(!now(vec![job("a", true), job("c", false)]).none_since(&before));
-        assert!(!now(vec![job("c", true)]).none_since(&before));
-        assert!(then.running("b") && !then.running("a") && !then.running("c"));
-        assert!(then.covers("a") && !then.covers("c"));
+        let busy = listing(vec![job("a", true), job("b", false)]);
+        assert!(!busy.all_ended(), "a running Job may still write");
+        assert!(busy.running("b") && !busy.running("a") && !busy.running("c"));
+        assert!(busy.covers("a") && !busy.covers("c"));
+
+        let then = listing(vec![job("a", true), job("b", true)]);
+        assert!(then.all_ended());
+        let before = then.ended();
+        assert!(listing(vec![job("a", true), job("b", true)]).none_since(&before));
+        assert!(
+            listing(vec![job("a", true)]).none_since(&before),
+            "b deleted by its TTL"
+        );
+        assert!(listing(vec![]).none_since(&before));
+        assert!(!listing(vec![job("a", true), job("c", false)]).none_since(&before));
+        assert!(!listing(vec![job("c", true)]).none_since(&before));
+        assert!(
+            !listing(vec![job("a", false)]).none_since(&before),
+            "a running again"
+        );
+        let mut again = job("a", true);
+        again.metadata.uid = Some("uid-a-2".into());
+        assert!(!listing(vec![again]).none_since(&before), "a created again");
     }
 }

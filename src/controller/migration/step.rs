@@ -159,9 +159,11 @@ pub struct Prior {
 pub struct Seen {
     /// The fleet inputs hash, once the ConfigMaps are read.
     pub fleet: Option<String>,
-    /// The history rows the decision was made on, read after the listing of `ended`.
+    /// The history rows the decision was made on, read after the listing of `ended`, when
+    /// every Job listed had ended (a running one may still write to the history).
     pub rows: Option<ReadRows>,
-    /// The Jobs of the database listed as ended before those rows were read.
+    /// The Jobs of the database listed as ended before those rows were read (their
+    /// identities: `ListedJobs::none_since`).
     pub ended: BTreeSet<String>,
 }
 
@@ -270,7 +272,7 @@ pub async fn reconcile_admitted(
             .map_err(history_error)?,
     };
     seen.ended = listed.ended();
-    seen.rows = Some(rows);
+    seen.rows = listed.all_ended().then_some(rows);
     let jobs: Vec<&Job> = listed
         .jobs()
         .iter()

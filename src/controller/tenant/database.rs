@@ -102,15 +102,9 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             match ListedJobs::list(&tc.ctx.client, t, &named).await {
                 Ok(listed) => Some(listed),
                 Err(e) => {
-                    let message = format!(
-                        "listing the migration Jobs of database {}: {e}",
-                        layout.database
-                    );
-                    let state = DbState::Waiting {
-                        reason: reasons::PROVISIONING_FAILED.into(),
-                        message: format!("{message} (retrying)"),
-                    };
-                    return unchecked(report, state, Some(message));
+                    // Provisioning goes on; the migration step lists again and says so.
+                    tracing::debug!(service = %layout.service, error = %e, "listing the migration Jobs");
+                    None
                 }
             }
         }
@@ -163,8 +157,10 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     let history_seen = match reused {
         Some(check) => {
             tracing::debug!(service = %layout.service, "the last provisioning check holds");
+            // Not with batch Jobs: one may exist before the status that names it.
             rows = check
                 .history
+                .filter(|_| crate::controller::rollout::write::settings(sdb).batch_size == 1)
                 .filter(|h| listed.as_ref().is_some_and(|l| l.none_since(&h.ended)))
                 .map(|h| h.rows);
             check.history_seen
