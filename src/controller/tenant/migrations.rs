@@ -108,12 +108,7 @@ pub fn batch_of(sdb: &ServiceDatabase, tenant: &str, fleet: &str) -> Option<Stri
     if rollout.inputs_hash.as_deref() != Some(fleet) || rollout.resume != resume(sdb) {
         return None;
     }
-    rollout
-        .batches
-        .iter()
-        .rev()
-        .find(|b| b.tenants.iter().any(|t| t == tenant))
-        .map(|b| b.job.clone())
+    batches_of(sdb, tenant).pop()
 }
 
 /// Every batch Job of the rollout that names `tenant`, whatever its inputs: listed with
