@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use controller_common::*;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
 use support::kube::eventually;
-use tenant_common::fleet::all_at;
+use tenant_common::fleet::{self, all_at};
 use tenant_common::rollout::{Setup, setup_with};
 use tenant_common::*;
 
@@ -109,4 +110,102 @@ async fn the_pass_after_a_migration_checks_what_it_created() {
         Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
         "{err}"
     );
+}
+
+/// Logins (`connection authorized`) into `database` in a slice of the server log (whose
+/// lines start `<time> [<pid>] <user>@<database> `), by `user` if given.
+fn logins_into(log: &str, database: &str, user: Option<&str>) -> usize {
+    let at = format!("@{database} ");
+    log.lines()
+        .filter(|l| l.contains("connection authorized"))
+        .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+        .filter(|rest| rest.contains(&at))
+        .filter(|rest| user.is_none_or(|u| rest.starts_with(&format!("{u}@"))))
+        .count()
+}
+
+/// Locks "a promotion costs no login before a tenant's turn": the pass that records a
+/// migration Job's end checks in full after the Job ended, and that check holds for the
+/// passes a promotion brings every tenant moments later (their status learns the new
+/// target). Before, each of those passes logged in to its database again, a burst of
+/// logins over the whole fleet just as the rollout's first Jobs started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_reaches_every_tenant_without_logging_in_again() {
+    let pg = support::postgres::server();
+    let su = pg.superuser_client("postgres").await;
+    // ALTER SYSTEM cannot share a batch (an implicit transaction) with anything.
+    for statement in [
+        "ALTER SYSTEM SET log_connections = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        su.batch_execute(statement).await.expect(statement);
+    }
+    let s = long_resync().await;
+    s.service(&[("V1__items.sql", V1)], json!({"maxParallel": 1}))
+        .await;
+    let names = ["gym-a", "gym-b", "gym-c"];
+    for name in names {
+        s.tenant(name, false).await;
+    }
+    s.play_until(
+        "the fleet at V1",
+        |_| {},
+        |t, _| t.len() == 3 && all_at(t, "1"),
+    )
+    .await;
+    // Each tenant's database and app role (which only a provisioning check logs in as: the
+    // Job migrates as the owner).
+    let mut databases = vec![];
+    for t in s.tenants().await {
+        let db = fleet::db(&t).and_then(|d| d.database.clone());
+        let secret = secret_data(&s.client, &s.ns, &format!("app-db-{}", t.name_any())).await;
+        let app = secret.and_then(|d| d.get("username").cloned());
+        databases.push((
+            db.expect("the database in the status"),
+            app.expect("the app role"),
+        ));
+    }
+    assert_eq!(databases.len(), 3, "{databases:?}");
+
+    let promoted = pg.log_len();
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(s.client.clone(), &s.ns);
+    apply(
+        &api,
+        "app-migrations",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-migrations"},
+               "data": {"V1__items.sql": V1, "V2__more.sql": "ALTER TABLE items ADD COLUMN n int;\n"}}),
+    )
+    .await;
+    let target_of = |t: &servicedb::api::Tenant| {
+        fleet::db(t)
+            .and_then(|d| d.schema.as_ref())
+            .and_then(|s| s.target_version.clone())
+    };
+    eventually("every tenant's status to name target 2", || async {
+        let tenants = s.tenants().await;
+        (tenants.len() == 3 && tenants.iter().all(|t| target_of(t).as_deref() == Some("2")))
+            .then_some(())
+    })
+    .await;
+    let log = pg.log_since(promoted);
+    for (db, _) in &databases {
+        assert_eq!(
+            logins_into(&log, db, None),
+            0,
+            "a login into {db} before its Job ran:\n{log}"
+        );
+    }
+
+    // The detection itself: the pass after each Job checks in full, the app role's login
+    // among it.
+    let played = pg.log_len();
+    s.play_until("the fleet at V2", |_| {}, |t, _| all_at(t, "2"))
+        .await;
+    let log = pg.log_since(played);
+    for (db, app) in &databases {
+        assert!(
+            logins_into(&log, db, Some(app)) > 0,
+            "no check logged in as {app} to {db} after its Job:\n{log}"
+        );
+    }
 }

@@ -335,7 +335,9 @@ impl JobPlayer {
                 let (p, r) = (p.clone(), r.clone());
                 tokio::spawn(async move {
                     let started = Instant::now();
+                    trace_job("seen", &name);
                     let run = runner.run(&ns, &name).await;
+                    trace_job("ended", &name);
                     r.lock().expect("running").remove(&name);
                     let succeeded = match run {
                         Ok(run) => run.succeeded,
@@ -378,6 +380,15 @@ impl JobPlayer {
 
     pub fn most(&self) -> usize {
         self.most.load(Ordering::SeqCst)
+    }
+}
+
+/// With `SERVICEDB_BENCH_LOG` set, a timestamped line per Job seen and ended, to lay
+/// beside the operator's log.
+fn trace_job(what: &str, job: &str) {
+    if std::env::var_os("SERVICEDB_BENCH_LOG").is_some() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        eprintln!("{{\"timestamp\":\"{now}\",\"player\":\"{what}\",\"job\":\"{job}\"}}");
     }
 }
 

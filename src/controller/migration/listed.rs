@@ -86,6 +86,12 @@ impl ListedJobs {
         self.jobs.iter().all(|j| finished(j).is_some())
     }
 
+    /// Whether every Job listed has ended and `job` (the one a status records running, if
+    /// any) is among them: a check made after this listing saw all these Jobs created.
+    pub fn settled(&self, job: Option<&str>) -> bool {
+        self.all_ended() && job.is_none_or(|j| self.find(j).is_some())
+    }
+
     /// Whether every Job listed now was already listed ended in `before` (the listing of a
     /// moment when [`Self::all_ended`] held): then no Job of this database has run since.
     /// Pure.
@@ -169,5 +175,26 @@ mod tests {
         let mut again = job("a", true);
         again.metadata.uid = Some("uid-a-2".into());
         assert!(!listing(vec![again]).none_since(&before), "a created again");
+    }
+
+    /// Locks when a check may be kept for later passes: only after a listing in which every
+    /// Job had ended, the one the status records running among them.
+    #[test]
+    fn a_check_is_settled_only_after_every_job_ended() {
+        let listing = |jobs: Vec<Job>| ListedJobs {
+            jobs,
+            named: BTreeSet::new(),
+        };
+        let ended = listing(vec![job("a", true), job("b", true)]);
+        assert!(ended.settled(None));
+        assert!(ended.settled(Some("b")), "the recorded Job has ended");
+        assert!(
+            !ended.settled(Some("c")),
+            "the recorded Job is not listed (deleted while it may still run)"
+        );
+        let busy = listing(vec![job("a", true), job("b", false)]);
+        assert!(!busy.settled(None), "a Job still runs");
+        assert!(!busy.settled(Some("a")));
+        assert!(listing(vec![]).settled(None));
     }
 }

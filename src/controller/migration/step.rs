@@ -182,10 +182,14 @@ pub async fn reconcile_admitted(
     seen: &mut Seen,
 ) -> Result<(Outcome, Option<Announcement>), MigrationError> {
     let keep = previous.cloned();
-    let config_maps = match observe::config_maps(client, target)
-        .await
-        .map_err(kube("reading the migration ConfigMaps"))?
-    {
+    // Both at once: a round trip fewer before the Job starts. Each result is looked at
+    // where it was read before, so a Secret read failing never hides a missing ConfigMap.
+    let (config_maps, credentials) = futures::join!(
+        observe::config_maps(client, target),
+        observe::owner_credentials(client, target),
+    );
+    let config_maps = config_maps.map_err(kube("reading the migration ConfigMaps"))?;
+    let config_maps = match config_maps {
         Ok(found) => found,
         Err(missing) => {
             let message = format!(
@@ -223,10 +227,7 @@ pub async fn reconcile_admitted(
     let name = batch
         .clone()
         .unwrap_or_else(|| job_name(&target.base_name, target.tenant.as_deref(), &hash));
-    let Some((user, password)) = observe::owner_credentials(client, target)
-        .await
-        .map_err(kube("reading the migrator Secret"))?
-    else {
+    let Some((user, password)) = credentials.map_err(kube("reading the migrator Secret"))? else {
         return Err(MigrationError::Transient(format!(
             "Secret {}/{} has no username and password yet",
             target.namespace, target.migrator_secret
@@ -356,6 +357,7 @@ pub async fn reconcile_admitted(
         }
         let desired = job::desired_job(target, &name, &hash, default_image);
         create(client, &target.namespace, &desired).await?;
+        tracing::debug!(job = %name, "created the migration Job");
     }
     Ok(present(target, &name, decision))
 }

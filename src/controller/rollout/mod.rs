@@ -29,4 +29,4 @@ pub use decide::{
 };
 pub use fleet::{summarize, tenant_migrations};
 pub use watch::{fleet_trigger, services_of};
-pub use write::{Fleet, FleetState, ROLLOUT_PAUSED, assess, newly_paused, write_fleet_status};
+pub use write::{Fleet, FleetState, ROLLOUT_PAUSED, assess, newly_paused, status_patch};

@@ -1,7 +1,7 @@
 //! The ServiceDatabase controller's fleet step for a PerTenant service: read its Tenants
 //! (from the controller's cache, [`super::cache`]) and its migration ConfigMaps, decide the rollout
-//! ([`super::tenant_migrations`], [`super::decide`]), and write `status.rollout` and
-//! `status.tenants` when they changed ([`assess`], [`write_fleet_status`]). The Tenant watch
+//! ([`super::tenant_migrations`], [`super::decide`]); the ServiceDatabase's status write
+//! carries `status.rollout` and `status.tenants` ([`assess`], [`status_patch`]). The Tenant watch
 //! that brings it news is [`super::watch`].
 //!
 //! The rollout decision is the only one: the Tenant controller starts a non-fresh tenant's
@@ -10,7 +10,6 @@
 use k8s_openapi::api::batch::v1::Job;
 
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 
@@ -19,13 +18,12 @@ use super::decide::{Settings, decide_with_jobs};
 use super::fleet::{summarize, tenant_migrations};
 use super::{batch_jobs, batches};
 use crate::api::{
-    RESUME_ANNOTATION, RolloutPhase, RolloutStatus, ServiceDatabase, Tenancy, Tenant,
+    RESUME_ANNOTATION, RolloutPhase, RolloutStatus, ServiceDatabase, ServiceDatabaseStatus, Tenant,
     TenantsSummary,
 };
 use crate::controller::migration::inputs::fleet_hash;
 use crate::controller::migration::observe::{self, finished};
 use crate::controller::migration::step::CONFIG_MAP_NOT_FOUND;
-use crate::controller::status_patch::merge_status;
 use crate::service::migrations::files_from_config_maps;
 
 /// Reason (and Event reason) of a paused rollout.
@@ -119,7 +117,13 @@ pub async fn assess(
         state,
         recheck: None,
     };
-    let config_maps = match observe::config_maps(client, &target).await? {
+    // Both at once: the admission waits on this pass. The listing's result is looked at
+    // where it was read before, so its failure never hides a missing ConfigMap.
+    let (config_maps, seen) = futures::join!(
+        observe::config_maps(client, &target),
+        batch_jobs::seen(client, sdb)
+    );
+    let config_maps = match config_maps? {
         Ok(found) => found,
         Err(missing) => {
             return Ok(undecided(FleetState::Waiting {
@@ -157,7 +161,7 @@ pub async fn assess(
     let mut migrations =
         tenant_migrations(&name, &version, &hash, resume.as_deref(), &refs, &ended);
     // The batch Jobs hold their tenants (whatever batchSize is now), and count as running.
-    let seen = batch_jobs::seen(client, sdb).await?;
+    let seen = seen?;
     let held = batches::hold(
         &seen,
         &|t, job| batch_jobs::recorded(&name, &refs, t, job),
@@ -254,30 +258,12 @@ pub fn newly_paused(before: Option<&RolloutStatus>, after: Option<&RolloutStatus
     paused(after).is_some() && paused(before) != paused(after)
 }
 
-/// Writes `status.tenants` and `status.rollout` when they changed. Returns whether it
-/// wrote.
-pub async fn write_fleet_status(
-    ctx: &crate::controller::Context,
-    sdb: &ServiceDatabase,
-    fleet: &Fleet,
-) -> Result<bool, kube::Error> {
-    if sdb.spec.tenancy != Tenancy::PerTenant {
-        return Ok(false);
-    }
-    let status = sdb.status.as_ref();
-    if status.and_then(|s| s.tenants.as_ref()) == Some(&fleet.summary)
-        && status.and_then(|s| s.rollout.as_ref()) == fleet.rollout.as_ref()
-    {
-        return Ok(false);
-    }
-    let ns = sdb.namespace().unwrap_or_default();
-    let api: Api<ServiceDatabase> = Api::namespaced(ctx.client.clone(), &ns);
-    let body = json!({ "status": {
-        "tenants": fleet.summary,
-        "rollout": rollout_patch(fleet.rollout.as_ref()),
-    }});
-    merge_status(&api, &sdb.name_any(), &body, &ctx.written).await?;
-    Ok(true)
+/// A status holding the fleet's counts and decision, as a merge patch: one write carries
+/// the decision and the conditions, with every rollout field named (see `rollout_patch`).
+pub fn status_patch(status: &ServiceDatabaseStatus) -> Value {
+    let mut body = json!({ "status": status });
+    body["status"]["rollout"] = rollout_patch(status.rollout.as_ref());
+    body
 }
 
 /// The rollout as a merge patch: a field left out (an empty list, say) would keep its old

@@ -21,7 +21,7 @@ use crate::controller::events::{self, reasons as event_reasons};
 use crate::controller::migration::{self, MigrationTarget};
 use crate::controller::provisioning::{self, Failure};
 use crate::controller::rollout;
-use crate::controller::status_patch::apply_status;
+use crate::controller::status_patch::{apply_status, merge_status};
 use crate::service::Layout;
 
 /// Reason while the migration state cannot be read (the history table, the Jobs).
@@ -198,17 +198,21 @@ async fn per_tenant(
     .map_err(Error::kube(
         "reading the fleet's Tenants, Jobs and ConfigMaps",
     ))?;
+    if let Some(r) = &fleet.rollout {
+        tracing::debug!(
+            running = r.running,
+            admitted = r.admitted.len(),
+            at_target = r.at_target,
+            "fleet assessed"
+        );
+    }
     let layout = provisioning::layout(sdb);
-    writer
-        .write(&Progress::PerTenant {
-            database: layout.database.clone(),
-            secret_name: layout.app_secret().name.clone(),
-            fleet: fleet.state.clone(),
-        })
-        .await?;
-    rollout::write_fleet_status(ctx, sdb, &fleet)
-        .await
-        .map_err(Error::kube("writing the fleet status"))?;
+    let progress = Progress::PerTenant {
+        database: layout.database.clone(),
+        secret_name: layout.app_secret().name.clone(),
+        fleet: fleet.state.clone(),
+    };
+    writer.write_fleet(&progress, &fleet).await?;
     let before = sdb.status.as_ref().and_then(|s| s.rollout.as_ref());
     if rollout::newly_paused(before, fleet.rollout.as_ref())
         && let rollout::FleetState::Paused { message } = &fleet.state
@@ -299,6 +303,37 @@ impl<'a> StatusWriter<'a> {
         .map_err(Error::kube("writing the ServiceDatabase status"))?;
         self.current = Some(status);
         Ok(written)
+    }
+
+    /// The conditions of `progress` with the fleet's counts and decision, in one write (the
+    /// tenants it admits wait on it). Returns whether it wrote.
+    async fn write_fleet(
+        &mut self,
+        progress: &Progress,
+        fleet: &rollout::Fleet,
+    ) -> Result<bool, Error> {
+        let mut status = desired_status(
+            self.current.as_ref(),
+            self.sdb.metadata.generation,
+            progress,
+            &conditions::now(),
+        );
+        status.tenants = Some(fleet.summary.clone());
+        status.rollout = fleet.rollout.clone();
+        if self.current.as_ref() == Some(&status) {
+            return Ok(false);
+        }
+        let api: Api<ServiceDatabase> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.sdb.namespace().unwrap_or_default(),
+        );
+        let body = rollout::status_patch(&status);
+        merge_status(&api, &self.sdb.name_any(), &body, &self.ctx.written)
+            .await
+            .map_err(Error::kube("writing the fleet status"))?;
+        tracing::debug!("wrote the fleet status");
+        self.current = Some(status);
+        Ok(true)
     }
 
     /// Stalled with an Event, the Event only when the reason or message is new.

@@ -28,6 +28,8 @@ pub async fn prepare(
     now: Timestamp,
     migrating: bool,
 ) -> Result<Decision, kube::Error> {
+    let names: Vec<&str> = layout.secrets.iter().map(|s| s.name.as_str()).collect();
+    secrets.fetch_all(&layout.namespace, &names).await?;
     let mut states = Vec::with_capacity(layout.secrets.len());
     for s in &layout.secrets {
         let existing = secrets

@@ -50,13 +50,25 @@ impl KubeSecrets {
         }
     }
 
-    /// Reads a Secret whole (metadata too) ahead of the core, which then reads it from here.
+    /// Reads a Secret whole (metadata too) ahead of the core, which then reads it from here;
+    /// one fetched ahead already (and not read by the core since) is not read again.
     pub async fn fetch(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+        let key = format!("{namespace}/{name}");
+        if let Some(secret) = lock(&self.fetched).get(&key) {
+            return Ok(secret.clone());
+        }
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await?;
-        lock(&self.fetched).insert(format!("{namespace}/{name}"), secret.clone());
+        lock(&self.fetched).insert(key, secret.clone());
         Ok(secret)
+    }
+
+    /// Fetches `names` ahead, all at once (one round trip instead of one each).
+    pub async fn fetch_all(&self, namespace: &str, names: &[&str]) -> Result<(), kube::Error> {
+        futures::future::try_join_all(names.iter().map(|name| self.fetch(namespace, name)))
+            .await
+            .map(drop)
     }
 
     /// Each Secret fetched ahead, by `namespace/name`, with its resourceVersion (None: it
@@ -215,6 +227,8 @@ impl SecretStore for KubeSecrets {
                 .unwrap_or_default(),
         );
         let secret = desired_secret(layout, name, &self.owner, data, &annotations);
+        // A copy fetched ahead is older than this write.
+        lock(&self.fetched).remove(&format!("{}/{name}", layout.namespace));
         api.patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),

@@ -13,7 +13,7 @@ use super::placement::{Key, server_ready};
 use super::status::{DbReport, DbState, MigrationRecord};
 use super::verified;
 use crate::api::conditions::reasons;
-use crate::api::{DATABASE_SERVER_ANNOTATION, ServiceDatabase, Tenant};
+use crate::api::{DATABASE_SERVER_ANNOTATION, JobOutcome, ServiceDatabase, Tenant};
 use crate::controller::database_server::connect::{self, ServerProblem};
 use crate::controller::database_server::status::not_ready_why;
 use crate::controller::events::{self, reasons as event_reasons};
@@ -92,24 +92,25 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
     // The owner's rotation waits while a migration Job of this database runs.
     let job = rotation::tenant_migration_job(sdb, &name, known);
     // The database's Jobs, listed before anything reads its history (`migration::listed`).
-    let listed = match &target {
-        Some(t) => {
-            let named: Vec<String> = job
-                .iter()
-                .cloned()
-                .chain(migrations::batches_of(sdb, &name))
-                .collect();
-            match ListedJobs::list(&tc.ctx.client, t, &named).await {
-                Ok(listed) => Some(listed),
-                Err(e) => {
-                    // Provisioning goes on; the migration step lists again and says so.
-                    tracing::debug!(service = %layout.service, error = %e, "listing the migration Jobs");
-                    None
-                }
+    let listing = async {
+        let t = target.as_ref()?;
+        let named: Vec<String> = job
+            .iter()
+            .cloned()
+            .chain(migrations::batches_of(sdb, &name))
+            .collect();
+        match ListedJobs::list(&tc.ctx.client, t, &named).await {
+            Ok(listed) => Some(listed),
+            Err(e) => {
+                // Provisioning goes on; the migration step lists again and says so.
+                tracing::debug!(service = %layout.service, error = %e, "listing the migration Jobs");
+                None
             }
         }
-        None => None,
     };
+    // The Secrets at the same time (a failure here is the rotation's read's to report).
+    let names: Vec<&str> = layout.secrets.iter().map(|s| s.name.as_str()).collect();
+    let (listed, _) = futures::join!(listing, secrets.fetch_all(&layout.namespace, &names));
     let migrating = match (&listed, job.as_deref()) {
         (Some(listed), Some(job)) => Ok(listed.running(job)),
         _ => rotation::job_running(&tc.ctx.client, &layout.namespace, job.as_deref()).await,
@@ -202,18 +203,26 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             p.history_seen
         }
     };
-    let record = |job_moved: bool, history: Option<verified::History>| match checked {
-        // Not while a Job may run or has just started or ended: what it creates (the
-        // history table the app must not write to, say) is the next check's to see.
-        Some(began) if job.is_none() && !job_moved => {
-            tc.verified
-                .record(key.clone(), began, fingerprint, history_seen, history)
+    // Whether the check followed a listing in which every Job of the database had ended:
+    // then it saw all they created (`ListedJobs::settled`).
+    let listed_settled = listed.as_ref().map(|l| l.settled(job.as_deref()));
+    // Without a listing: only with no Job recorded and none seen moving (the step's own
+    // listing came after the check).
+    let settled = |job_moved: bool| listed_settled.unwrap_or(job.is_none() && !job_moved);
+    let record = |job_moved: bool, running_after: bool, history: Option<verified::History>| {
+        match checked {
+            // Not while a Job may run, nor by the pass that started one: what a Job creates
+            // (the history table the app must not write to, say) is the next check's to see.
+            Some(began) if settled(job_moved) && !running_after => {
+                tc.verified
+                    .record(key.clone(), began, fingerprint, history_seen, history)
+            }
+            _ if job_moved => tc.verified.forget(&key),
+            _ => {}
         }
-        _ if job_moved => tc.verified.forget(&key),
-        _ => {}
     };
     let Some(target) = target else {
-        record(false, None);
+        record(false, false, None);
         return Reconciled {
             next_due: rotation.next_due,
             ..done(report, DbState::Ready, None)
@@ -241,7 +250,12 @@ pub async fn reconcile(tenant: &Tenant, sdb: &ServiceDatabase, tc: &TenantContex
             rows,
             ended: seen.ended,
         });
-        record(job_moved, history);
+        let running_after = m
+            .record
+            .schema
+            .as_ref()
+            .is_some_and(|s| s.last_job_outcome == Some(JobOutcome::Running));
+        record(job_moved, running_after, history);
     }
     report.applied_version = m.applied_version;
     report.migration = Some(m.record);

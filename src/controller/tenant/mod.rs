@@ -275,6 +275,7 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
 #[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
+    tracing::debug!("reconcile starts");
     let mut pass = tc.resync.start(&tenant);
     let deleting = tenant.metadata.deletion_timestamp.is_some();
     // Until the first lists are in, a missing service or server would be reported wrongly.

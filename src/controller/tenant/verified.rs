@@ -11,8 +11,11 @@
 //! least 0.9 resync after the last pass, so it always checks in full: drift is repaired
 //! within about one and a half resyncs of the last full check. No check is reused by a pass
 //! that rotates a password or follows a migration Job (which may have created objects the
-//! check must see), nor recorded by one a Job may have run during; a failure forgets it;
-//! the memory goes with the operator (a restart checks all).
+//! check must see), nor recorded by one a Job may have run during or started: a check is
+//! recorded only after a listing in which every Job of the database had ended
+//! (`ListedJobs::settled`), so the pass that records a Job's end leaves the check the
+//! passes a promotion brings reuse. A failure forgets it; the memory goes with the
+//! operator (a restart checks all).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
