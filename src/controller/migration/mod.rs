@@ -11,6 +11,7 @@
 //! - [`decide`]: from `status.schema`, the history table and the Job (if it still exists) to
 //!   what happens next;
 //! - [`observe`]: reading ConfigMaps, Jobs, Pods and the history table;
+//! - [`outcome`]: what the step reports, for the status and the Events;
 //! - [`step`]: the step a controller runs, for a [`MigrationTarget`].
 //!
 //! A [`MigrationTarget`] names one database, so the same step serves a Shared
@@ -22,15 +23,17 @@ pub mod inputs;
 pub mod job;
 pub mod listed;
 pub mod observe;
+pub mod outcome;
 pub mod step;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::api::MigrationsSpec;
 
+pub use outcome::{Announcement, Outcome};
 pub use step::{
-    Admit, Announcement, BatchOf, Gates, MigrationError, Outcome, Prior, Seen, WAITING_FOR_ROLLOUT,
-    reconcile, reconcile_admitted,
+    Admit, BatchOf, Gates, MigrationError, Prior, Seen, WAITING_FOR_ROLLOUT, reconcile,
+    reconcile_admitted,
 };
 
 /// One database whose schema a migration Job moves.

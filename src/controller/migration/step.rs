@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use kube::api::{Api, PostParams};
 
 use super::MigrationTarget;
-use super::decide::{Decision, JobState, News, Next, Observed, decide};
+use super::decide::{JobState, Next, Observed, decide};
 use super::inputs::{Inputs, fleet_hash, job_name};
 use super::listed::ListedJobs;
+use super::outcome::{Announcement, Outcome, invalid, present};
 use super::{batch_job, failure, job, observe};
-use crate::api::conditions::reasons;
-use crate::api::{JobOutcome, RETRY_ANNOTATION, SchemaStatus};
+use crate::api::{JobOutcome, SchemaStatus};
 use crate::controller::status_patch::FIELD_MANAGER;
 use crate::migrate::effective::ReadRows;
 use crate::migrate::engine::MigrateError;
@@ -25,60 +25,6 @@ use crate::service::migrations::files_from_config_maps;
 
 /// A referenced ConfigMap does not exist (yet): its creation brings the next reconcile.
 pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
-
-/// Where the migrations stand, for the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The schema is at the target.
-    Applied { schema: SchemaStatus },
-    /// A Job runs (or was just created).
-    Running {
-        schema: SchemaStatus,
-        message: String,
-    },
-    /// Needs a change by a person: failed inputs, invalid migration files.
-    Stalled {
-        schema: Option<SchemaStatus>,
-        reason: &'static str,
-        message: String,
-    },
-    /// Waits for something that comes by itself (a ConfigMap being applied).
-    Waiting {
-        schema: Option<SchemaStatus>,
-        reason: &'static str,
-        message: String,
-    },
-}
-
-/// An Event to publish once the status is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announcement {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-    /// The Job it is about (the Event's `related` object).
-    pub job: String,
-}
-
-impl Announcement {
-    /// The Job's outcome, when this announces that it finished (counted once per Job, as
-    /// the announcement is made once).
-    pub fn finished(&self) -> Option<crate::controller::metrics::JobOutcome> {
-        use crate::controller::metrics::JobOutcome;
-        match self.reason {
-            event_reasons::MIGRATION_SUCCEEDED => Some(JobOutcome::Succeeded),
-            event_reasons::MIGRATION_FAILED => Some(JobOutcome::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// Event reasons.
-pub mod event_reasons {
-    pub const MIGRATION_STARTED: &str = "MigrationStarted";
-    pub const MIGRATION_SUCCEEDED: &str = "MigrationSucceeded";
-    pub const MIGRATION_FAILED: &str = "MigrationFailed";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -362,14 +308,6 @@ pub async fn reconcile_admitted(
     Ok(present(target, &name, decision))
 }
 
-fn invalid(schema: Option<SchemaStatus>, message: String) -> Outcome {
-    Outcome::Stalled {
-        schema,
-        reason: reasons::MIGRATIONS_INVALID,
-        message,
-    }
-}
-
 /// The current Job's state; a failure's detail from its Pods unless the status already
 /// has it for these inputs.
 async fn job_state(
@@ -432,79 +370,4 @@ async fn create(client: &kube::Client, namespace: &str, job: &Job) -> Result<(),
         Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
         Err(e) => Err(kube("creating the migration Job")(e)),
     }
-}
-
-/// What the decision means for the status and the Events. Pure.
-pub fn present(
-    target: &MigrationTarget,
-    job: &str,
-    decision: Decision,
-) -> (Outcome, Option<Announcement>) {
-    let Decision { next, schema, news } = decision;
-    let version = schema.target_version.clone().unwrap_or_default();
-    let pending = schema.pending.unwrap_or(0);
-    let announce = |warning, reason, note: String| Announcement {
-        warning,
-        reason,
-        note,
-        job: job.to_string(),
-    };
-    let announcement = match (news, &next) {
-        (Some(News::Started), _) => Some(announce(
-            false,
-            event_reasons::MIGRATION_STARTED,
-            format!(
-                "Job {job} applies {pending} migration(s) to database {} up to version {version}",
-                target.database
-            ),
-        )),
-        (Some(News::Succeeded), _) => Some(announce(
-            false,
-            event_reasons::MIGRATION_SUCCEEDED,
-            format!(
-                "database {} is at version {} (Job {job})",
-                target.database,
-                schema.applied_version.as_deref().unwrap_or("<none>")
-            ),
-        )),
-        (Some(News::Failed), Next::Failed { detail, .. }) => Some(announce(
-            true,
-            event_reasons::MIGRATION_FAILED,
-            detail.clone(),
-        )),
-        _ => None,
-    };
-    let outcome = match next {
-        Next::UpToDate => Outcome::Applied { schema },
-        Next::CreateJob => Outcome::Running {
-            message: format!(
-                "migration Job {job} is applying {pending} migration(s) up to version {version}"
-            ),
-            schema,
-        },
-        Next::Wait { job: running } if running == job => Outcome::Running {
-            message: format!(
-                "migration Job {job} is applying {pending} migration(s) up to version {version}"
-            ),
-            schema,
-        },
-        Next::Wait { job: running } => Outcome::Running {
-            message: format!(
-                "waiting for migration Job {running} (earlier inputs) to finish before the next one starts"
-            ),
-            schema,
-        },
-        Next::Failed {
-            job: failed,
-            detail,
-        } => Outcome::Stalled {
-            message: format!(
-                "migration Job {failed} failed: {detail}. Fix the migration (a change to the ConfigMaps or \
-                 targetVersion starts a new Job) or set the annotation {RETRY_ANNOTATION} to a new value to run it again"
-            ),
-            schema: Some(schema),
-            reason: reasons::MIGRATION_FAILED,
-        },
-    };
-    (outcome, announcement)
 }
