@@ -1,5 +1,6 @@
 //! Tenant placement through the controller: least loaded by share of maxDatabases, pins,
-//! never moving (also across a restart), NoCapacity. Two PostgreSQL servers of its own.
+//! never moving (also across a restart), NoCapacity, never on another installation's
+//! servers. Two PostgreSQL servers of its own.
 
 mod controller_common;
 mod support;
@@ -20,14 +21,6 @@ use tenant_common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_placed_by_load_and_pin_and_told_when_there_is_no_room() {
     let cluster = TestCluster::start().await;
-    // Unpinned placement looks at every DatabaseServer of the cluster, and a shared real
-    // cluster holds other tests' servers too.
-    if cluster
-        .fake_only("placement over exactly this test's DatabaseServers")
-        .is_none()
-    {
-        return;
-    }
     let ns = cluster.namespace().to_string();
     let client = cluster.client();
     let (pg_a, pg_b) = (
@@ -36,6 +29,9 @@ async fn tenants_are_placed_by_load_and_pin_and_told_when_there_is_no_room() {
     );
     let a = own_server(&cluster, &ns, &pg_a, 2).await;
     let b = own_server(&cluster, &ns, &pg_b, 4).await;
+    // Emptier than both and without a limit, but another installation's (as other tests'
+    // servers are on a shared real cluster): never placed on.
+    let theirs = foreign_server(&cluster, &pg_b).await;
     let controller = start(cluster.instrumented_client().client, fast_config(&ns));
     wait_server_ready(&client, &a).await;
     wait_server_ready(&client, &b).await;
@@ -72,6 +68,14 @@ async fn tenants_are_placed_by_load_and_pin_and_told_when_there_is_no_room() {
         "{message}"
     );
     assert!(placed(&full).is_empty());
+    let all: Api<Tenant> = Api::namespaced(client.clone(), &ns);
+    for t in all.list(&Default::default()).await.unwrap() {
+        assert!(
+            !placed(&t).values().any(|s| s == &theirs),
+            "{} placed on another installation's server",
+            t.metadata.name.unwrap_or_default()
+        );
+    }
 
     // A restart keeps every placement, even where the load would now say otherwise.
     controller.stop().await;
@@ -119,13 +123,6 @@ async fn tenants_are_placed_by_load_and_pin_and_told_when_there_is_no_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_whose_status_was_lost_is_not_placed_again_while_its_server_is_down() {
     let cluster = TestCluster::start().await;
-    // Unpinned placement looks at every DatabaseServer of the cluster.
-    if cluster
-        .fake_only("placement over exactly this test's DatabaseServers")
-        .is_none()
-    {
-        return;
-    }
     let ns = cluster.namespace().to_string();
     let client = cluster.client();
     let (pg_a, pg_b) = (

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use servicedb::api::conditions::{find_condition, is_ready};
 use servicedb::api::{DatabaseServer, Tenant};
@@ -140,6 +140,38 @@ pub async fn own_server(cluster: &TestCluster, ns: &str, pg: &TestServer, max: i
         }),
     )
     .await;
+    name
+}
+
+/// A DatabaseServer of another installation in the same cluster: its admin Secret in that
+/// installation's namespace, reported Ready (empty, no maxDatabases) as that installation
+/// would. Applied before this test's operator starts, so it finds the report there.
+pub async fn foreign_server(cluster: &TestCluster, pg: &TestServer) -> String {
+    let client = cluster.client();
+    let name = cluster.unique_name("theirs");
+    cluster.cleanup_later::<DatabaseServer>(&name);
+    let api: Api<DatabaseServer> = Api::all(client);
+    apply(
+        &api,
+        &name,
+        json!({
+            "apiVersion": "servicedb.io/v1alpha1", "kind": "DatabaseServer",
+            "metadata": {"name": name},
+            "spec": {
+                "host": pg.host(), "port": pg.port(), "sslMode": "disable",
+                "adminSecretRef": {"namespace": format!("{name}-operator"), "name": "pg-admin"},
+            },
+        }),
+    )
+    .await;
+    let generation = api.get(&name).await.unwrap().metadata.generation;
+    let status = json!({"status": {"databaseCount": 0, "observedGeneration": generation,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled",
+            "message": "reported by the other installation", "observedGeneration": generation,
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap_or_else(|e| panic!("reporting DatabaseServer {name} Ready: {e}"));
     name
 }
 

@@ -84,6 +84,13 @@ pub fn secrets_outside(server: &DatabaseServer, operator_namespace: &str) -> Opt
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
+/// Whether this installation provisions on the server: its admin and CA Secrets are in
+/// the operator's namespace. Another installation in the same cluster (one per namespace)
+/// reports its own servers Ready, but this one cannot log in there.
+pub fn is_ours(server: &DatabaseServer, operator_namespace: &str) -> bool {
+    secrets_outside(server, operator_namespace).is_none()
+}
+
 /// The core's view of the server. `ca_pem`: the `caSecretRef` key's content, if any.
 pub fn server_spec(
     server: &DatabaseServer,

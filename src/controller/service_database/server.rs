@@ -10,17 +10,21 @@ use crate::api::conditions::{find_condition, reasons, types};
 use crate::api::{DatabaseServer, ServiceDatabase};
 use crate::controller::Context;
 use crate::controller::database_server::connect::{self, ServerProblem};
+use crate::controller::database_server::operator_namespace;
+use crate::controller::database_server::spec::is_ours;
 use crate::controller::database_server::status::{not_ready_why, server_ready};
 use crate::controller::triggers::Triggers;
 use crate::provision::server::Server;
 
 /// The server the database lives on (`status.server`, once provisioned: a database never
 /// moves because the default server changed), else the one `spec.server` names, else the
-/// one marked default.
+/// one of this installation's servers ([`is_ours`]) marked default: another installation
+/// in the cluster has a default of its own.
 pub fn choose<'a>(
     named: Option<&str>,
     placed: Option<&str>,
     servers: &'a [DatabaseServer],
+    operator_namespace: &str,
 ) -> Result<&'a DatabaseServer, String> {
     if let Some(placed) = placed {
         return servers.iter().find(|s| s.name_any() == placed).ok_or_else(|| {
@@ -35,11 +39,16 @@ pub fn choose<'a>(
             .find(|s| s.name_any() == name)
             .ok_or_else(|| format!("spec.server: DatabaseServer {name} does not exist")),
         None => {
-            let defaults: Vec<&DatabaseServer> =
-                servers.iter().filter(|s| s.spec.default).collect();
+            let defaults: Vec<&DatabaseServer> = servers
+                .iter()
+                .filter(|s| s.spec.default && is_ours(s, operator_namespace))
+                .collect();
             match defaults.as_slice() {
                 [one] => Ok(one),
-                [] => Err("spec.server is not set and no DatabaseServer has default: true".into()),
+                [] => Err(format!(
+                    "spec.server is not set and no DatabaseServer with its admin Secret in the \
+                     operator's namespace {operator_namespace} has default: true"
+                )),
                 many => Err(format!(
                     "spec.server is not set and {} DatabaseServers have default: true ({}); mark only one",
                     many.len(),
@@ -140,7 +149,8 @@ pub async fn find(ctx: &Context, sdb: &ServiceDatabase) -> Result<DatabaseServer
         .await
         .map_err(Unavailable::Kube)?
         .items;
-    choose(sdb.spec.server.as_deref(), placed(sdb), &all)
+    let namespace = operator_namespace(ctx);
+    choose(sdb.spec.server.as_deref(), placed(sdb), &all, &namespace)
         .cloned()
         .map_err(|message| Unavailable::Waiting {
             reason: reasons::SERVER_NOT_FOUND,
@@ -153,32 +163,48 @@ mod tests {
     use super::*;
     use crate::api::conditions;
 
+    const OURS: &str = "servicedb-system";
+
     fn dbs(name: &str, default: bool) -> DatabaseServer {
         let mut d = DatabaseServer::new(name, Default::default());
         d.spec.default = default;
+        d.spec.admin_secret_ref.namespace = OURS.into();
         d
     }
 
     #[test]
     fn named_then_the_single_default() {
         let servers = [dbs("a", false), dbs("b", true)];
-        assert_eq!(choose(Some("a"), None, &servers).unwrap().name_any(), "a");
-        assert_eq!(choose(None, None, &servers).unwrap().name_any(), "b");
+        assert_eq!(
+            choose(Some("a"), None, &servers, OURS).unwrap().name_any(),
+            "a"
+        );
+        assert_eq!(choose(None, None, &servers, OURS).unwrap().name_any(), "b");
         assert!(
-            choose(Some("c"), None, &servers)
+            choose(Some("c"), None, &servers, OURS)
                 .unwrap_err()
                 .contains("DatabaseServer c does not exist")
         );
         let two = [dbs("a", true), dbs("b", true)];
         assert!(
-            choose(None, None, &two)
+            choose(None, None, &two, OURS)
                 .unwrap_err()
                 .contains("2 DatabaseServers have default: true (a, b)")
         );
         assert!(
-            choose(None, None, &[dbs("a", false)])
+            choose(None, None, &[dbs("a", false)], OURS)
                 .unwrap_err()
-                .contains("no DatabaseServer has default")
+                .contains("no DatabaseServer with its admin Secret in the operator's namespace")
+        );
+        // Another installation's default (its admin Secret in its own namespace) is not
+        // this one's: a cluster with two installations has a default for each.
+        let mut theirs = dbs("theirs", true);
+        theirs.spec.admin_secret_ref.namespace = "other-operator".into();
+        let mixed = [theirs, dbs("b", true)];
+        assert_eq!(choose(None, None, &mixed, OURS).unwrap().name_any(), "b");
+        assert!(
+            choose(Some("theirs"), None, &mixed, OURS).is_ok(),
+            "a server named explicitly is taken as named (its connection says what is wrong)"
         );
     }
 
@@ -188,11 +214,13 @@ mod tests {
     fn a_placed_database_stays_where_it_is() {
         let servers = [dbs("old", false), dbs("new", true)];
         assert_eq!(
-            choose(None, Some("old"), &servers).unwrap().name_any(),
+            choose(None, Some("old"), &servers, OURS)
+                .unwrap()
+                .name_any(),
             "old"
         );
         assert!(
-            choose(None, Some("gone"), &servers)
+            choose(None, Some("gone"), &servers, OURS)
                 .unwrap_err()
                 .contains("DatabaseServer gone, where this database lives")
         );

@@ -11,12 +11,12 @@ use kube::ResourceExt;
 
 use super::TenantContext;
 use super::database::key;
-use super::placement::{explain, recorded, server_ready};
+use super::placement::{explain, ours, recorded, server_ready};
 use super::status::DbState;
 use crate::api::conditions::reasons;
 use crate::api::{DATABASE_SERVER_ANNOTATION, DatabaseServer, ServiceDatabase, Tenant};
-use crate::controller::database_server::connect;
 use crate::controller::database_server::status::not_ready_why;
+use crate::controller::database_server::{connect, operator_namespace};
 use crate::controller::provisioning;
 use crate::controller::service_database::secrets::{KubeSecrets, refuse_foreign};
 use crate::service::Layout;
@@ -134,7 +134,8 @@ pub async fn locate(
     if let Some(server) = known(recorded, in_flight, &says) {
         return Ok(server);
     }
-    let servers = tc.servers.state();
+    let all = tc.servers.state();
+    let servers = ours(all.clone(), &operator_namespace(&tc.ctx));
     let looked = look(tc, &servers, &layout.database).await;
     match after_catalogs(&layout.database, app, &says, &looked) {
         Location::At(server) => return Ok(server),
@@ -149,8 +150,11 @@ pub async fn locate(
     let pin = tenant.spec.server.as_deref().or(sdb.spec.server.as_deref());
     let tenants = tc.tenants.state();
     let sdbs = tc.services.state();
+    // A pin is kept as written: one to another installation's server then fails at its
+    // connection, which says which Secret is where.
+    let choices = if pin.is_some() { &all } else { &servers };
     tc.placer
-        .place(&key, pin, &servers, &tenants, &sdbs)
+        .place(&key, pin, choices, &tenants, &sdbs)
         .map_err(|e| match e {
             PlacementError::Full => DbState::Stalled {
                 reason: reasons::NO_CAPACITY.into(),

@@ -15,6 +15,7 @@ use kube::ResourceExt;
 use crate::api::{DatabaseServer, ServiceDatabase, Tenancy, Tenant};
 use crate::service::placement::{Candidate, PlacementError, place};
 
+use crate::controller::database_server::spec::is_ours;
 pub use crate::controller::database_server::status::server_ready;
 
 /// One tenant database: (namespace, tenant, service).
@@ -78,6 +79,19 @@ pub fn candidates(
                 name,
             }
         })
+        .collect()
+}
+
+/// The servers this installation places on and looks for databases on ([`is_ours`]):
+/// another installation's servers are Ready by its report, but a database placed there
+/// could never be provisioned by this one, and placement never moves it back. Pure.
+pub fn ours(
+    servers: Vec<Arc<DatabaseServer>>,
+    operator_namespace: &str,
+) -> Vec<Arc<DatabaseServer>> {
+    servers
+        .into_iter()
+        .filter(|s| is_ours(s, operator_namespace))
         .collect()
 }
 
@@ -161,9 +175,10 @@ pub fn explain(e: &PlacementError, servers: &[Arc<DatabaseServer>]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        PlacementError::NoServers => {
-            "no DatabaseServer exists to place the database on; create one".to_string()
-        }
+        PlacementError::NoServers => "no DatabaseServer of this installation (admin Secret in \
+                                      the operator's namespace) exists to place the database on; \
+                                      create one"
+            .to_string(),
         other => other.to_string(),
     }
 }

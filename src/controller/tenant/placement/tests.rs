@@ -139,3 +139,33 @@ fn recorded_placement_is_read_from_status() {
     assert_eq!(recorded(&t, "crm").as_deref(), Some("a"));
     assert_eq!(recorded(&t, "other"), None);
 }
+
+/// Locks "placement only on this installation's servers": another installation's server
+/// (its admin Secret in its own namespace) is Ready and emptier, yet never chosen.
+#[test]
+fn another_installations_servers_are_not_placed_on() {
+    let in_namespace = |s: Arc<DatabaseServer>, ns: &str| {
+        let mut s = (*s).clone();
+        s.spec.admin_secret_ref.namespace = ns.into();
+        Arc::new(s)
+    };
+    let all = vec![
+        in_namespace(server("mine", 5, Some(10), true), "servicedb-system"),
+        in_namespace(server("theirs", 0, None, true), "other-operator"),
+    ];
+    let own = ours(all.clone(), "servicedb-system");
+    assert_eq!(
+        own.iter().map(|s| s.name_any()).collect::<Vec<_>>(),
+        ["mine"]
+    );
+    let placer = Placer::default();
+    assert_eq!(
+        placer.place(&key("t1", "app"), None, &own, &[], &[]),
+        Ok("mine".to_string())
+    );
+    // Without the filter the emptier foreign server would win.
+    assert_eq!(
+        placer.place(&key("t2", "app"), None, &all, &[], &[]),
+        Ok("theirs".to_string())
+    );
+}
