@@ -68,6 +68,12 @@ async fn tenants_are_placed_by_load_and_pin_and_told_when_there_is_no_room() {
         "{message}"
     );
     assert!(placed(&full).is_empty());
+    // Still a candidate by its status (Ready, room), so only the filter kept it out.
+    let servers: Api<DatabaseServer> = Api::all(client.clone());
+    assert!(
+        server_is_ready(&servers, &theirs).await,
+        "{theirs} stayed Ready"
+    );
     let all: Api<Tenant> = Api::namespaced(client.clone(), &ns);
     for t in all.list(&Default::default()).await.unwrap() {
         assert!(

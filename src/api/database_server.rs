@@ -112,7 +112,8 @@ pub struct DatabaseServerSpec {
     pub admin_secret_ref: SecretRef,
 
     /// Whether this server is used by ServiceDatabases and Tenants that name no server. At
-    /// most one DatabaseServer may be the default. Default: false.
+    /// most one DatabaseServer per installation may be the default (a server belongs to the
+    /// installation whose namespace holds its Secrets). Default: false.
     #[serde(default)]
     pub default: bool,
 

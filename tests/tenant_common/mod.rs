@@ -169,10 +169,32 @@ pub async fn foreign_server(cluster: &TestCluster, pg: &TestServer) -> String {
         "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled",
             "message": "reported by the other installation", "observedGeneration": generation,
             "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+    // On a shared cluster, another test's operator that saw the server before this report
+    // may still write its own (Stalled: Secrets outside its namespace); once a report is
+    // there for the generation, every installation leaves it alone. Reported until it
+    // stays Ready.
+    for _ in 0..10 {
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(status.clone()),
+        )
         .await
         .unwrap_or_else(|e| panic!("reporting DatabaseServer {name} Ready: {e}"));
-    name
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if server_is_ready(&api, &name).await {
+            return name;
+        }
+    }
+    panic!("DatabaseServer {name} does not stay Ready");
+}
+
+/// Whether the DatabaseServer `name` is Ready for its generation.
+pub async fn server_is_ready(api: &Api<DatabaseServer>, name: &str) -> bool {
+    let dbs = api.get(name).await.unwrap();
+    dbs.status
+        .as_ref()
+        .is_some_and(|s| is_ready(&s.conditions, dbs.metadata.generation))
 }
 
 pub async fn exists_on(server: &TestServer, db: &str) -> bool {

@@ -135,8 +135,11 @@ pub async fn locate(
         return Ok(server);
     }
     let all = tc.servers.state();
+    // Every server is looked at, another installation's too: it cannot be checked (its
+    // connection is refused), so a tenant whose database may be there waits rather than
+    // getting a second one. Only placing is limited to this installation's servers.
+    let looked = look(tc, &all, &layout.database).await;
     let servers = ours(all.clone(), &operator_namespace(&tc.ctx));
-    let looked = look(tc, &servers, &layout.database).await;
     match after_catalogs(&layout.database, app, &says, &looked) {
         Location::At(server) => return Ok(server),
         Location::Wait(message) => {
