@@ -57,7 +57,7 @@ pub async fn run() {
     f.tenants(d..n, false).await;
     // A Tenant listing no service is refused (Ready=False, InvalidSpec) once reconciled.
     // Each real database is a CREATE DATABASE and a Job while earlier ones resync.
-    let timeout = Duration::from_secs(300 + n as u64 / 10 + d as u64 / 2);
+    let timeout = Duration::from_secs(300 + n as u64 / 10 + d as u64);
     f.wait_tenants(n, timeout, |t| {
         if t.spec.services.is_empty() {
             reconciled(t)

@@ -127,23 +127,30 @@ pub async fn database_server_at(
     secret: &str,
     port: u16,
 ) -> String {
+    let spec = json!({
+        "host": pg().host(), "port": port, "sslMode": "disable",
+        "adminSecretRef": {"namespace": ns, "name": secret},
+    });
     let name = cluster.unique_name("pg");
-    cluster.cleanup_later::<DatabaseServer>(&name);
+    apply_database_server(cluster, &name, spec).await;
+    name
+}
+
+/// The DatabaseServer `name` with `spec`, deleted when the test ends (cluster-scoped: the
+/// namespace's deletion does not take it).
+pub async fn apply_database_server(cluster: &TestCluster, name: &str, spec: serde_json::Value) {
+    cluster.cleanup_later::<DatabaseServer>(name);
     let api: Api<DatabaseServer> = Api::all(cluster.client());
     apply(
         &api,
-        &name,
+        name,
         json!({
             "apiVersion": "servicedb.io/v1alpha1", "kind": "DatabaseServer",
             "metadata": {"name": name},
-            "spec": {
-                "host": pg().host(), "port": port, "sslMode": "disable",
-                "adminSecretRef": {"namespace": ns, "name": secret},
-            },
+            "spec": spec,
         }),
     )
     .await;
-    name
 }
 
 /// A Shared ServiceDatabase on `server` with `extra` merged into its spec.

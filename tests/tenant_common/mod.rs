@@ -10,7 +10,7 @@ use serde_json::json;
 use servicedb::api::conditions::{find_condition, is_ready};
 use servicedb::api::{DatabaseServer, Tenant};
 
-use crate::controller_common::apply;
+use crate::controller_common::{apply, apply_database_server};
 use crate::support::kube::{TestCluster, eventually, wait_for};
 use crate::support::postgres::TestServer;
 
@@ -124,22 +124,12 @@ pub async fn own_server(cluster: &TestCluster, ns: &str, pg: &TestServer, max: i
         }),
     )
     .await;
-    cluster.cleanup_later::<DatabaseServer>(&name);
-    let api: Api<DatabaseServer> = Api::all(client);
-    apply(
-        &api,
-        &name,
-        json!({
-            "apiVersion": "servicedb.io/v1alpha1", "kind": "DatabaseServer",
-            "metadata": {"name": name},
-            "spec": {
-                "host": pg.host(), "port": pg.port(), "sslMode": "disable",
-                "maxDatabases": max,
-                "adminSecretRef": {"namespace": ns, "name": secret},
-            },
-        }),
-    )
-    .await;
+    let spec = json!({
+        "host": pg.host(), "port": pg.port(), "sslMode": "disable",
+        "maxDatabases": max,
+        "adminSecretRef": {"namespace": ns, "name": secret},
+    });
+    apply_database_server(cluster, &name, spec).await;
     name
 }
 
@@ -147,23 +137,13 @@ pub async fn own_server(cluster: &TestCluster, ns: &str, pg: &TestServer, max: i
 /// installation's namespace, reported Ready (empty, no maxDatabases) as that installation
 /// would. Applied before this test's operator starts, so it finds the report there.
 pub async fn foreign_server(cluster: &TestCluster, pg: &TestServer) -> String {
-    let client = cluster.client();
     let name = cluster.unique_name("theirs");
-    cluster.cleanup_later::<DatabaseServer>(&name);
-    let api: Api<DatabaseServer> = Api::all(client);
-    apply(
-        &api,
-        &name,
-        json!({
-            "apiVersion": "servicedb.io/v1alpha1", "kind": "DatabaseServer",
-            "metadata": {"name": name},
-            "spec": {
-                "host": pg.host(), "port": pg.port(), "sslMode": "disable",
-                "adminSecretRef": {"namespace": format!("{name}-operator"), "name": "pg-admin"},
-            },
-        }),
-    )
-    .await;
+    let spec = json!({
+        "host": pg.host(), "port": pg.port(), "sslMode": "disable",
+        "adminSecretRef": {"namespace": format!("{name}-operator"), "name": "pg-admin"},
+    });
+    apply_database_server(cluster, &name, spec).await;
+    let api: Api<DatabaseServer> = Api::all(cluster.client());
     let generation = api.get(&name).await.unwrap().metadata.generation;
     let status = json!({"status": {"databaseCount": 0, "observedGeneration": generation,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled",

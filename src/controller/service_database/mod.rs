@@ -67,13 +67,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         watcher::Config::default().labels(&format!("{managed},{}", labels::TENANT)),
     )
     .default_backoff()
-    // The fleet step reads names, labels and conditions only.
-    .modify(|j| {
-        j.managed_fields_mut().clear();
-        if let Some(spec) = j.spec.as_mut() {
-            spec.template = Default::default();
-        }
-    })
+    // The fleet step reads names, labels and how each Job ended (`observe::finished`):
+    // the rest is not cached, as there is a Job per tenant database.
+    .modify(strip_job)
     .reflect(ctx.fleet_jobs.writer())
     .try_filter_map(move |event| futures::future::ready(Ok(job_ends.pass(event))));
     let by_job = controller.store();
@@ -200,4 +196,75 @@ async fn reconcile(sdb: Arc<ServiceDatabase>, ctx: Arc<Context>) -> Result<Actio
         ctx.failures.reset(&uid);
     }
     result
+}
+
+/// A tenant Job as the fleet cache keeps it: name, namespace, labels and its conditions'
+/// types and statuses.
+fn strip_job(job: &mut Job) {
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    job.managed_fields_mut().clear();
+    job.metadata.annotations = None;
+    job.metadata.owner_references = None;
+    job.spec = None;
+    if let Some(status) = job.status.take() {
+        let conditions = status.conditions.map(|cs| {
+            cs.into_iter()
+                .map(|c| JobCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    ..Default::default()
+                })
+                .collect()
+        });
+        job.status = Some(JobStatus {
+            conditions,
+            ..Default::default()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::migration::observe::finished;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
+
+    /// Locks what the fleet cache keeps of a Job: enough to say how it ended, and its
+    /// name and labels (the slot's owner), nothing else.
+    #[test]
+    fn a_stripped_job_still_says_how_it_ended() {
+        for ended in [None, Some(true), Some(false)] {
+            let mut job = Job::default();
+            job.metadata.name = Some("app-t1-mig-0123456789".into());
+            job.metadata.labels = Some([(labels::TENANT.to_string(), "t1".to_string())].into());
+            job.metadata.annotations = Some([("a".to_string(), "b".repeat(100))].into());
+            job.spec = Some(JobSpec::default());
+            let condition = |type_: &str| JobCondition {
+                type_: type_.into(),
+                status: "True".into(),
+                message: Some("x".repeat(200)),
+                ..Default::default()
+            };
+            job.status = Some(JobStatus {
+                active: Some(1),
+                conditions: ended.map(|ok| vec![condition(if ok { "Complete" } else { "Failed" })]),
+                ..Default::default()
+            });
+            let mut stripped = job.clone();
+            strip_job(&mut stripped);
+            assert_eq!(finished(&stripped), ended);
+            assert_eq!(stripped.metadata.name, job.metadata.name);
+            assert_eq!(stripped.metadata.labels, job.metadata.labels);
+            assert!(stripped.spec.is_none() && stripped.metadata.annotations.is_none());
+            let status = stripped.status.unwrap();
+            assert_eq!(status.active, None);
+            assert!(
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .all(|c| c.message.is_none())
+            );
+        }
+    }
 }

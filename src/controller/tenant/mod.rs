@@ -79,6 +79,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let (tenants, tenants_writer) = reflector::store::<Tenant>();
     let tenant_events = watcher(api::<Tenant>(&ctx), watcher::Config::default())
         .default_backoff()
+        // Nothing reads managedFields, and with server-side apply they are a large part of
+        // each cached Tenant.
+        .modify(|t| t.managed_fields_mut().clear())
         .reflect(tenants_writer)
         .applied_objects()
         .predicate_filter(

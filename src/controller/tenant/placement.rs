@@ -82,9 +82,9 @@ pub fn candidates(
         .collect()
 }
 
-/// The servers this installation places on and looks for databases on ([`is_ours`]):
-/// another installation's servers are Ready by its report, but a database placed there
-/// could never be provisioned by this one, and placement never moves it back. Pure.
+/// The servers this installation places new databases on ([`is_ours`]): another
+/// installation's servers are Ready by its report, but a database placed there could never
+/// be provisioned by this one, and placement never moves it back. Pure.
 pub fn ours(
     servers: Vec<Arc<DatabaseServer>>,
     operator_namespace: &str,
