@@ -1,29 +1,26 @@
 //! What the tenant benchmarks share: the fake API server with a DatabaseServer for the
 //! bench's PostgreSQL, the operator as a child process (`servicedb run`, the release binary
-//! built with the bench), a Job controller stand-in that plays every Job as soon as it
-//! appears (as many at once as exist), and waiting on the fleet.
+//! built with the bench), and waiting on the fleet; the Job controller stand-in is
+//! `job_player`.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use servicedb::api::{ServiceDatabase, Tenant};
-use servicedb::controller::migration::observe::finished;
 
 use crate::controller_common::{admin_secret, apply, database_server, wait_server_ready};
+use crate::secs;
 use crate::support::kube::{ClusterOptions, FakeOptions, Served, TestCluster, serve_instrumented};
 use crate::support::postgres::server as pg;
 use crate::tenant_common::tenant_ready;
+
+/// No Tenant coming through for this long is worth a look at the ones missing.
+const STALL: Duration = Duration::from_secs(300);
 
 pub const SERVICE: &str = "app";
 pub const V1: &str = "CREATE TABLE items (id int PRIMARY KEY, name text);\n";
@@ -151,7 +148,8 @@ impl Fixture {
         .await
     }
 
-    /// Waits until `n` Tenants pass `done`.
+    /// Waits until `n` Tenants pass `done`. When the count stops moving for a while, and at
+    /// the timeout, prints what the missing ones show (see `laggards`).
     pub async fn wait_tenants(
         &self,
         n: usize,
@@ -160,10 +158,25 @@ impl Fixture {
     ) -> Instant {
         let started = Instant::now();
         let mut last_note = Instant::now();
+        let (mut last_count, mut moved, mut reported) = (0, Instant::now(), false);
         loop {
-            let count = self.list_tenants().await.iter().filter(|t| done(t)).count();
+            let tenants = self.list_tenants().await;
+            let count = tenants.iter().filter(|t| done(t)).count();
             if count >= n {
                 return Instant::now();
+            }
+            if count != last_count {
+                (last_count, moved, reported) = (count, Instant::now(), false);
+            }
+            let stalled = !reported && moved.elapsed() > STALL;
+            if stalled || started.elapsed() > timeout {
+                let laggards: Vec<&Tenant> = tenants.iter().filter(|t| !done(t)).collect();
+                eprintln!(
+                    "  {count} of {n} Tenants there, none more for {}",
+                    secs(moved.elapsed())
+                );
+                crate::laggards::report(&self.client, &self.ns, &laggards).await;
+                reported = true;
             }
             if started.elapsed() > timeout {
                 panic!("timed out after {timeout:?}: {count} of {n} Tenants there");
@@ -270,130 +283,4 @@ fn write_kubeconfig(path: &Path, url: &str, namespace: &str) {
         "current-context": "fake",
     });
     std::fs::write(path, serde_yaml::to_string(&doc).expect("YAML")).expect("the kubeconfig");
-}
-
-/// One Job run by [`JobPlayer`].
-#[derive(Clone, Debug)]
-pub struct Played {
-    pub started: Instant,
-    pub ended: Instant,
-    pub succeeded: bool,
-}
-
-/// Plays every Job of the namespace the moment the watch shows it, all at once.
-///
-/// A Job counts as running, as the API tells it, from the moment the watch shows it until
-/// the watch shows it ended (or its run returned, should that come first): the counting
-/// follows the API's order of events, as the operator sees them, not the player's own
-/// bookkeeping after its last status write.
-pub struct JobPlayer {
-    pub played: Arc<Mutex<Vec<Played>>>,
-    running: Arc<Mutex<BTreeSet<String>>>,
-    most: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl JobPlayer {
-    pub fn start(f: &Fixture) -> JobPlayer {
-        let runner = f
-            .cluster
-            .job_runner()
-            .program("servicedb", env!("CARGO_BIN_EXE_servicedb"));
-        let api: Api<Job> = Api::namespaced(f.client.clone(), &f.ns);
-        let ns = f.ns.clone();
-        let played = Arc::new(Mutex::new(Vec::new()));
-        let running = Arc::new(Mutex::new(BTreeSet::new()));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (p, r, m) = (played.clone(), running.clone(), most.clone());
-        let task = tokio::spawn(async move {
-            let mut seen = BTreeSet::new();
-            let mut jobs = std::pin::pin!(
-                watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .applied_objects()
-            );
-            while let Ok(Some(job)) = jobs.try_next().await {
-                if finished(&job).is_some() {
-                    r.lock().expect("running").remove(&job.name_any());
-                }
-                if job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.start_time.as_ref())
-                    .is_some()
-                    || job.metadata.deletion_timestamp.is_some()
-                    || !seen.insert(job.name_any())
-                {
-                    continue;
-                }
-                {
-                    let mut running = r.lock().expect("running");
-                    running.insert(job.name_any());
-                    m.fetch_max(running.len(), Ordering::SeqCst);
-                }
-                let (runner, ns, name) = (runner.clone(), ns.clone(), job.name_any());
-                let (p, r) = (p.clone(), r.clone());
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    trace_job("seen", &name);
-                    let run = runner.run(&ns, &name).await;
-                    trace_job("ended", &name);
-                    r.lock().expect("running").remove(&name);
-                    let succeeded = match run {
-                        Ok(run) => run.succeeded,
-                        Err(e) => {
-                            eprintln!("job {name}: {e}");
-                            false
-                        }
-                    };
-                    p.lock().expect("played").push(Played {
-                        started,
-                        ended: Instant::now(),
-                        succeeded,
-                    });
-                });
-            }
-        });
-        JobPlayer {
-            played,
-            running,
-            most,
-            task,
-        }
-    }
-
-    /// Jobs played that started at or after `since`.
-    pub fn since(&self, since: Instant) -> Vec<Played> {
-        let played = self.played.lock().expect("played");
-        played
-            .iter()
-            .filter(|p| p.started >= since)
-            .cloned()
-            .collect()
-    }
-
-    /// Resets the highest number at once seen (to the number running now).
-    pub fn reset_most(&self) {
-        let running = self.running.lock().expect("running").len();
-        self.most.store(running, Ordering::SeqCst);
-    }
-
-    pub fn most(&self) -> usize {
-        self.most.load(Ordering::SeqCst)
-    }
-}
-
-/// With `SERVICEDB_BENCH_LOG` set, a timestamped line per Job seen and ended, to lay
-/// beside the operator's log.
-fn trace_job(what: &str, job: &str) {
-    if std::env::var_os("SERVICEDB_BENCH_LOG").is_some() {
-        let now = k8s_openapi::jiff::Timestamp::now();
-        eprintln!("{{\"timestamp\":\"{now}\",\"player\":\"{what}\",\"job\":\"{job}\"}}");
-    }
-}
-
-impl Drop for JobPlayer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

@@ -27,6 +27,8 @@ mod controller_common;
 mod tenant_common;
 
 mod fixture;
+mod job_player;
+mod laggards;
 mod onboard;
 mod pglog;
 mod rollout;

@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::fixture::{Fixture, JobPlayer, Operator, V1, tenant_name};
+use crate::fixture::{Fixture, Operator, V1, tenant_name};
+use crate::job_player::JobPlayer;
 use crate::support::postgres::server as pg;
 use crate::{row, scaled, secs, table};
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use servicedb::api::RolloutPhase;
 
-use crate::fixture::{Fixture, JobPlayer, Operator, V1};
+use crate::fixture::{Fixture, Operator, V1};
+use crate::job_player::JobPlayer;
 use crate::{row, scaled, secs, table};
 
 const MAX_PARALLEL: usize = 8;

@@ -16,7 +16,8 @@ use servicedb::provision::server::{
 use servicedb::api::Tenant;
 use servicedb::api::conditions::{find_condition, types};
 
-use crate::fixture::{Fixture, JobPlayer, Operator, V1, at_version};
+use crate::fixture::{Fixture, Operator, V1, at_version};
+use crate::job_player::JobPlayer;
 use crate::pglog::{Sessions, log_connections, tally, top_statements};
 use crate::support::postgres::server as pg;
 use crate::tenant_common::tenant_ready;
