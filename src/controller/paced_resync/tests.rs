@@ -20,12 +20,20 @@ fn names(picked: &[ObjectRef<ConfigMap>]) -> Vec<String> {
     picked.iter().map(|o| o.name.clone()).collect()
 }
 
+/// A pass that gets its slot at once (the tests that wait for one say so).
+fn begin<'a>(pacer: &'a PacedResync<ConfigMap>, name: &str) -> Pass<'a, ConfigMap> {
+    pacer
+        .start(&object(name))
+        .now_or_never()
+        .expect("a free slot")
+}
+
 const RESYNC: Duration = Duration::from_secs(100);
 
 /// One pass of each object, ending now: each is due about a resync from now.
 fn passed(pacer: &PacedResync<ConfigMap>, objects: &[&str]) {
     for name in objects {
-        drop(pacer.start(&object(name)));
+        drop(begin(pacer, name));
     }
 }
 
@@ -75,7 +83,7 @@ fn busy_slots_and_waiting_requests_leave_room_only_for_the_rest() {
     passed(&pacer, &["a", "b", "c", "d", "e"]);
     let later = Instant::now() + RESYNC * 2;
     // A change to "x" is being reconciled: 2 slots are left for routine passes.
-    let change = pacer.start(&object("x"));
+    let change = begin(&pacer, "x");
     let first = pacer.sweep(later).picked;
     assert_eq!(first.len(), 2, "{:?}", names(&first));
     // Triggered but not started: they hold their slots, nothing more is triggered.
@@ -83,7 +91,7 @@ fn busy_slots_and_waiting_requests_leave_room_only_for_the_rest() {
     assert!(held.picked.is_empty());
     assert_eq!(held.overdue, 3, "3 without a slot");
     // One of them starts: its slot is now a pass's, the other still waits for its own.
-    let started = pacer.start(&object(&first[0].name));
+    let started = begin(&pacer, &first[0].name);
     assert!(pacer.sweep(later).picked.is_empty());
     drop(started);
     let second = pacer.sweep(later).picked;
@@ -100,7 +108,7 @@ fn an_object_being_reconciled_is_not_due_until_its_pass_ends() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
     passed(&pacer, &["a"]);
     let later = Instant::now() + RESYNC * 2;
-    let running = pacer.start(&object("a"));
+    let running = begin(&pacer, "a");
     assert!(pacer.sweep(later).picked.is_empty(), "triggered twice");
     drop(running);
     assert!(pacer.sweep(Instant::now()).picked.is_empty());
@@ -110,10 +118,10 @@ fn an_object_being_reconciled_is_not_due_until_its_pass_ends() {
 #[test]
 fn a_failed_or_final_pass_sets_no_routine_check() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 4);
-    let mut failed = pacer.start(&object("failed"));
+    let mut failed = begin(&pacer, "failed");
     failed.failed();
     drop(failed);
-    let mut gone = pacer.start(&object("gone"));
+    let mut gone = begin(&pacer, "gone");
     gone.gone();
     drop(gone);
     passed(&pacer, &["fine"]);
@@ -131,7 +139,7 @@ fn a_triggered_object_that_started_otherwise_is_no_longer_requested() {
     passed(&pacer, &["a"]);
     let picked = pacer.sweep(Instant::now() + RESYNC * 2).picked;
     assert!(pacer.still_requested(&picked[0]));
-    let _running = pacer.start(&object("a"));
+    let _running = begin(&pacer, "a");
     assert!(!pacer.still_requested(&picked[0]));
 }
 
@@ -205,4 +213,55 @@ async fn the_stream_triggers_due_objects_reports_the_rest_and_ends_at_shutdown()
         Some(&0),
         "nothing is checked now"
     );
+}
+
+#[test]
+fn slots_go_first_come_first_served() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
+    let running = begin(&pacer, "a");
+    let (b, c) = (object("b"), object("c"));
+    let mut early = Box::pin(pacer.start(&b));
+    let mut late = Box::pin(pacer.start(&c));
+    assert!(early.as_mut().now_or_never().is_none(), "the slot is taken");
+    assert!(late.as_mut().now_or_never().is_none());
+    drop(running);
+    assert!(
+        late.as_mut().now_or_never().is_none(),
+        "the freed slot is the one that asked first's"
+    );
+    let early = early.as_mut().now_or_never().expect("its turn");
+    drop(early);
+    assert!(late.as_mut().now_or_never().is_some(), "then the next's");
+}
+
+#[test]
+fn passes_waiting_for_a_slot_leave_none_to_routine_checks() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 2);
+    passed(&pacer, &["old"]);
+    let later = Instant::now() + RESYNC * 2;
+    let (x, z) = (begin(&pacer, "x"), begin(&pacer, "z"));
+    let y = object("y");
+    let mut waiting = Box::pin(pacer.start(&y));
+    assert!(waiting.as_mut().now_or_never().is_none());
+    drop(z);
+    // Its slot is the waiting pass's, not a routine check's.
+    assert!(pacer.sweep(later).picked.is_empty());
+    let y = waiting.as_mut().now_or_never().expect("the freed slot");
+    assert!(pacer.sweep(later).picked.is_empty());
+    drop((x, y));
+    // Both slots free: "old" and one of the two just ended (due again by then too).
+    assert_eq!(pacer.sweep(later).picked.len(), 2);
+}
+
+#[test]
+fn a_pass_cancelled_while_waiting_leaves_its_object_due() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
+    let running = begin(&pacer, "a");
+    let b = object("b");
+    let mut waiting = Box::pin(pacer.start(&b));
+    assert!(waiting.as_mut().now_or_never().is_none());
+    drop(waiting);
+    drop(running);
+    let soon = Instant::now() + Duration::from_secs(1);
+    assert_eq!(names(&pacer.sweep(soon).picked), ["b"]);
 }

@@ -151,8 +151,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
     let metrics = ctx.metrics.clone();
     let forget = resync.clone();
     let unverified = verified.clone();
+    // kube runs whatever is triggered at once; the pacer's slots bound the passes, first
+    // come first served (kube's own bound can starve an object: see `paced_resync`).
     let run = controller
-        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .with_config(controller::Config::default().concurrency(0))
         .reconcile_on({
             let metrics = ctx.metrics.clone();
             let overdue = move |n| metrics.set_resyncs_overdue(Kind::Tenant, n);
@@ -275,11 +277,23 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
         .retry_after_failure(&tenant.uid().unwrap_or_default())
 }
 
-#[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
+/// Waits for a slot, then reconciles. Kept small: kube holds one of these for every
+/// Tenant triggered (thousands at once), and the pass's own state is only made once it
+/// runs.
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
+    let pacer = tc.resync.clone();
+    let pass = pacer.start(&tenant).await;
+    reconcile_pass(tenant, tc, pass).boxed().await
+}
+
+#[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
+async fn reconcile_pass(
+    tenant: Arc<Tenant>,
+    tc: Arc<TenantContext>,
+    mut pass: super::paced_resync::Pass<'_, Tenant>,
+) -> Result<Action, Error> {
     let uid = tenant.uid().unwrap_or_default();
     tracing::debug!("reconcile starts");
-    let mut pass = tc.resync.start(&tenant);
     let deleting = tenant.metadata.deletion_timestamp.is_some();
     // Until the first lists are in, a missing service or server would be reported wrongly.
     tc.caches_ready.clone().await;
