@@ -59,7 +59,8 @@ pub struct Config {
     /// Longest a single reconcile may take before it is abandoned and retried (a hung SQL
     /// call must not hold up shutdown; every step is safe to stop at any await).
     pub reconcile_timeout: Duration,
-    /// Reconciles running at once per kind (one object is never reconciled twice at once).
+    /// Reconciles running at once per kind (one object is never reconciled twice at once);
+    /// Tenants wait for theirs first come, first served (`paced_resync`).
     pub concurrency: u16,
     /// The image migration Jobs run unless a ServiceDatabase names its own: the
     /// operator's own (its `servicedb migrate` runs in the Job).

@@ -20,6 +20,7 @@
 //! kube unbounded, and each pass first waits here for a slot, first come first served.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ pub struct PacedResync<K: Resource<DynamicType = ()>> {
     /// The slots, handed out in the order passes ask (tokio's semaphore is fair); none when
     /// unbounded.
     gate: Option<Arc<Semaphore>>,
+    closed: AtomicBool,
     state: Mutex<State<K>>,
     pass_ended: Notify,
 }
@@ -127,6 +129,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
                 n => usize::from(n),
             },
             gate: (concurrency > 0).then(|| Arc::new(Semaphore::new(usize::from(concurrency)))),
+            closed: AtomicBool::new(false),
             state: Mutex::new(State {
                 due: HashMap::new(),
                 in_flight: 0,
@@ -138,8 +141,9 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
     }
 
     /// Waits for a slot for a reconcile of `obj`, whichever trigger brought it, behind the
-    /// passes that asked before; the pass holds the slot until it is dropped.
-    pub async fn start(&self, obj: &K) -> Pass<'_, K> {
+    /// passes that asked before; the pass holds the slot until it is dropped. None once
+    /// [`Self::close`]d: the controller is stopping, and what waits does not run.
+    pub async fn start(&self, obj: &K) -> Option<Pass<'_, K>> {
         let object = ObjectRef::from_obj(obj);
         {
             let mut state = self.lock();
@@ -154,12 +158,8 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             object: Some(object),
         };
         let slot = match &self.gate {
-            Some(gate) => Some(
-                gate.clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the gate is never closed"),
-            ),
+            Some(gate) => Some(gate.clone().acquire_owned().await.ok()?),
+            None if self.closed.load(Ordering::SeqCst) => return None,
             None => None,
         };
         let object = queued.object.take().expect("still queued");
@@ -168,12 +168,21 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             state.queued = state.queued.saturating_sub(1);
             state.in_flight += 1;
         }
-        Pass {
+        Some(Pass {
             pacer: self,
             object,
             uid: obj.meta().uid.clone().unwrap_or_default(),
             next: Next::Resync,
             _slot: slot,
+        })
+    }
+
+    /// The controller is stopping: passes waiting for a slot give up (kube's graceful
+    /// shutdown waits for every reconcile it started, and thousands may be waiting).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.close();
         }
     }
 

@@ -25,6 +25,7 @@ fn begin<'a>(pacer: &'a PacedResync<ConfigMap>, name: &str) -> Pass<'a, ConfigMa
     pacer
         .start(&object(name))
         .now_or_never()
+        .flatten()
         .expect("a free slot")
 }
 
@@ -229,7 +230,7 @@ fn slots_go_first_come_first_served() {
         late.as_mut().now_or_never().is_none(),
         "the freed slot is the one that asked first's"
     );
-    let early = early.as_mut().now_or_never().expect("its turn");
+    let early = early.as_mut().now_or_never().flatten().expect("its turn");
     drop(early);
     assert!(late.as_mut().now_or_never().is_some(), "then the next's");
 }
@@ -246,7 +247,11 @@ fn passes_waiting_for_a_slot_leave_none_to_routine_checks() {
     drop(z);
     // Its slot is the waiting pass's, not a routine check's.
     assert!(pacer.sweep(later).picked.is_empty());
-    let y = waiting.as_mut().now_or_never().expect("the freed slot");
+    let y = waiting
+        .as_mut()
+        .now_or_never()
+        .flatten()
+        .expect("the freed slot");
     assert!(pacer.sweep(later).picked.is_empty());
     drop((x, y));
     // Both slots free: "old" and one of the two just ended (due again by then too).
@@ -264,4 +269,32 @@ fn a_pass_cancelled_while_waiting_leaves_its_object_due() {
     drop(running);
     let soon = Instant::now() + Duration::from_secs(1);
     assert_eq!(names(&pacer.sweep(soon).picked), ["b"]);
+}
+
+#[test]
+fn closing_turns_away_the_passes_waiting_and_the_ones_to_come() {
+    for concurrency in [1, 0] {
+        let pacer = PacedResync::<ConfigMap>::new(RESYNC, concurrency);
+        let running = begin(&pacer, "a");
+        let b = object("b");
+        let mut waiting = Box::pin(pacer.start(&b));
+        if concurrency == 1 {
+            assert!(
+                waiting.as_mut().now_or_never().is_none(),
+                "the slot is taken"
+            );
+        }
+        pacer.close();
+        assert!(
+            matches!(waiting.as_mut().now_or_never(), Some(None)),
+            "concurrency {concurrency}: the waiting pass gives up"
+        );
+        drop(waiting);
+        drop(running);
+        let c = object("c");
+        assert!(
+            matches!(pacer.start(&c).now_or_never(), Some(None)),
+            "concurrency {concurrency}: none starts after, slot free or not"
+        );
+    }
 }

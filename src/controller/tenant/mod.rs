@@ -137,6 +137,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .shared()
     };
     let resync = Arc::new(PacedResync::new(ctx.config.resync, ctx.config.concurrency));
+    // What waits for a slot does not hold up the graceful shutdown.
+    let close = {
+        let resync = resync.clone();
+        shutdown.clone().map(move |_| resync.close())
+    };
     let verified = Arc::new(verified::Verified::default());
     let shared = Arc::new(TenantContext {
         ctx: ctx.clone(),
@@ -216,7 +221,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                 }
             }
         });
-    futures::join!(run, synced);
+    futures::join!(run, synced, close);
 }
 
 /// Whether the Tenant lists the service (or still has a database of it to offboard).
@@ -282,8 +287,11 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
 /// runs.
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
     let pacer = tc.resync.clone();
-    let pass = pacer.start(&tenant).await;
-    reconcile_pass(tenant, tc, pass).boxed().await
+    match pacer.start(&tenant).await {
+        Some(pass) => reconcile_pass(tenant, tc, pass).boxed().await,
+        // Stopping: the next leader reconciles it.
+        None => Ok(Action::await_change()),
+    }
 }
 
 #[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
