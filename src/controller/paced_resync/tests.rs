@@ -254,7 +254,8 @@ fn passes_waiting_for_a_slot_leave_none_to_routine_checks() {
         .expect("the freed slot");
     assert!(pacer.sweep(later).picked.is_empty());
     drop((x, y));
-    // Both slots free: "old" and one of the two just ended (due again by then too).
+    // Both slots free (what is picked besides "old": one of the passes just ended, due
+    // again by then too).
     assert_eq!(pacer.sweep(later).picked.len(), 2);
 }
 
@@ -273,28 +274,33 @@ fn a_pass_cancelled_while_waiting_leaves_its_object_due() {
 
 #[test]
 fn closing_turns_away_the_passes_waiting_and_the_ones_to_come() {
-    for concurrency in [1, 0] {
-        let pacer = PacedResync::<ConfigMap>::new(RESYNC, concurrency);
-        let running = begin(&pacer, "a");
-        let b = object("b");
-        let mut waiting = Box::pin(pacer.start(&b));
-        if concurrency == 1 {
-            assert!(
-                waiting.as_mut().now_or_never().is_none(),
-                "the slot is taken"
-            );
-        }
-        pacer.close();
-        assert!(
-            matches!(waiting.as_mut().now_or_never(), Some(None)),
-            "concurrency {concurrency}: the waiting pass gives up"
-        );
-        drop(waiting);
-        drop(running);
-        let c = object("c");
-        assert!(
-            matches!(pacer.start(&c).now_or_never(), Some(None)),
-            "concurrency {concurrency}: none starts after, slot free or not"
-        );
-    }
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
+    let running = begin(&pacer, "a");
+    let b = object("b");
+    let mut waiting = Box::pin(pacer.start(&b));
+    assert!(
+        waiting.as_mut().now_or_never().is_none(),
+        "the slot is taken"
+    );
+    pacer.close();
+    assert!(
+        matches!(waiting.as_mut().now_or_never(), Some(None)),
+        "the waiting pass gives up"
+    );
+    drop(waiting);
+    drop(running);
+    let c = object("c");
+    assert!(
+        matches!(pacer.start(&c).now_or_never(), Some(None)),
+        "none starts after, though the slot is free"
+    );
+    // Turned away, "b" and "c" stay due (for whoever checks them next); the slot is free.
+    let soon = Instant::now() + Duration::from_secs(1);
+    let mut picked = names(&pacer.sweep(soon).picked);
+    picked.sort();
+    assert_eq!(picked, ["b"], "one slot");
+    // Unbounded: no slot to wait for, still none after closing.
+    let unbounded = PacedResync::<ConfigMap>::new(RESYNC, 0);
+    unbounded.close();
+    assert!(matches!(unbounded.start(&c).now_or_never(), Some(None)));
 }

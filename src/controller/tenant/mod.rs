@@ -137,11 +137,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .shared()
     };
     let resync = Arc::new(PacedResync::new(ctx.config.resync, ctx.config.concurrency));
-    // What waits for a slot does not hold up the graceful shutdown.
-    let close = {
-        let resync = resync.clone();
-        shutdown.clone().map(move |_| resync.close())
-    };
+    let stopping = shutdown.clone();
     let verified = Arc::new(verified::Verified::default());
     let shared = Arc::new(TenantContext {
         ctx: ctx.clone(),
@@ -221,7 +217,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
                 }
             }
         });
-    futures::join!(run, synced, close);
+    let mut both = std::pin::pin!(async { futures::join!(run, synced) });
+    tokio::select! {
+        _ = &mut both => {}
+        _ = stopping => {
+            // What waits for a slot does not hold up the graceful shutdown.
+            resync.close();
+            both.await;
+        }
+    }
 }
 
 /// Whether the Tenant lists the service (or still has a database of it to offboard).
@@ -287,11 +291,20 @@ fn error_policy(tenant: Arc<Tenant>, error: &Error, tc: Arc<TenantContext>) -> A
 /// runs.
 async fn reconcile(tenant: Arc<Tenant>, tc: Arc<TenantContext>) -> Result<Action, Error> {
     let pacer = tc.resync.clone();
-    match pacer.start(&tenant).await {
-        Some(pass) => reconcile_pass(tenant, tc, pass).boxed().await,
+    let Some(mut pass) = pacer.start(&tenant).await else {
         // Stopping: the next leader reconciles it.
-        None => Ok(Action::await_change()),
-    }
+        return Ok(Action::await_change());
+    };
+    // kube handed over the Tenant as it was when triggered, and the wait may have been
+    // long (a deletion or a spec change meanwhile): the cache has it as it is now.
+    let Some(tenant) = tc.tenants.get(&ObjectRef::from_obj(&*tenant)) else {
+        let (ns, name) = (tenant.namespace().unwrap_or_default(), tenant.name_any());
+        tc.ctx.metrics.remove_tenant(&ns, &name);
+        tc.verified.forget_tenant(&ns, &name);
+        pass.gone();
+        return Ok(Action::await_change());
+    };
+    reconcile_pass(tenant, tc, pass).boxed().await
 }
 
 #[tracing::instrument(skip_all, fields(namespace = tenant.namespace().unwrap_or_default(), tenant = %tenant.name_any()))]
