@@ -18,6 +18,9 @@
 //! (5,000 Tenants with real databases: a Tenant whose Job ended in the first second was not
 //! reconciled again in 45 minutes, while thousands of later ones were). The controller runs
 //! kube unbounded, and each pass first waits here for a slot, first come first served.
+//! kube counts a waiting pass as running: a trigger for the object meanwhile brings one
+//! more pass after it (where kube's own queue would have merged the two), and a waiting
+//! pass reads the object afresh once it has its slot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
