@@ -216,6 +216,15 @@ async fn metrics_after_an_end_to_end_run() {
         Some(0.0),
         "no Tenant waits for its drift check"
     );
+    assert_eq!(
+        value(
+            &samples,
+            "servicedb_reconciles_waiting",
+            &[("kind", "Tenant")]
+        ),
+        Some(0.0),
+        "no Tenant reconcile waits for a slot"
+    );
 
     for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
         let (status, _, text) = get(addr, path).await;

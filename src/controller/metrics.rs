@@ -145,6 +145,7 @@ struct Inner {
     schema_pending: Family<SchemaKey, Gauge>,
     leader: Gauge,
     resyncs_overdue: Family<KindLabels, Gauge>,
+    reconciles_waiting: Family<KindLabels, Gauge>,
     /// Every database with series, and what they say: the families cannot be listed, and
     /// a version change or a deletion must remove the old series.
     schemas: Mutex<BTreeMap<SchemaKey, SchemaState>>,
@@ -175,6 +176,7 @@ impl Metrics {
         let schema_pending = Family::<SchemaKey, Gauge>::default();
         let leader = Gauge::default();
         let resyncs_overdue = Family::<KindLabels, Gauge>::default();
+        let reconciles_waiting = Family::<KindLabels, Gauge>::default();
         registry.register(
             "reconcile",
             "Reconciles by kind and result (success or error)",
@@ -216,6 +218,12 @@ impl Metrics {
              (above zero for long: more objects than the resync period and concurrency allow)",
             resyncs_overdue.clone(),
         );
+        registry.register(
+            "reconciles_waiting",
+            "Reconciles triggered and waiting for a free slot, first come first served \
+             (above zero for long: more work than the concurrency allows)",
+            reconciles_waiting.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             reconciles,
@@ -226,6 +234,7 @@ impl Metrics {
             schema_pending,
             leader,
             resyncs_overdue,
+            reconciles_waiting,
             schemas: Mutex::new(BTreeMap::new()),
         }))
     }
@@ -273,6 +282,16 @@ impl Metrics {
             .resyncs_overdue
             .get_or_create(&KindLabels { kind })
             .set(overdue);
+    }
+
+    pub fn set_reconciles_waiting(&self, kind: Kind, waiting: usize) {
+        let waiting = i64::try_from(waiting).unwrap_or(i64::MAX);
+        self.0
+            .reconciles_waiting
+            .get_or_create(&KindLabels {
+                kind: kind.as_str(),
+            })
+            .set(waiting);
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -51,6 +51,8 @@ pub struct PacedResync<K: Resource<DynamicType = ()>> {
     /// unbounded.
     gate: Option<Arc<Semaphore>>,
     closed: AtomicBool,
+    /// Hears how many passes wait for a slot, whenever that changes.
+    waiting: Option<Box<dyn Fn(usize) + Send + Sync>>,
     state: Mutex<State<K>>,
     pass_ended: Notify,
 }
@@ -94,6 +96,7 @@ impl<K: Resource<DynamicType = ()>> Drop for Queued<'_, K> {
             let mut state = self.pacer.lock();
             state.queued = state.queued.saturating_sub(1);
             state.due.insert(object, Instant::now());
+            self.pacer.report_waiting(state.queued);
         }
         self.pacer.pass_ended.notify_one();
     }
@@ -133,6 +136,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             },
             gate: (concurrency > 0).then(|| Arc::new(Semaphore::new(usize::from(concurrency)))),
             closed: AtomicBool::new(false),
+            waiting: None,
             state: Mutex::new(State {
                 due: HashMap::new(),
                 in_flight: 0,
@@ -155,6 +159,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             // kube would run a second pass right after this one.
             state.due.remove(&object);
             state.queued += 1;
+            self.report_waiting(state.queued);
         }
         let mut queued = Queued {
             pacer: self,
@@ -170,6 +175,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             let mut state = self.lock();
             state.queued = state.queued.saturating_sub(1);
             state.in_flight += 1;
+            self.report_waiting(state.queued);
         }
         Some(Pass {
             pacer: self,
@@ -178,6 +184,20 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             next: Next::Resync,
             _slot: slot,
         })
+    }
+
+    /// Reports the number of passes waiting for a slot to `report`, now and on each change.
+    pub fn reporting_waiting(mut self, report: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        report(self.lock().queued);
+        self.waiting = Some(Box::new(report));
+        self
+    }
+
+    /// Called with the state locked, so the reports come in the order of the changes.
+    fn report_waiting(&self, queued: usize) {
+        if let Some(report) = &self.waiting {
+            report(queued);
+        }
     }
 
     /// The controller is stopping: passes waiting for a slot give up (kube's graceful

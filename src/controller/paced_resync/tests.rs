@@ -304,3 +304,25 @@ fn closing_turns_away_the_passes_waiting_and_the_ones_to_come() {
     unbounded.close();
     assert!(matches!(unbounded.start(&c).now_or_never(), Some(None)));
 }
+
+#[test]
+fn the_passes_waiting_are_reported_as_they_change() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let report = seen.clone();
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1)
+        .reporting_waiting(move |n| report.lock().unwrap().push(n));
+    let running = begin(&pacer, "a");
+    let (b, c) = (object("b"), object("c"));
+    let mut second = Box::pin(pacer.start(&b));
+    let mut third = Box::pin(pacer.start(&c));
+    assert!(second.as_mut().now_or_never().is_none());
+    assert!(third.as_mut().now_or_never().is_none());
+    drop(running);
+    drop(second.as_mut().now_or_never().flatten().expect("its turn"));
+    drop(third);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [0, 1, 0, 1, 2, 1, 0],
+        "at first; a waits and starts; b and c wait; b starts; c is cancelled"
+    );
+}

@@ -136,7 +136,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shared<BoxFuture<'static, ()>>) {
         .boxed()
         .shared()
     };
-    let resync = Arc::new(PacedResync::new(ctx.config.resync, ctx.config.concurrency));
+    let resync = Arc::new({
+        let metrics = ctx.metrics.clone();
+        PacedResync::new(ctx.config.resync, ctx.config.concurrency)
+            .reporting_waiting(move |n| metrics.set_reconciles_waiting(Kind::Tenant, n))
+    });
     let stopping = shutdown.clone();
     let verified = Arc::new(verified::Verified::default());
     let shared = Arc::new(TenantContext {
