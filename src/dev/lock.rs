@@ -10,6 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// How long a second command waits, unless `SERVICEDB_DEV_LOCK_TIMEOUT` says otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 
+/// The holder writes its line just after taking the lock; a waiter that looks in between
+/// gives it this long to appear before saying it waits for an unnamed command.
+const NAME_GRACE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("{path}: {source}")]
@@ -78,7 +82,9 @@ async fn lock_with(
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
-                let holder = holder(&mut file);
+                let named = holder(&mut file);
+                let known = named.is_some();
+                let holder = named.unwrap_or_else(|| "another servicedb dev command".into());
                 if start.elapsed() >= limit {
                     return Err(LockError::Busy {
                         path,
@@ -86,7 +92,7 @@ async fn lock_with(
                         waited: humantime::format_duration(limit).to_string(),
                     });
                 }
-                if !told {
+                if !told && (known || start.elapsed() >= NAME_GRACE) {
                     waiting(format!(
                         "waiting for {holder} to finish ({})",
                         path.display()
@@ -109,13 +115,11 @@ async fn lock_with(
     Ok(StateLock { _file: file })
 }
 
-fn holder(file: &mut File) -> String {
+/// The holder's line, once it has written it.
+fn holder(file: &mut File) -> Option<String> {
     let mut text = String::new();
     let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
-    match text.trim() {
-        "" => "another servicedb dev command".to_string(),
-        line => line.to_string(),
-    }
+    Some(text.trim().to_string()).filter(|line| !line.is_empty())
 }
 
 #[cfg(test)]
@@ -143,5 +147,30 @@ mod tests {
         );
         drop(first);
         lock(dir.path(), "down", &mut |_| {}).await.unwrap();
+    }
+
+    /// Two commands started together: the waiter may look before the holder has written its
+    /// line. It names the holder all the same (CI once saw "waiting for another servicedb dev
+    /// command" here).
+    #[tokio::test]
+    async fn a_waiter_that_looks_before_the_holder_writes_still_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let mut raw = File::create(&path).unwrap();
+        raw.try_lock().unwrap();
+        let mut told = Vec::new();
+        let mut tell = |m| told.push(m);
+        let waiter = lock_with(dir.path(), "up", Duration::from_secs(10), &mut tell);
+        let holder = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            raw.write_all(b"pid 4242 (servicedb dev up, since now)\n")
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(raw);
+        };
+        let (taken, ()) = tokio::join!(waiter, holder);
+        taken.unwrap();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].starts_with("waiting for pid 4242 "), "{told:?}");
     }
 }
