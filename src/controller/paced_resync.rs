@@ -17,12 +17,16 @@
 //! takes the first it finds there, so under sustained load an unlucky object waits for good
 //! (5,000 Tenants with real databases: a Tenant whose Job ended in the first second was not
 //! reconciled again in 45 minutes, while thousands of later ones were). The controller runs
-//! kube unbounded, and each pass first waits here for a slot, first come first served.
+//! kube unbounded, and each pass first waits here for a slot, first come first served,
+//! with one exception: objects never reconciled yet queue one at a time, so a follow-up
+//! (a Job's end, a spec change of an object already seen) waits behind at most one of
+//! them. A burst of 5,000 new Tenants would otherwise hold every Job's end until the last
+//! of them had had its first pass, and no Tenant would be Ready for half an hour.
 //! kube counts a waiting pass as running: a trigger for the object meanwhile brings one
 //! more pass after it (where kube's own queue would have merged the two), and a waiting
 //! pass reads the object afresh once it has its slot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +54,8 @@ pub struct PacedResync<K: Resource<DynamicType = ()>> {
     /// The slots, handed out in the order passes ask (tokio's semaphore is fair); none when
     /// unbounded.
     gate: Option<Arc<Semaphore>>,
+    /// One ticket: the pass of an object not seen yet holds it while it queues at `gate`.
+    first_passes: Arc<Semaphore>,
     closed: AtomicBool,
     /// Hears how many passes wait for a slot, whenever that changes.
     waiting: Option<Box<dyn Fn(usize) + Send + Sync>>,
@@ -66,6 +72,8 @@ struct State<K: Resource<DynamicType = ()>> {
     queued: usize,
     /// Objects the sweeper triggered whose pass has not started yet, and since when.
     requested: HashMap<ObjectRef<K>, Instant>,
+    /// Objects that have had a pass here (until they are gone).
+    seen: HashSet<ObjectRef<K>>,
 }
 
 /// Held for the length of one reconcile: while it lives the slot counts as busy, and its
@@ -135,6 +143,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
                 n => usize::from(n),
             },
             gate: (concurrency > 0).then(|| Arc::new(Semaphore::new(usize::from(concurrency)))),
+            first_passes: Arc::new(Semaphore::new(1)),
             closed: AtomicBool::new(false),
             waiting: None,
             state: Mutex::new(State {
@@ -142,17 +151,19 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
                 in_flight: 0,
                 queued: 0,
                 requested: HashMap::new(),
+                seen: HashSet::new(),
             }),
             pass_ended: Notify::new(),
         }
     }
 
     /// Waits for a slot for a reconcile of `obj`, whichever trigger brought it, behind the
-    /// passes that asked before; the pass holds the slot until it is dropped. None once
+    /// passes that asked before (and, for an object's first pass, behind every follow-up
+    /// that asks while it waits); the pass holds the slot until it is dropped. None once
     /// [`Self::close`]d: the controller is stopping, and what waits does not run.
     pub async fn start(&self, obj: &K) -> Option<Pass<'_, K>> {
         let object = ObjectRef::from_obj(obj);
-        {
+        let first = {
             let mut state = self.lock();
             state.requested.remove(&object);
             // Not due while it waits or runs: a sweep meanwhile would trigger it again, and
@@ -160,13 +171,20 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             state.due.remove(&object);
             state.queued += 1;
             self.report_waiting(state.queued);
-        }
+            !state.seen.contains(&object)
+        };
         let mut queued = Queued {
             pacer: self,
             object: Some(object),
         };
         let slot = match &self.gate {
-            Some(gate) => Some(gate.clone().acquire_owned().await.ok()?),
+            Some(gate) => {
+                let _ticket = match first {
+                    true => Some(self.first_passes.clone().acquire_owned().await.ok()?),
+                    false => None,
+                };
+                Some(gate.clone().acquire_owned().await.ok()?)
+            }
             None if self.closed.load(Ordering::SeqCst) => return None,
             None => None,
         };
@@ -207,6 +225,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
         if let Some(gate) = &self.gate {
             gate.close();
         }
+        self.first_passes.close();
     }
 
     /// The object is gone (its trigger found nothing to reconcile): no more resyncs of it.
@@ -215,6 +234,7 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
             let mut state = self.lock();
             state.due.remove(object);
             state.requested.remove(object);
+            state.seen.remove(object);
         }
         // Its request may have held the last slot.
         self.pass_ended.notify_one();
@@ -322,6 +342,11 @@ impl<K: Resource<DynamicType = ()>> Drop for Pass<'_, K> {
             if self.next == Next::Resync {
                 let at = Instant::now() + jittered(self.pacer.resync, &self.uid);
                 state.due.insert(self.object.clone(), at);
+            }
+            if self.next == Next::Gone {
+                state.seen.remove(&self.object);
+            } else {
+                state.seen.insert(self.object.clone());
             }
         }
         self.pacer.pass_ended.notify_one();

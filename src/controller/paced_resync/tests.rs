@@ -235,6 +235,57 @@ fn slots_go_first_come_first_served() {
     assert!(late.as_mut().now_or_never().is_some(), "then the next's");
 }
 
+/// New objects queue one at a time: a follow-up for an object seen before (its Job ended)
+/// goes ahead of every new one but the one already at the front.
+#[test]
+fn a_follow_up_waits_behind_at_most_one_first_pass() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
+    passed(&pacer, &["seen"]);
+    let running = begin(&pacer, "a");
+    let (n1, n2, seen) = (object("n1"), object("n2"), object("seen"));
+    let mut first = Box::pin(pacer.start(&n1));
+    let mut second = Box::pin(pacer.start(&n2));
+    assert!(first.as_mut().now_or_never().is_none(), "the slot is taken");
+    assert!(second.as_mut().now_or_never().is_none());
+    let mut follow_up = Box::pin(pacer.start(&seen));
+    assert!(follow_up.as_mut().now_or_never().is_none());
+    drop(running);
+    assert!(follow_up.as_mut().now_or_never().is_none());
+    let first = first
+        .as_mut()
+        .now_or_never()
+        .flatten()
+        .expect("n1 was first");
+    assert!(second.as_mut().now_or_never().is_none());
+    drop(first);
+    assert!(
+        second.as_mut().now_or_never().is_none(),
+        "the follow-up goes before the second new object"
+    );
+    let follow_up = follow_up
+        .as_mut()
+        .now_or_never()
+        .flatten()
+        .expect("its turn");
+    drop(follow_up);
+    assert!(
+        second.as_mut().now_or_never().flatten().is_some(),
+        "then n2"
+    );
+}
+
+/// Gone objects are forgotten: a new object of the same name queues as a new one.
+#[test]
+fn a_gone_object_is_new_again() {
+    let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
+    let mut pass = begin(&pacer, "x");
+    pass.gone();
+    drop(pass);
+    passed(&pacer, &["y"]);
+    pacer.forget(&ObjectRef::from_obj(&object("y")));
+    assert!(pacer.lock().seen.is_empty());
+}
+
 #[test]
 fn passes_waiting_for_a_slot_leave_none_to_routine_checks() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 2);
