@@ -26,6 +26,8 @@
 //! more pass after it (where kube's own queue would have merged the two), and a waiting
 //! pass reads the object afresh once it has its slot.
 
+mod pick;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use self::pick::{Waiting, pick};
 use super::backoff::jittered;
 
 /// The shortest resync: a zero one would trigger every object without pause.
@@ -357,46 +360,6 @@ struct Sweep<K: Resource<DynamicType = ()>> {
     picked: Vec<ObjectRef<K>>,
     look_again: Instant,
     overdue: usize,
-}
-
-/// What is left after a sweep: due objects without a slot, the next due time, or nothing.
-#[derive(Debug, PartialEq, Eq)]
-enum Waiting {
-    Backlog,
-    Next(Instant),
-    Nothing,
-}
-
-/// The due objects (due at or before `now`) to trigger, most overdue first, at most `free`
-/// of them; what is left; how many were due. Pure.
-fn pick<T>(
-    candidates: impl Iterator<Item = (T, Instant)>,
-    now: Instant,
-    free: usize,
-) -> (Vec<T>, Waiting, usize) {
-    let mut due = Vec::new();
-    let mut next: Option<Instant> = None;
-    for (object, at) in candidates {
-        if at <= now {
-            due.push((at, object));
-        } else {
-            next = Some(next.map_or(at, |n| n.min(at)));
-        }
-    }
-    let overdue = due.len();
-    let backlog = overdue > free;
-    if backlog {
-        due.select_nth_unstable_by_key(free, |(at, _)| *at);
-        due.truncate(free);
-    }
-    due.sort_by_key(|(at, _)| *at);
-    let waiting = match (backlog, next) {
-        (true, _) => Waiting::Backlog,
-        (false, Some(at)) => Waiting::Next(at),
-        (false, None) => Waiting::Nothing,
-    };
-    let picked = due.into_iter().map(|(_, object)| object).collect();
-    (picked, waiting, overdue)
 }
 
 #[cfg(test)]
