@@ -37,7 +37,15 @@ pub enum LockError {
 /// Held for as long as it lives.
 #[derive(Debug)]
 pub struct StateLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for StateLock {
+    /// Clears the holder's line before the lock goes (closing the file releases it): the
+    /// next command's waiter must not name a holder that has finished.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 fn wait_limit() -> Result<Duration, LockError> {
@@ -112,7 +120,7 @@ async fn lock_with(
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     file.write_all(line.as_bytes()).map_err(io)?;
-    Ok(StateLock { _file: file })
+    Ok(StateLock { file })
 }
 
 /// The holder's line, once it has written it.
@@ -162,7 +170,7 @@ mod tests {
         let mut tell = |m| told.push(m);
         let waiter = lock_with(dir.path(), "up", Duration::from_secs(10), &mut tell);
         let holder = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             raw.write_all(b"pid 4242 (servicedb dev up, since now)\n")
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -172,5 +180,20 @@ mod tests {
         taken.unwrap();
         assert_eq!(told.len(), 1, "{told:?}");
         assert!(told[0].starts_with("waiting for pid 4242 "), "{told:?}");
+    }
+
+    /// The line goes with the lock: a command that starts after another has finished, and
+    /// looks before the new holder has written its own line, names no one who has gone.
+    #[tokio::test]
+    async fn a_finished_holder_leaves_no_line_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path(), "up", &mut |_| {}).await.unwrap();
+        let line = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+        assert!(line.starts_with("pid "), "{line}");
+        drop(first);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("lock")).unwrap(),
+            ""
+        );
     }
 }
