@@ -220,7 +220,7 @@ impl Metrics {
         );
         registry.register(
             "reconciles_waiting",
-            "Reconciles triggered and waiting for a free slot, first come first served \
+            "Reconciles triggered and waiting for a free slot \
              (above zero for long: more work than the concurrency allows)",
             reconciles_waiting.clone(),
         );

@@ -60,8 +60,8 @@ pub struct Config {
     /// call must not hold up shutdown; every step is safe to stop at any await).
     pub reconcile_timeout: Duration,
     /// Reconciles running at once per kind (one object is never reconciled twice at once);
-    /// Tenants wait for theirs first come, first served, Tenants not reconciled yet one at a
-    /// time (`paced_resync`).
+    /// Tenants wait for theirs first come, first served, those not reconciled yet one at a
+    /// time (`paced_resync`; 0 is unbounded, with no wait).
     pub concurrency: u16,
     /// The image migration Jobs run unless a ServiceDatabase names its own: the
     /// operator's own (its `servicedb migrate` runs in the Job).

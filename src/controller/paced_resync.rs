@@ -18,10 +18,14 @@
 //! (5,000 Tenants with real databases: a Tenant whose Job ended in the first second was not
 //! reconciled again in 45 minutes, while thousands of later ones were). The controller runs
 //! kube unbounded, and each pass first waits here for a slot, first come first served,
-//! with one exception: objects never reconciled yet queue one at a time, so a follow-up
-//! (a Job's end, a spec change of an object already seen) waits behind at most one of
-//! them. A burst of 5,000 new Tenants would otherwise hold every Job's end until the last
-//! of them had had its first pass, and no Tenant would be Ready for half an hour.
+//! with one exception: objects not reconciled yet (by this process: after a restart or a
+//! failover, all of them) queue one at a time, so a follow-up (a Job's end, a spec change of
+//! an object already seen) waits behind at most one of them. A burst of 5,000 new Tenants
+//! would otherwise hold every Job's end until the last of them had had its first pass, and
+//! no Tenant would be Ready for half an hour. The price: while follow-ups keep every slot
+//! busy (a rollout's Job ends, a DatabaseServer's readiness reaching every Tenant not
+//! Ready), new objects start one per round of them; none waits for good, as each object
+//! has at most one pass queued.
 //! kube counts a waiting pass as running: a trigger for the object meanwhile brings one
 //! more pass after it (where kube's own queue would have merged the two), and a waiting
 //! pass reads the object afresh once it has its slot.
@@ -161,8 +165,9 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
     }
 
     /// Waits for a slot for a reconcile of `obj`, whichever trigger brought it, behind the
-    /// passes that asked before (and, for an object's first pass, behind every follow-up
-    /// that asks while it waits); the pass holds the slot until it is dropped. None once
+    /// passes that asked before (an object's first pass also waits for the one ticket, and
+    /// the follow-ups that ask meanwhile go ahead of it); the pass holds the slot until it is
+    /// dropped. None once
     /// [`Self::close`]d: the controller is stopping, and what waits does not run.
     pub async fn start(&self, obj: &K) -> Option<Pass<'_, K>> {
         let object = ObjectRef::from_obj(obj);

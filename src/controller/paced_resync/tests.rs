@@ -274,7 +274,8 @@ fn a_follow_up_waits_behind_at_most_one_first_pass() {
     );
 }
 
-/// Gone objects are forgotten: a new object of the same name queues as a new one.
+/// Gone objects are forgotten (no memory kept for deleted Tenants), and one of the same name
+/// queues as a new one.
 #[test]
 fn a_gone_object_is_new_again() {
     let pacer = PacedResync::<ConfigMap>::new(RESYNC, 1);
@@ -282,8 +283,35 @@ fn a_gone_object_is_new_again() {
     pass.gone();
     drop(pass);
     passed(&pacer, &["y"]);
-    pacer.forget(&ObjectRef::from_obj(&object("y")));
+    let y = ObjectRef::from_obj(&object("y"));
+    assert!(pacer.lock().seen.contains(&y));
+    pacer.forget(&y);
     assert!(pacer.lock().seen.is_empty());
+    // So x's next pass is a first pass again: it waits for the ticket, and a follow-up that
+    // asks after it goes first.
+    passed(&pacer, &["seen"]);
+    let running = begin(&pacer, "a");
+    let (n, x, seen) = (object("n"), object("x"), object("seen"));
+    let mut new = Box::pin(pacer.start(&n));
+    let mut again = Box::pin(pacer.start(&x));
+    let mut follow_up = Box::pin(pacer.start(&seen));
+    assert!(new.as_mut().now_or_never().is_none());
+    assert!(again.as_mut().now_or_never().is_none());
+    assert!(follow_up.as_mut().now_or_never().is_none());
+    drop(running);
+    drop(new.as_mut().now_or_never().flatten().expect("n was first"));
+    assert!(
+        again.as_mut().now_or_never().is_none(),
+        "x waits as a new object"
+    );
+    drop(
+        follow_up
+            .as_mut()
+            .now_or_never()
+            .flatten()
+            .expect("the follow-up"),
+    );
+    assert!(again.as_mut().now_or_never().flatten().is_some());
 }
 
 #[test]
