@@ -11,6 +11,8 @@
 //! - `servicedb_schema_pending{namespace,name,tenant,database}`: migrations not applied yet;
 //! - `servicedb_leader`: 1 while this replica holds the leader lease (or runs without
 //!   leader election), else 0.
+//! - `servicedb_resyncs_overdue{kind}`: objects whose drift check is due and has no slot;
+//! - `servicedb_reconciles_waiting{kind}`: reconciles triggered and waiting for a slot.
 //!
 //! `kind` is `DatabaseServer`, `ServiceDatabase` or `Tenant`. Per-database series go when
 //! their resource goes, so a deleted database does not linger in dashboards.
@@ -20,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::ResourceExt;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -30,106 +31,16 @@ use prometheus_client::registry::Registry;
 
 use crate::api::{ServiceDatabase, Tenancy, Tenant};
 
+mod labels;
+
+use self::labels::{ErrorLabels, KindLabels, OutcomeLabels, ResultLabels, SchemaInfoLabels};
+pub use self::labels::{JobOutcome, Kind, SchemaKey, SchemaState};
+
 /// `Content-Type` of [`Metrics::encode`]'s output (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Reconcile durations, in seconds: most take milliseconds, a slow server seconds.
 const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0];
-
-/// The resource kinds the controllers reconcile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    DatabaseServer,
-    ServiceDatabase,
-    Tenant,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::DatabaseServer => "DatabaseServer",
-            Kind::ServiceDatabase => "ServiceDatabase",
-            Kind::Tenant => "Tenant",
-        }
-    }
-}
-
-/// How a migration Job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobOutcome {
-    Succeeded,
-    Failed,
-}
-
-impl JobOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobOutcome::Succeeded => "succeeded",
-            JobOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// One database's schema series: `tenant` is empty for a Shared database.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-pub struct SchemaKey {
-    pub namespace: String,
-    pub name: String,
-    pub tenant: String,
-    pub database: String,
-}
-
-/// What the schema series of one database say.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SchemaState {
-    /// The applied version (`servicedb_schema_info`), if any migration was applied.
-    pub version: Option<String>,
-    /// Migrations not applied yet (`servicedb_schema_pending`), if known.
-    pub pending: Option<i64>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    kind: &'static str,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ErrorLabels {
-    kind: &'static str,
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SchemaInfoLabels {
-    namespace: String,
-    name: String,
-    tenant: String,
-    database: String,
-    version: String,
-}
-
-impl SchemaInfoLabels {
-    fn new(key: &SchemaKey, version: &str) -> SchemaInfoLabels {
-        SchemaInfoLabels {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            tenant: key.tenant.clone(),
-            database: key.database.clone(),
-            version: version.to_string(),
-        }
-    }
-}
 
 /// The process's metrics; cheap to clone (clones share the registry).
 #[derive(Clone)]
