@@ -167,8 +167,8 @@ impl<K: Resource<DynamicType = ()>> PacedResync<K> {
     /// Waits for a slot for a reconcile of `obj`, whichever trigger brought it, behind the
     /// passes that asked before (an object's first pass also waits for the one ticket, and
     /// the follow-ups that ask meanwhile go ahead of it); the pass holds the slot until it is
-    /// dropped. None once
-    /// [`Self::close`]d: the controller is stopping, and what waits does not run.
+    /// dropped. None once [`Self::close`]d: the controller is stopping, and what waits does
+    /// not run.
     pub async fn start(&self, obj: &K) -> Option<Pass<'_, K>> {
         let object = ObjectRef::from_obj(obj);
         let first = {
